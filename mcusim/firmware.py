@@ -1,0 +1,216 @@
+"""Read a firmware ELF once: what to load where, its symbols, its sections, and function signatures.
+
+Everything downstream (emulator, cycle model, size report, profiler) reads a `Firmware`, never
+the ELF file itself.
+"""
+from __future__ import annotations
+
+from .errors import McusimError
+
+import bisect
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+PF_X = 0x1
+
+
+class FirmwareError(McusimError):
+    """The file is not a usable Cortex-M firmware ELF, or a symbol is missing."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int          # where it lives at run time
+    paddr: int          # where its initial bytes are stored (flash for .data)
+    data: bytes
+    memsz: int
+    executable: bool
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    addr: int
+    size: int
+    load_addr: int
+    alloc: bool
+    write: bool
+    execute: bool
+    nobits: bool
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    addr: int           # Thumb bit cleared
+    size: int
+    kind: str           # "func" or "object" or "other"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """C prototype from DWARF: each type is 'int', 'uint', 'int64', 'float', 'double', 'pointer',
+    'struct' or (return only) 'void'."""
+    params: tuple[str, ...]
+    returns: str        # also 'void'
+
+
+@dataclass
+class Firmware:
+    path: Path
+    segments: list[Segment]
+    sections: list[Section]
+    symbols: dict[str, Symbol]
+    data_in_code: list[tuple[int, int]]      # [start, end) of literal pools and tables inside code
+    _elf_bytes: bytes = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Firmware":
+        path = Path(path)
+        if not path.is_file():
+            raise FirmwareError(f"firmware file {path} does not exist; build one with `mcusim cc SRC.c -o {path}`")
+        raw = path.read_bytes()
+        if raw[:4] != b"\x7fELF":
+            raise FirmwareError(f"{path} is not an ELF file (it starts with {raw[:4]!r}); "
+                                f"pass the .elf that `mcusim cc` writes")
+        try:
+            import io
+            elf = ELFFile(io.BytesIO(raw))
+            if elf["e_machine"] != "EM_ARM" or elf.elfclass != 32:
+                raise FirmwareError(f"{path} is an ELF for {elf['e_machine']}, not 32-bit ARM; "
+                                    f"build it for the Cortex-M4 with `mcusim cc`")
+            segments = [Segment(s["p_vaddr"], s["p_paddr"], s.data()[: s["p_filesz"]], s["p_memsz"],
+                                bool(s["p_flags"] & PF_X))
+                        for s in elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_memsz"]]
+            sections = []
+            for s in elf.iter_sections():
+                flags = s["sh_flags"]
+                if not flags & SHF_ALLOC or not s["sh_size"]:
+                    continue
+                lma = next((g.paddr + s["sh_addr"] - g.vaddr for g in segments
+                            if g.vaddr <= s["sh_addr"] < g.vaddr + max(g.memsz, 1)), s["sh_addr"])
+                sections.append(Section(s.name, s["sh_addr"], s["sh_size"], lma, True, bool(flags & SHF_WRITE),
+                                        bool(flags & SHF_EXECINSTR), s["sh_type"] == "SHT_NOBITS"))
+            symbols, mapping = {}, []
+            for tab in elf.iter_sections():
+                if not isinstance(tab, SymbolTableSection):
+                    continue
+                for sym in tab.iter_symbols():
+                    if sym.name[:2] in ("$t", "$d", "$a"):     # ARM mapping symbols: code vs data
+                        mapping.append((sym["st_value"], sym.name[1]))
+                    if not sym.name or sym["st_shndx"] == "SHN_UNDEF" or sym.name.startswith("$"):
+                        continue
+                    kind = {"STT_FUNC": "func", "STT_OBJECT": "object"}.get(sym["st_info"]["type"], "other")
+                    addr = sym["st_value"] & ~1 if kind == "func" else sym["st_value"]
+                    if sym.name not in symbols or sym["st_info"]["bind"] == "STB_GLOBAL":
+                        symbols[sym.name] = Symbol(sym.name, addr, sym["st_size"], kind)
+        except (ELFError, KeyError, ValueError, OSError) as exc:
+            if isinstance(exc, FirmwareError):
+                raise
+            raise FirmwareError(f"{path} is not a readable ELF file ({exc}); rebuild it with `mcusim cc`") from None
+        return cls(path, segments, sections, symbols, _data_ranges(mapping, sections), raw)
+
+    # -- symbols -------------------------------------------------------------------------------
+    def symbol(self, name: str) -> Symbol:
+        try:
+            return self.symbols[name]
+        except KeyError:
+            funcs = sorted(s.name for s in self.symbols.values() if s.kind == "func" and not s.name.startswith("__"))
+            raise FirmwareError(f"symbol '{name}' is not in {self.path.name}; functions it defines: "
+                                f"{', '.join(funcs[:30]) or 'none'}") from None
+
+    def address(self, name: str) -> int:
+        return self.symbol(name).addr
+
+    @cached_property
+    def _functions(self) -> tuple[list[int], list[Symbol]]:
+        funcs = sorted((s for s in self.symbols.values() if s.kind == "func" and s.size), key=lambda s: s.addr)
+        return [f.addr for f in funcs], funcs
+
+    def function_at(self, addr: int) -> Symbol | None:
+        starts, funcs = self._functions
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0 and addr < funcs[i].addr + funcs[i].size:
+            return funcs[i]
+        return None
+
+    def describe(self, addr: int) -> str:
+        """`symbol+0xoff` for an address, as a fault report or profile shows it."""
+        f = self.function_at(addr)
+        return f"{f.name}+{addr - f.addr:#x}" if f else f"{addr:#010x}"
+
+    # -- code ----------------------------------------------------------------------------------
+    def code_ranges(self) -> list[tuple[int, bytes]]:
+        """(address, bytes) of each executable section, for the cycle model's decoder."""
+        out = []
+        for s in self.sections:
+            if s.execute and not s.nobits:
+                seg = next(g for g in self.segments if g.vaddr <= s.addr < g.vaddr + g.memsz)
+                off = s.addr - seg.vaddr
+                out.append((s.addr, seg.data[off: off + s.size]))
+        return out
+
+    # -- signatures ----------------------------------------------------------------------------
+    @cached_property
+    def _signatures(self) -> dict[str, Signature]:
+        import io
+        elf = ELFFile(io.BytesIO(self._elf_bytes))
+        if not elf.has_dwarf_info():
+            return {}
+        sigs = {}
+        for cu in elf.get_dwarf_info().iter_CUs():
+            for die in cu.iter_DIEs():
+                if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+                    continue
+                name = die.attributes["DW_AT_name"].value.decode()
+                params = tuple(_type_class(c) for c in die.iter_children() if c.tag == "DW_TAG_formal_parameter")
+                sig = Signature(params, _type_class(die))
+                if name not in sigs or "DW_AT_low_pc" in die.attributes:
+                    sigs[name] = sig
+        return sigs
+
+    def signature(self, name: str) -> Signature | None:
+        return self._signatures.get(name)
+
+
+def _data_ranges(mapping: list[tuple[int, str]], sections: list[Section]) -> list[tuple[int, int]]:
+    """Turn `$d`/`$t` mapping symbols into [start, end) ranges of data inside executable sections."""
+    ranges = []
+    for sec in (s for s in sections if s.execute):
+        marks = sorted((a, k) for a, k in mapping if sec.addr <= a < sec.addr + sec.size)
+        for (addr, kind), nxt in zip(marks, marks[1:] + [(sec.addr + sec.size, "t")]):
+            if kind == "d" and nxt[0] > addr:
+                ranges.append((addr, nxt[0]))
+    return ranges
+
+
+def _type_class(die) -> str:
+    """Reduce a DWARF type to what the AAPCS hard-float ABI cares about."""
+    if "DW_AT_type" not in die.attributes:
+        return "void"
+    t = die.get_DIE_from_attribute("DW_AT_type")
+    while t.tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type"):
+        if "DW_AT_type" not in t.attributes:
+            return "void"
+        t = t.get_DIE_from_attribute("DW_AT_type")
+    if t.tag == "DW_TAG_pointer_type":
+        return "pointer"
+    if t.tag == "DW_TAG_base_type":
+        name = t.attributes["DW_AT_name"].value.decode()
+        if name == "float":
+            return "float"
+        if name == "double":
+            return "double"
+        if t.attributes["DW_AT_byte_size"].value == 8:
+            return "int64"
+        unsigned = t.attributes["DW_AT_encoding"].value in (0x02, 0x08, 0x10)   # boolean, unsigned(_char), UTF
+        return "uint" if unsigned else "int"
+    if t.tag == "DW_TAG_enumeration_type":
+        return "int"
+    return "struct"

@@ -1,0 +1,133 @@
+"""SRAM and flash budget: what the firmware takes statically, what the host allocates for buffers,
+and how deep the stack went (measured by painting). Exceeding the board is an error with a breakdown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .boards import Board
+from .errors import McusimError
+from .firmware import Firmware
+
+STACK_PAINT = 0xC5   # byte written over the stack before a call; the deepest changed byte is the peak
+KIB = 1024
+
+
+class MemoryBudgetError(McusimError):
+    """The firmware plus its buffers do not fit in the board's SRAM or flash."""
+
+
+def _kib(n: int) -> str:
+    return f"{n / KIB:.1f} KB"
+
+
+@dataclass(frozen=True)
+class StaticUsage:
+    """Flash and SRAM taken by the ELF itself."""
+    flash: dict[str, int]          # section -> bytes stored in flash (code, constants, .data image)
+    sram: dict[str, int]           # section -> bytes reserved in SRAM (.data, .bss, .stack)
+    stack_lo: int
+    stack_hi: int
+    heap_lo: int                   # first free SRAM byte after .bss
+    heap_hi: int
+
+    @property
+    def flash_bytes(self) -> int:
+        return sum(self.flash.values())
+
+    @property
+    def static_sram_bytes(self) -> int:
+        """.data + .bss (the stack reservation is counted separately)."""
+        return sum(v for k, v in self.sram.items() if k != ".stack")
+
+
+def static_usage(fw: Firmware, board: Board) -> StaticUsage:
+    flash, sram = {}, {}
+    fo, fe = board.flash.origin, board.flash.end
+    for s in fw.sections:
+        if fo <= s.load_addr < fe and not s.nobits:
+            flash[s.name] = flash.get(s.name, 0) + s.size
+        if any(m.origin <= s.addr < m.end for m in board.srams):
+            sram[s.name] = sram.get(s.name, 0) + s.size
+    sym = fw.symbols
+    origin, size = board.sram_block
+    need = ("__stack_bottom", "__stack_top", "__heap_start")
+    if any(n not in sym for n in need):
+        raise MemoryBudgetError(f"{fw.path.name} was not linked with mcusim's linker script (symbols "
+                                f"{', '.join(need)} are missing); build it with `mcusim cc`")
+    usage = StaticUsage(flash, sram, sym["__stack_bottom"].addr, sym["__stack_top"].addr,
+                        sym["__heap_start"].addr, origin + size)
+    _check_static(usage, board, fw)
+    return usage
+
+
+def _check_static(u: StaticUsage, board: Board, fw: Firmware) -> None:
+    _, sram_size = board.sram_block
+    total_sram = sum(u.sram.values())
+    if u.flash_bytes > board.flash.size:
+        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {_kib(u.flash_bytes)} of flash but "
+                                           f"{board.name} has {_kib(board.flash.size)}", u.flash,
+                                           u.flash_bytes - board.flash.size))
+    if total_sram > sram_size:
+        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {_kib(total_sram)} of SRAM but "
+                                           f"{board.name} has {_kib(sram_size)}", u.sram, total_sram - sram_size))
+
+
+def _breakdown(headline: str, parts: dict[str, int], over: int) -> str:
+    rows = "; ".join(f"{name} {_kib(n)}" for name, n in sorted(parts.items(), key=lambda kv: -kv[1]))
+    return f"{headline}: over by {_kib(over)} ({over} bytes). Breakdown: {rows}."
+
+
+@dataclass
+class SramAllocator:
+    """Bump allocator over the SRAM between .bss and the end of the board's SRAM."""
+    lo: int
+    hi: int
+    static: dict[str, int]
+    board_name: str
+    sram_size: int
+    cursor: int = 0
+    peak: int = 0
+    blocks: list[tuple[str, int, int]] = field(default_factory=list)   # (name, address, size)
+
+    def __post_init__(self):
+        self.cursor = self.lo
+
+    def alloc(self, size: int, name: str = "buffer", align: int = 8) -> int:
+        addr = (self.cursor + align - 1) & ~(align - 1)
+        if addr + size > self.hi:
+            parts = dict(self.static)
+            for n, _, s in self.blocks:
+                parts[n] = parts.get(n, 0) + s
+            parts[name] = parts.get(name, 0) + size
+            over = addr + size - self.hi
+            raise MemoryBudgetError(_breakdown(
+                f"allocating {size} bytes for '{name}' overflows the {_kib(self.sram_size)} of SRAM on "
+                f"{self.board_name}", parts, over) + " Shrink the buffers or the model; "
+                "mcusim never grows the memory beyond the chip's.")
+        self.cursor = addr + size
+        self.blocks.append((name, addr, size))
+        self.peak = max(self.peak, self.cursor - self.lo)
+        return addr
+
+    def reset(self) -> None:
+        """Free every buffer (the peak is kept)."""
+        self.cursor = self.lo
+        self.blocks.clear()
+
+    @property
+    def in_use(self) -> int:
+        return self.cursor - self.lo
+
+
+def paint_stack(sram: np.ndarray, sram_origin: int, lo: int, hi: int) -> None:
+    sram[lo - sram_origin: hi - sram_origin] = STACK_PAINT
+
+
+def stack_peak(sram: np.ndarray, sram_origin: int, lo: int, hi: int) -> int:
+    """Bytes of stack used since painting: from the lowest changed byte up to the stack top."""
+    region = sram[lo - sram_origin: hi - sram_origin]
+    changed = np.flatnonzero(region != STACK_PAINT)
+    return 0 if changed.size == 0 else int(len(region) - changed[0])

@@ -1,0 +1,147 @@
+"""Cortex-M4 instruction timing, as data (REFERENCE.md section 2; ARM Cortex-M4 TRM "Processor
+instructions", Cortex-M3 TRM "Load/store timings"). All counts are at zero wait states; the flash
+and its ART accelerator are modelled separately (timing/art.py).
+
+`instruction_cost` turns one capstone-decoded instruction (plus the one before it in program order)
+into a static cost and a dynamic penalty paid only when a conditional branch is taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capstone import arm
+
+# Named parameters: the TRM documents ranges, not values. Keep each in one place.
+BRANCH_REFILL = 2        # P: pipeline refill after a taken branch (TRM: 1 to 3)
+DIVIDE_CYCLES = 7        # SDIV/UDIV: 2 to 12 with early termination; the middle of the range
+UNALIGNED_TARGET = 1     # taken branch to a 32-bit instruction at an address 2 mod 4
+
+CC_ALWAYS = arm.ARM_CC_AL
+
+# Base cost per instruction class; "N" means 1 + number of registers transferred.
+CLASS_CYCLES = {
+    "alu": 1, "mul": 1, "dsp": 1, "div": DIVIDE_CYCLES, "it": 1, "nop": 1,
+    "load": 2, "store": 2, "load_dual": 3, "store_dual": 3, "load_multi": "N", "store_multi": "N",
+    "branch": 1, "table_branch": 2,
+    "fp": 1, "fp_mac": 3, "fp_div": 14, "fp_load": 2, "fp_store": 2, "fp_multi": "N",
+    "fp_move_core": 2, "fp_move": 1,
+}
+
+_NAMES = {
+    "mul": "mul mla mls smull umull smlal umlal smulbb smulbt smultb smultt smulwb smulwt smmul smmla smmls",
+    "dsp": ("smlad smladx smlsd smlsdx smuad smuadx smusd smusdx smlabb smlabt smlatb smlatt smlawb smlawt "
+            "smlald smlaldx smlsld smlsldx smlalbb smlalbt smlaltb smlaltt umaal qadd qsub qdadd qdsub "
+            "sadd16 sadd8 ssub16 ssub8 uadd16 uadd8 usub16 usub8 qadd16 qadd8 qsub16 qsub8 uqadd16 "
+            "uqadd8 uqsub16 uqsub8 shadd16 shadd8 shsub16 shsub8 uhadd16 uhadd8 uhsub16 uhsub8 sasx "
+            "ssax uasx usax qasx qsax uqasx uqsax shasx shsax uhasx uhsax sel usad8 usada8 ssat16 "
+            "usat16 sxtb16 uxtb16 sxtab16 uxtab16 pkhbt pkhtb"),
+    "div": "sdiv udiv",
+    "it": "it",
+    "nop": "nop hint yield wfe wfi sev dmb dsb isb",
+    "load": "ldr ldrb ldrh ldrsb ldrsh ldrt ldrbt ldrht ldrsbt ldrsht ldrex ldrexb ldrexh",
+    "store": "str strb strh strt strbt strht strex strexb strexh",
+    "load_dual": "ldrd", "store_dual": "strd",
+    "load_multi": "ldm ldmdb pop", "store_multi": "stm stmdb push",
+    "branch": "b bl bx blx cbz cbnz",
+    "table_branch": "tbb tbh",
+    "fp_mac": "vmla vmls vnmla vnmls vfma vfms vfnma vfnms",
+    "fp_div": "vdiv vsqrt",
+    "fp_load": "vldr", "fp_store": "vstr",
+    "fp_multi": "vldmia vldmdb vstmia vstmdb vpush vpop vldm vstm",
+    "fp_move": "vmrs vmsr",
+    "fp": "vadd vsub vmul vnmul vabs vneg vcmp vcmpe vcvt vcvtr vcvta vcvtn vcvtp vcvtm vrinta vrintn "
+          "vrintp vrintm vrintx vrintz vrintr vselge vselgt vseleq vselvs vmaxnm vminnm",
+}
+CLASS_OF = {name: cls for cls, names in _NAMES.items() for name in names.split()}
+
+SINGLE_LOADS = {"load", "fp_load"}
+SINGLE_STORES = {"store", "fp_store"}
+
+
+@dataclass(frozen=True)
+class InsnCost:
+    static: int          # cycles charged whenever the instruction is reached
+    taken: int           # extra cycles when this (conditional) instruction transfers control
+    klass: str
+
+
+def classify(insn) -> str:
+    name = insn.insn_name()
+    if name == "vmov":
+        ops = insn.operands
+        core = any(o.type == arm.ARM_OP_REG and _is_core(o.reg) for o in ops)
+        return "fp_move_core" if core else "fp_move"
+    if name.startswith("v"):
+        return CLASS_OF.get(name, "fp")
+    return CLASS_OF.get(name, "alu")
+
+
+def _is_core(reg: int) -> bool:
+    return arm.ARM_REG_R0 <= reg <= arm.ARM_REG_R12 or reg in (arm.ARM_REG_SP, arm.ARM_REG_LR, arm.ARM_REG_PC)
+
+
+def writes_pc(insn) -> bool:
+    if insn.insn_name() in ("b", "bl", "bx", "blx", "cbz", "cbnz", "tbb", "tbh"):
+        return True
+    if arm.ARM_REG_PC in insn.regs_access()[1]:
+        return True
+    ops = insn.operands
+    if classify(insn) in ("load_multi", "load"):      # pop {.., pc}, ldm {.., pc}, ldr pc, [..]
+        return any(o.type == arm.ARM_OP_REG and o.reg == arm.ARM_REG_PC for o in ops)
+    return bool(ops) and ops[0].type == arm.ARM_OP_REG and ops[0].reg == arm.ARM_REG_PC and \
+        classify(insn) == "alu" and insn.insn_name() not in ("cmp", "cmn", "tst", "teq")
+
+
+def _address_regs(insn) -> set[int]:
+    regs = set()
+    for o in insn.operands:
+        if o.type == arm.ARM_OP_MEM:
+            regs.update(r for r in (o.mem.base, o.mem.index) if r)
+    return regs
+
+
+def _register_count(insn) -> int:
+    n = 0
+    for o in insn.operands:
+        if o.type == arm.ARM_OP_REG:
+            n += 2 if arm.ARM_REG_D0 <= o.reg <= arm.ARM_REG_D31 else 1
+    if insn.insn_name() in ("ldm", "ldmdb", "stm", "stmdb", "vldmia", "vldmdb", "vstmia", "vstmdb"):
+        n -= 1        # the first register operand is the base address
+    return n
+
+
+def _is_register_offset(insn) -> bool:
+    return any(o.type == arm.ARM_OP_MEM and o.mem.index for o in insn.operands)
+
+
+def instruction_cost(insn, prev) -> InsnCost:
+    """Cost of `insn` given the instruction before it in program order (None at a block start)."""
+    klass = classify(insn)
+    base = CLASS_CYCLES[klass]
+    cost = 1 + _register_count(insn) if base == "N" else base
+    prev_class = classify(prev) if prev is not None else None
+
+    if klass in SINGLE_LOADS or klass in SINGLE_STORES:
+        addr = _address_regs(insn)
+        if klass in SINGLE_STORES and not _is_register_offset(insn):
+            cost = 1                       # data phase overlaps the next instruction (write buffer)
+        elif prev_class in SINGLE_LOADS and not writes_pc(prev) and not (addr & set(prev.regs_access()[1])):
+            cost -= 1                      # pipelines behind the previous load
+        if prev is not None and addr & set(prev.regs_access()[1]) - {arm.ARM_REG_PC}:
+            cost += 1                      # address register written just before: no AGU forwarding
+    elif klass == "it" and prev is not None and prev.size == 2 and prev_class != "it":
+        cost = 0                           # folded onto the preceding 16-bit instruction
+
+    taken = 0
+    if writes_pc(insn):
+        conditional = insn.cc not in (CC_ALWAYS, arm.ARM_CC_INVALID) or insn.insn_name() in ("cbz", "cbnz")
+        if conditional:
+            taken = BRANCH_REFILL          # paid when the branch is taken (decided at run time)
+        else:
+            cost += BRANCH_REFILL
+    return InsnCost(cost, taken, klass)
+
+
+def target_penalty(insn) -> int:
+    """Extra refill when a taken branch lands on this instruction."""
+    return UNALIGNED_TARGET if insn.size == 4 and insn.address % 4 == 2 else 0

@@ -1,0 +1,134 @@
+"""Build firmware for the board's Cortex-M4F: compile, link with mcusim's start-up and linker script,
+and cache the result by content hash so a repeated build costs a hash, not a compile.
+
+Two toolchains: `zig cc` from the `ziglang` wheel (default; installed by pip, nothing else to set up)
+and `arm-none-eabi-gcc` when it is on PATH. Both build Thumb-2 with FPv4-SP hard float and
+`-ffp-contract=off`, so float results can match the host bit for bit.
+"""
+from __future__ import annotations
+
+from .errors import McusimError
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .boards import Board, load_board
+
+KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+if not KERNEL_DIR.is_dir():          # editable install: the package maps ../kernels
+    KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+INCLUDE_DIR = KERNEL_DIR / "include"
+STARTUP = KERNEL_DIR / "startup.c"
+LINKER_TEMPLATE = KERNEL_DIR / "link.ld.in"
+
+OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
+DEFAULT_STACK = 16 * 1024
+COMMON_FLAGS = ["-ffreestanding", "-ffp-contract=off", "-fomit-frame-pointer", "-fno-unwind-tables",
+                "-fno-asynchronous-unwind-tables", "-g", "-Wall"]
+
+
+class BuildError(McusimError):
+    """Compiling or linking failed, or the toolchain is not available."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MCUSIM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mcusim")
+    path = Path(root) / "build"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    name: str
+    compiler: tuple[str, ...]
+    target_flags: tuple[str, ...]
+
+    def version(self) -> str:
+        out = subprocess.run([*self.compiler, "--version"], capture_output=True, text=True)
+        return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
+
+
+def get_toolchain(name: str, board: Board) -> Toolchain:
+    if name == "zig":
+        return Toolchain("zig", (sys.executable, "-m", "ziglang", "cc"),
+                         ("-target", "thumb-freestanding-eabihf", board.cpu_flags))
+    if name == "gcc":
+        gcc = shutil.which("arm-none-eabi-gcc")
+        if gcc is None:
+            raise BuildError("toolchain 'gcc' needs arm-none-eabi-gcc on PATH (Debian: apt-get install "
+                             "gcc-arm-none-eabi); or use the default --toolchain zig, installed with mcusim.")
+        cpu = board.cpu_flags.replace("-mcpu=", "").split("+")[0].replace("_", "-")
+        return Toolchain("gcc", (gcc,), (f"-mcpu={cpu}", "-mthumb", "-mfpu=fpv4-sp-d16",
+                                         "-mfloat-abi=hard", "-nostartfiles", "-specs=nano.specs"))
+    raise BuildError(f"unknown toolchain '{name}': choose zig or gcc")
+
+
+def linker_script(board: Board, stack_size: int) -> str:
+    sram_origin, sram_size = board.sram_block
+    text = LINKER_TEMPLATE.read_text()
+    for key, value in {"FLASH_ORIGIN": board.flash.origin, "FLASH_SIZE": board.flash.size,
+                       "SRAM_ORIGIN": sram_origin, "SRAM_SIZE": sram_size,
+                       "STACK_SIZE": stack_size}.items():
+        text = text.replace(f"@{key}@", hex(value))
+    return text
+
+
+def _headers(dirs: list[Path]) -> list[Path]:
+    return sorted({h for d in dirs if d.is_dir() for h in d.glob("*.h")})
+
+
+def build(sources: list[str | Path], output: str | Path | None = None, *, opt: str = "-O2",
+          include_dirs: list[str | Path] = (), defines: list[str] = (), toolchain: str = "zig",
+          stack_size: int = DEFAULT_STACK, board: Board | None = None, extra_flags: list[str] = ()) -> Path:
+    """Compile and link `sources` into an ELF; returns the path (the cache entry, or `output`)."""
+    board = board or load_board()
+    if opt not in OPT_LEVELS:
+        raise BuildError(f"optimisation level {opt} not supported; use one of {', '.join(OPT_LEVELS)}")
+    sources = [Path(s).resolve() for s in sources]
+    for src in sources:
+        if not src.is_file():
+            raise BuildError(f"source file {src} does not exist")
+        if src.suffix not in (".c", ".S", ".s"):
+            raise BuildError(f"source file {src} is not C or assembly (.c, .S, .s)")
+    incs = [Path(d).resolve() for d in include_dirs] + [INCLUDE_DIR]
+    tc = get_toolchain(toolchain, board)
+    script = linker_script(board, stack_size)
+    flags = [*tc.target_flags, opt, *COMMON_FLAGS, *extra_flags, *(f"-D{d}" for d in defines),
+             *(f"-I{d}" for d in incs)]
+
+    key = hashlib.sha256()
+    for part in (tc.name, tc.version(), " ".join(flags), script):
+        key.update(part.encode() + b"\0")
+    for path in [STARTUP, *sources, *_headers(incs + [s.parent for s in sources])]:
+        key.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    cached = cache_dir() / f"{key.hexdigest()[:24]}.elf"
+
+    if not cached.exists():
+        with tempfile.TemporaryDirectory(prefix="mcusim-build-") as tmp:
+            ld = Path(tmp) / "link.ld"
+            ld.write_text(script)
+            tmp_elf = Path(tmp) / "firmware.elf"
+            cmd = [*tc.compiler, *flags, "-nostdlib", "-T", str(ld), "-Wl,--no-gc-sections",
+                   str(STARTUP), *map(str, sources), "-o", str(tmp_elf)]
+            if tc.name == "gcc":
+                cmd.insert(-2, "-lgcc")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BuildError(f"{tc.name} failed to build {', '.join(s.name for s in sources)}:\n"
+                                 f"{proc.stderr.strip()}\ncommand: {' '.join(cmd)}")
+            os.replace(tmp_elf, cached)          # atomic: a half-written ELF never enters the cache
+    if output is None:
+        return cached
+    output = Path(output)
+    tmp_out = output.with_name(output.name + ".tmp")
+    shutil.copyfile(cached, tmp_out)
+    os.replace(tmp_out, output)
+    return output
