@@ -539,8 +539,15 @@ def _download_one(spec: DatasetSpec, f: IdxFile, folder: Path, mirrors: Sequence
         url = urllib.parse.urljoin(mirror if mirror.endswith("/") else mirror + "/",
                                    f.filename)
         log(f"downloading {url}")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{f.filename}.", suffix=".part",
-                                        dir=folder)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{f.filename}.", suffix=".part",
+                                            dir=folder)
+        except OSError as exc:
+            raise DatasetError(
+                f"Cannot write the download of {f.filename} into {folder} "
+                f"({exc.strerror or exc}). Choose a writable place with --data-dir DIR "
+                f"or {ENV_VAR}=DIR."
+            ) from None
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:

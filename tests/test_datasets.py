@@ -280,6 +280,12 @@ def test_missing_file(fake, tmp_path):
                         "--download", "MCUSIM_DATA")
     # the test split is complete there, so it loads
     assert fake.load("test", folder)[0].shape == (10, 28, 28)
+    # a folder with only the test files is incomplete for the train split
+    folder = fake.write(tmp_path / "t", skip=FILE_NAMES[:2])
+    with pytest.raises(DatasetError) as err:
+        fake.load("train", folder)
+    assert_good_message(err.value, "is incomplete", FILE_NAMES[0], FILE_NAMES[1],
+                        "are missing", "has only t10k-images-idx3-ubyte.gz")
 
 
 def corrupt_case(fake, tmp_path, fname, blob):

@@ -94,8 +94,9 @@ def block_hook(uc, address, size, user_data):
             penalty += taken
             if taken > 0:
                 st[S.TAKEN_BRANCHES] += 1
-                if st[S.PROFILE] != 0:
-                    full[st[S.OFF_EXTRA] + pe - 1] += taken
+                if st[S.PROFILE] != 0:                # charge it to the branch instruction itself
+                    wide = pe >= 2 and full[st[S.OFF_LEN] + pe - 2] == 2
+                    full[st[S.OFF_EXTRA] + pe - (2 if wide else 1)] += taken
         cycles += penalty
 
     ws = st[S.WAIT_STATES]
