@@ -71,10 +71,14 @@ def get_toolchain(name: str, board: Board) -> Toolchain:
     raise BuildError(f"unknown toolchain '{name}': choose zig or gcc")
 
 
-def linker_script(board: Board, stack_size: int) -> str:
+def linker_script(board: Board, stack_size: int, unbounded: bool = False) -> str:
+    """The board's linker script; `unbounded` (only to measure an overflowing build) lifts the sizes."""
     sram_origin, sram_size = board.sram_block
+    flash_size = board.flash.size
+    if unbounded:
+        flash_size, sram_size = 0x1000_0000, 0x1000_0000
     text = LINKER_TEMPLATE.read_text()
-    for key, value in {"FLASH_ORIGIN": board.flash.origin, "FLASH_SIZE": board.flash.size,
+    for key, value in {"FLASH_ORIGIN": board.flash.origin, "FLASH_SIZE": flash_size,
                        "SRAM_ORIGIN": sram_origin, "SRAM_SIZE": sram_size,
                        "STACK_SIZE": stack_size}.items():
         text = text.replace(f"@{key}@", hex(value))
@@ -83,6 +87,16 @@ def linker_script(board: Board, stack_size: int) -> str:
 
 def _headers(dirs: list[Path]) -> list[Path]:
     return sorted({h for d in dirs if d.is_dir() for h in d.glob("*.h")})
+
+
+def _explain_overflow(cmd: list[str], ld: Path, elf: Path, board: Board, stack_size: int) -> None:
+    """The linker says a memory overflowed: link again with unbounded memories to measure every
+    section, and raise the budget error with the breakdown instead of the linker's one-liner."""
+    from .firmware import Firmware
+    from .memory import static_usage
+    ld.write_text(linker_script(board, stack_size, unbounded=True))
+    if subprocess.run(cmd, capture_output=True).returncode == 0:
+        static_usage(Firmware.load(elf), board)      # raises MemoryBudgetError with the breakdown
 
 
 def build(sources: list[str | Path], output: str | Path | None = None, *, opt: str = "-O2",
@@ -121,6 +135,8 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
             if tc.name == "gcc":
                 cmd.insert(-2, "-lgcc")
             proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 and "overflowed" in proc.stderr:
+                _explain_overflow(cmd, ld, tmp_elf, board, stack_size)
             if proc.returncode != 0:
                 raise BuildError(f"{tc.name} failed to build {', '.join(s.name for s in sources)}:\n"
                                  f"{proc.stderr.strip()}\ncommand: {' '.join(cmd)}")
