@@ -63,6 +63,28 @@ def _fetch_from_flash(full, st, start, end, jumped, ws):
     return stall
 
 
+@nb.njit(cache=True, inline="always")
+def _literal_loads(full, st, hs, he, ws):
+    """PC-relative literal loads of the block go through the ART data cache; a miss costs the wait states."""
+    ol = st[S.OFF_LIT]
+    olen = st[S.OFF_LEN]
+    od = st[S.OFF_DTAGS]
+    shift = st[S.DLINE_SHIFT]
+    mask = st[S.DCACHE_LINES] - 1
+    stall = nb.int64(0)
+    h = hs
+    while h < he:
+        address = full[ol + h]
+        if address != 0:
+            line = address >> shift
+            if full[od + (line & mask)] != line:
+                full[od + (line & mask)] = line
+                stall += ws
+        step = full[olen + h]
+        h += step if step > 0 else 1
+    return stall
+
+
 @nb.cfunc(_SIG, nopython=True, cache=True)
 def block_hook(uc, address, size, user_data):
     st = nb.carray(user_data, (S.HEADER,))
@@ -72,7 +94,7 @@ def block_hook(uc, address, size, user_data):
     hs = (start - code_lo) >> 1
     he = (end - code_lo) >> 1
     n_hw = st[S.CODE_HW]
-    full = nb.carray(user_data, (st[S.OFF_VERIFIED] + n_hw + 1,))
+    full = nb.carray(user_data, (st[S.OFF_DTAGS] + st[S.DCACHE_LINES],))
     st[S.BLOCKS] += 1
     if hs < 0 or he > n_hw:                       # code the decoder never saw (e.g. copied to SRAM)
         st[S.UNKNOWN_BLOCKS] += 1
@@ -112,6 +134,13 @@ def block_hook(uc, address, size, user_data):
                 cycles += stall
                 if st[S.PROFILE] != 0:
                     full[st[S.OFF_EXTRA] + hs] += stall
+
+        olc = st[S.OFF_LIT_COUNT]
+        if full[olc + he] != full[olc + hs]:
+            stall = _literal_loads(full, st, hs, he, ws)
+            st[S.LITERAL_STALLS] += stall
+            st[S.FLASH_STALLS] += stall
+            cycles += stall
 
     if st[S.PROFILE] != 0:
         ol = st[S.OFF_LEN]

@@ -45,6 +45,13 @@ def _memory_operand(insn) -> tuple[str, str, int] | None:
     return None
 
 
+def _literal_address(d: Decoded) -> int | None:
+    """Address a PC-relative load reads (its literal), known statically: Align(PC, 4) + offset."""
+    if d.mem is None or d.mem[0] != "pc" or d.mem[1] or d.klass not in ("load", "fp_load", "load_dual"):
+        return None
+    return ((d.address + 4) & ~3) + d.mem[2]
+
+
 def decode(firmware: Firmware) -> list[Decoded]:
     """Linear sweep over the code, skipping the data ranges marked by `$d` mapping symbols."""
     md = _disassembler()
@@ -94,8 +101,15 @@ class CycleModel:
         taken = np.zeros(n_hw + 1, np.int64)
         target = np.zeros(n_hw + 1, np.int64)
         length = np.zeros(n_hw + 1, np.int64)
+        literal = np.zeros(n_hw + 1, np.int64)
+        lit_count = np.zeros(n_hw + 1, np.int64)
+        fo, fe = board.flash.origin, board.flash.end
         for d in self.insns:
             h = (d.address - self.code_lo) // 2
+            lit = _literal_address(d)
+            if lit is not None and fo <= lit < fe:
+                literal[h] = lit
+                lit_count[h + 1] += 1
             cost[h + 1] += d.static            # becomes a prefix sum below
             nins[h + 1] += 1
             taken[h + d.size // 2] = d.taken    # indexed by the instruction's end: a block ends there
@@ -103,6 +117,7 @@ class CycleModel:
             length[h] = d.size // 2
         np.cumsum(cost, out=cost)
         np.cumsum(nins, out=nins)
+        np.cumsum(lit_count, out=lit_count)
         # the prefix value must not change inside a 32-bit instruction: index h+1 of a wide
         # instruction already holds its full cost, which is fine because blocks never end there.
 
@@ -120,7 +135,8 @@ class CycleModel:
 
         tables = [cost, nins, taken, target, seq, np.full(art.icache_lines, -1, np.int64),
                   np.zeros(art.icache_lines, np.int64), length,
-                  np.zeros(n_hw + 1, np.int64), np.zeros(n_hw + 1, np.int64), np.full(n_hw + 1, -1, np.int64)]
+                  np.zeros(n_hw + 1, np.int64), np.zeros(n_hw + 1, np.int64), np.full(n_hw + 1, -1, np.int64),
+                  literal, lit_count, np.full(art.dcache_lines, -1, np.int64)]
         offsets, pos = [], S.HEADER
         for t in tables:
             offsets.append(pos)
@@ -129,7 +145,10 @@ class CycleModel:
         for off, t in zip(offsets, tables):
             st[off: off + len(t)] = t
         (st[S.OFF_COST], st[S.OFF_NINS], st[S.OFF_TAKEN], st[S.OFF_TARGET], st[S.OFF_SEQ], st[S.OFF_TAGS],
-         st[S.OFF_MASK], st[S.OFF_LEN], st[S.OFF_COUNT], st[S.OFF_EXTRA], st[S.OFF_VERIFIED]) = offsets
+         st[S.OFF_MASK], st[S.OFF_LEN], st[S.OFF_COUNT], st[S.OFF_EXTRA], st[S.OFF_VERIFIED],
+         st[S.OFF_LIT], st[S.OFF_LIT_COUNT], st[S.OFF_DTAGS]) = offsets
+        st[S.DCACHE_LINES] = art.dcache_lines
+        st[S.DLINE_SHIFT] = art.dcache_line_bytes.bit_length() - 1
         st[S.CODE_LO], st[S.CODE_HW], st[S.WAIT_STATES] = self.code_lo, n_hw, self.wait_states
         st[S.FLASH_LO], st[S.FLASH_HI] = board.flash.origin, board.flash.end
         st[S.ICACHE_LINES], st[S.LINE_SHIFT], st[S.WORD_SHIFT] = art.icache_lines, line_shift, word_shift
@@ -151,7 +170,8 @@ class CycleModel:
     def start_call(self, entry: int, budget: int | None) -> None:
         """Reset the per-call counters; caches keep their contents, as on the chip."""
         st = self.state
-        for slot in (S.CYCLES, S.INSNS, S.STOPPED, S.UNKNOWN_BLOCKS, S.FLASH_STALLS, S.TAKEN_BRANCHES, S.BLOCKS):
+        for slot in (S.CYCLES, S.INSNS, S.STOPPED, S.UNKNOWN_BLOCKS, S.FLASH_STALLS, S.TAKEN_BRANCHES, S.BLOCKS,
+                     S.LITERAL_STALLS):
             st[slot] = 0
         st[S.PREV_END] = entry
         st[S.BLOCK_END] = entry
