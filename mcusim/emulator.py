@@ -22,7 +22,7 @@ from .memory import SramAllocator, paint_stack, stack_peak, static_usage
 from .peripherals import SystemControlSpace
 from .timing import hook as timing_hook
 from .timing import state as S
-from .timing.model import CycleModel, _disassembler
+from .timing.model import CycleModel, disassembler
 
 RETURN_SYMBOL = "__mcusim_return"
 INIT_SYMBOL = "__mcusim_init"
@@ -113,7 +113,7 @@ class Machine:
         for seg in self.fw.segments:
             if not seg.data:
                 continue
-            if not fo <= seg.paddr and seg.paddr + len(seg.data) <= fe:
+            if not (fo <= seg.paddr and seg.paddr + len(seg.data) <= fe):
                 raise FirmwareError(f"{self.fw.path.name} stores {len(seg.data)} bytes at {seg.paddr:#x}, "
                                     f"outside {self.board.name}'s flash ({fo:#x}..{fe:#x}); "
                                     f"build it for this board with `mcusim cc`")
@@ -264,7 +264,7 @@ class Machine:
         pc = regs["pc"]
         try:
             code = bytes(uc.mem_read(pc, 4))
-            insn = next(_disassembler().disasm(code, pc, 1), None)
+            insn = next(disassembler().disasm(code, pc, 1), None)
             text = f"{insn.mnemonic} {insn.op_str}".strip() if insn else f"undecodable {code.hex()}"
         except UcError:
             text = "no code at this address"

@@ -56,6 +56,7 @@ def test_run_text_profile_and_size(elf):
 @pytest.mark.parametrize("case, args, exit_code, message", [
     ("not an ELF", ["run", FIRMWARE / "basics.c", "--call", "x"], 2, "is not an ELF file"),
     ("missing file", ["run", "nope.elf", "--call", "x"], 2, "does not exist"),
+    ("host ELF", ["run", sys.executable, "--call", "x"], 2, "not 32-bit ARM"),
     ("missing symbol", ["run", "{elf}", "--call", "no_such_fn"], 2, "symbol 'no_such_fn' is not in"),
     ("bad argument", ["run", "{elf}", "--call", "add_int", "--arg", "abc", "--arg", "1"], 2, "neither an integer"),
     ("bad clock", ["run", "{elf}", "--call", "add_int", "--hclk-mhz", "500"], 2, "outside 0..120"),

@@ -31,7 +31,7 @@ class Decoded:
     mem: tuple[str, str, int] | None = None   # (base, index, displacement) register names of a load/store
 
 
-def _disassembler() -> capstone.Cs:
+def disassembler() -> capstone.Cs:
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     md.detail = True
     return md
@@ -54,7 +54,7 @@ def _literal_address(d: Decoded) -> int | None:
 
 def decode(firmware: Firmware) -> list[Decoded]:
     """Linear sweep over the code, skipping the data ranges marked by `$d` mapping symbols."""
-    md = _disassembler()
+    md = disassembler()
     out: list[Decoded] = []
     for base, blob in firmware.code_ranges():
         pieces, cursor = [], base
