@@ -27,7 +27,7 @@ class Decoded:
     klass: str
     static: int
     taken: int
-    target: int      # extra refill when a taken branch lands here
+    target: int      # extra cycles when a taken branch lands here (refill alignment, lost pipelining)
     mem: tuple[str, str, int] | None = None   # (base, index, displacement) register names of a load/store
 
 
@@ -69,9 +69,12 @@ def decode(firmware: Firmware) -> list[Decoded]:
                 prev = None
                 for insn in md.disasm(blob[addr - base: hi - base], addr):
                     cost = rules.instruction_cost(insn, prev)
+                    # Reached by a taken branch, the instruction before it in address order did not
+                    # run: undo what that neighbour changed (load pipelining, address interlock).
+                    context = rules.instruction_cost(insn, None).static - cost.static if prev else 0
                     out.append(Decoded(insn.address, insn.size, f"{insn.mnemonic} {insn.op_str}".strip(),
-                                       cost.klass, cost.static, cost.taken, rules.target_penalty(insn),
-                                       _memory_operand(insn)))
+                                       cost.klass, cost.static, cost.taken,
+                                       rules.target_penalty(insn) + context, _memory_operand(insn)))
                     prev = insn
                     addr = insn.address + insn.size
                 else:
@@ -173,7 +176,7 @@ class CycleModel:
         for slot in (S.CYCLES, S.INSNS, S.STOPPED, S.UNKNOWN_BLOCKS, S.FLASH_STALLS, S.TAKEN_BRANCHES, S.BLOCKS,
                      S.LITERAL_STALLS):
             st[slot] = 0
-        st[S.PREV_END] = entry
+        st[S.PREV_END] = -1           # the call arrives by a branch (BL): the entry is a branch target
         st[S.BLOCK_END] = entry
         st[S.BUDGET] = budget if budget is not None else np.iinfo(np.int64).max
 
