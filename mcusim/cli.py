@@ -93,6 +93,49 @@ def cmd_size(args) -> int:
     return 0
 
 
+OPS = ("gemm", "conv2d", "convtranspose2d", "relu", "sigmoid", "reparameterize", "elbo", "cross_entropy",
+       "sgd_update", "requantize")
+
+
+def cmd_crosscheck(args) -> int:
+    from tqdm import tqdm
+
+    from .crosscheck import all_checks, run_checks
+    from .kernel_lib import KernelLibrary
+    ops = args.ops.split(",") if args.ops else list(OPS)
+    dtypes = args.dtype.split(",")
+    unknown = [o for o in ops if o not in OPS] + [d for d in dtypes if d not in ("fp32", "u8")]
+    if unknown:
+        raise McusimError(f"unknown operator or dtype {', '.join(unknown)}; operators: {', '.join(OPS)}; "
+                          f"dtypes: fp32, u8")
+    checks = [c for c in all_checks() if c.op in ops and c.dtype in dtypes]
+    missing = [f"{o}/{d}" for o in ops for d in dtypes if not (o == "requantize" and d == "fp32")
+               and not any(c.op == o and c.dtype == d for c in checks)]
+    bar = tqdm(total=len(checks) * args.cases, unit="case", file=sys.stderr, disable=None, leave=False)
+
+    def progress(check, i):
+        bar.set_description(f"{check.op} {check.dtype} {check.direction}")
+        bar.update()
+
+    results = run_checks(checks, args.cases, args.seed, KernelLibrary(opt=args.opt), progress)
+    bar.close()
+    ok = bool(results) and all(r.mismatches == 0 for r in results) and not missing
+    if args.json:
+        print(json.dumps({"ok": ok, "cases": args.cases, "seed": args.seed, "missing": missing,
+                          "results": [r.as_dict() for r in results]}))
+    else:
+        print(f"{'op':<16} {'dtype':<5} {'direction':<16} {'cases':>6} {'mismatches':>10} {'max|diff|':>10} "
+              f"{'cycles/call':>12} {'MAC/cycle':>9}")
+        for r in results:
+            mpc = f"{r.macs_per_cycle:.3f}" if r.macs_per_cycle else "-"
+            print(f"{r.op:<16} {r.dtype:<5} {r.direction:<16} {r.cases:>6} {r.mismatches:>10} "
+                  f"{r.max_abs_diff:>10.3g} {r.cycles_per_call:>12} {mpc:>9}")
+        if missing:
+            print(f"not implemented yet: {', '.join(missing)}")
+        print("ok" if ok else "NOT ok")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .boards import DEFAULT_BOARD
     from .toolchain import DEFAULT_STACK
@@ -128,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--top", type=int, default=15, help="hottest instructions to list")
         sp.set_defaults(func=func)
+
+    xc = sub.add_parser("crosscheck", help="run every training kernel in C (emulator) and Numba and compare bits")
+    xc.add_argument("--ops", default="", help=f"comma-separated operators (default all: {','.join(OPS)})")
+    xc.add_argument("--dtype", default="fp32,u8", help="comma-separated: fp32,u8 (default both)")
+    xc.add_argument("--cases", type=int, default=20, help="random cases per operator and direction")
+    xc.add_argument("--seed", type=int, default=0)
+    xc.add_argument("--opt", default="-O2", choices=["-O2", "-O3", "-Os"], help="optimisation of the C kernels")
+    xc.add_argument("--json", action="store_true")
+    xc.set_defaults(func=cmd_crosscheck)
 
     size = sub.add_parser("size", help="flash and SRAM use against the board's limits")
     size.add_argument("firmware", metavar="FIRMWARE.elf")

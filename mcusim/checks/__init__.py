@@ -1,0 +1,1 @@
+"""Cross-check definitions, one module per operator group; each module exports `CHECKS`."""
