@@ -94,7 +94,8 @@ def cmd_size(args) -> int:
 
 
 OPS = ("gemm", "conv2d", "convtranspose2d", "relu", "sigmoid", "reparameterize", "elbo", "cross_entropy",
-       "sgd_update", "requantize")
+       "sgd_update", "requantize", "quantize", "dequantize")
+U8_ONLY = ("requantize", "quantize", "dequantize")
 
 
 def cmd_crosscheck(args) -> int:
@@ -109,7 +110,7 @@ def cmd_crosscheck(args) -> int:
         raise McusimError(f"unknown operator or dtype {', '.join(unknown)}; operators: {', '.join(OPS)}; "
                           f"dtypes: fp32, u8")
     checks = [c for c in all_checks() if c.op in ops and c.dtype in dtypes]
-    missing = [f"{o}/{d}" for o in ops for d in dtypes if not (o == "requantize" and d == "fp32")
+    missing = [f"{o}/{d}" for o in ops for d in dtypes if not (o in U8_ONLY and d == "fp32")
                and not any(c.op == o and c.dtype == d for c in checks)]
     bar = tqdm(total=len(checks) * args.cases, unit="case", file=sys.stderr, disable=None, leave=False)
 

@@ -1,0 +1,101 @@
+"""Numba twins of kernels/quant_u8.c: scale/zero-point tracking and the u8 rounding rule.
+
+Same float32 operations in the same order as the C (see kernels/include/nn_quant.h for the
+contract). A `qparams` is a float32 array [scale, zero_point, min, max] (zero_point stored exactly as
+a float32 integer); `QP_DTYPE` gives the C struct's byte layout for passing it to the firmware.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+QP_DTYPE = np.dtype([("scale", "<f4"), ("zero_point", "<i4"), ("min", "<f4"), ("max", "<f4")])
+ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
+INV_QMAX = np.uint32(0x3B808081).view(np.float32)
+MIN_SCALE = np.float32(1.0e-8)
+QBIG = np.float32(1.0e6)
+
+_jit = njit(cache=True, error_model="numpy")
+
+
+def make_qparams(min_: float = -1.0, max_: float = 1.0) -> np.ndarray:
+    """A C-layout qparams record (one element of QP_DTYPE) with the given exact range."""
+    q = np.zeros(1, QP_DTYPE)
+    scale, zp = qparams_from_range(np.float32(min_), np.float32(max_))
+    q["scale"], q["zero_point"], q["min"], q["max"] = scale, zp, min_, max_
+    return q
+
+
+@_jit
+def floor_i32(v):
+    i = np.int32(v)                      # truncation toward zero, as vcvt.s32.f32
+    return i - 1 if np.float32(i) > v else i
+
+
+@_jit
+def qparams_from_range(min_, max_):
+    """(scale, zero_point) for the range [min_, max_], as nn_qparams_set."""
+    lo = min_ if min_ < ZERO else ZERO
+    hi = max_ if max_ > ZERO else ZERO
+    scale = (hi - lo) * INV_QMAX
+    if not scale >= MIN_SCALE:
+        scale = MIN_SCALE
+    zp = floor_i32((ZERO - lo) / scale)
+    return scale, np.int32(0 if zp < 0 else (255 if zp > 255 else zp))
+
+
+@_jit
+def observe(min_, max_, obs_min, obs_max, alpha):
+    """Moving-average range update; returns (scale, zero_point, min, max) as nn_qparams_observe."""
+    alpha = np.float32(alpha)
+    new_min = min_ + alpha * (obs_min - min_)
+    new_max = max_ + alpha * (obs_max - max_)
+    scale, zp = qparams_from_range(new_min, new_max)
+    return scale, zp, new_min, new_max
+
+
+@_jit
+def quantize(t, inv_scale, zero_point):
+    """The rounding rule: clamp(zero_point + floor(t * inv_scale + 0.5), 0, 255)."""
+    v = np.float32(t) * inv_scale
+    v = v + HALF
+    if not v >= -QBIG:
+        v = -QBIG
+    if v > QBIG:
+        v = QBIG
+    r = zero_point + floor_i32(v)
+    return np.uint8(0 if r < 0 else (255 if r > 255 else r))
+
+
+@_jit
+def quantize_f32_u8(x, y, q, alpha):
+    """Observe x's range into q (a QP_DTYPE record array of one), then quantize with the new params."""
+    n = x.size
+    if n <= 0:
+        return
+    lo = x[0]
+    hi = x[0]
+    for i in range(1, n):
+        if x[i] < lo:
+            lo = x[i]
+        if x[i] > hi:
+            hi = x[i]
+    scale, zp, mn, mx = observe(q[0].min, q[0].max, lo, hi, alpha)
+    q[0].scale, q[0].zero_point, q[0].min, q[0].max = scale, zp, mn, mx
+    inv = ONE / scale
+    for i in range(n):
+        y[i] = quantize(x[i], inv, zp)
+
+
+@_jit
+def dequantize_u8_f32(x, y, q):
+    s = q[0].scale
+    zp = q[0].zero_point
+    for i in range(x.size):
+        y[i] = s * np.float32(np.int32(x[i]) - zp)
+
+
+@_jit
+def requantize_u8(acc, y, multiplier, zero_point):
+    for i in range(acc.size):
+        y[i] = quantize(np.float32(acc[i]) * multiplier, ONE, zero_point)

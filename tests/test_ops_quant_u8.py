@@ -1,0 +1,56 @@
+"""u8 quantization utilities: C (emulator) and Numba agree bit for bit, and both are right."""
+import numpy as np
+import pytest
+
+from mcusim.checks.quant_u8 import CHECKS
+from mcusim.crosscheck import run_checks
+from mcusim.ops import quant_u8 as Q
+
+
+def test_c_and_numba_agree_bit_for_bit():
+    for r in run_checks(CHECKS, cases=6, seed=3):
+        assert r.cases == 6 and r.mismatches == 0, r
+
+
+def test_scale_and_zero_point_follow_the_range():
+    q = Q.make_qparams(-0.5, 2.0)
+    assert q["scale"][0] == np.float32(2.5) * Q.INV_QMAX
+    assert q["zero_point"][0] == 51                      # floor(0.5 / (2.5/255)) = floor(51.0)
+    positive = Q.make_qparams(0.25, 4.0)                  # the range always includes 0
+    assert positive["zero_point"][0] == 0 and positive["scale"][0] == np.float32(4.0) * Q.INV_QMAX
+    flat = Q.make_qparams(0.0, 0.0)
+    assert flat["scale"][0] == Q.MIN_SCALE
+
+
+def test_rounding_rule_is_round_half_up_with_clamping():
+    inv, zp = np.float32(4.0), np.int32(100)
+    cases = {0.0: 100, 0.125: 101, -0.125: 100, 0.124: 100, -0.126: 99, 1e9: 255, -1e9: 0,
+             float("nan"): 0, float("inf"): 255, float("-inf"): 0}
+    for t, expected in cases.items():
+        assert Q.quantize(np.float32(t), inv, zp) == expected, t
+
+
+def test_quantize_then_dequantize_is_within_half_a_step():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 5, 5000).astype(np.float32)
+    q = Q.make_qparams(-3, 5)
+    y = np.zeros_like(x, np.uint8)
+    Q.quantize_f32_u8(x, y, q, np.float32(0.0))           # alpha 0: the range stays [-3, 5]
+    back = np.zeros_like(x)
+    Q.dequantize_u8_f32(y, back, q)
+    step, zp = float(q["scale"][0]), int(q["zero_point"][0])
+    inside = (x >= step * (0 - zp)) & (x <= step * (255 - zp))   # floor(zero point) shifts the grid
+    assert inside.mean() > 0.99
+    assert np.max(np.abs(back.astype(np.float64) - x)[inside]) <= step / 2 + 1e-6
+    assert np.max(np.abs(back.astype(np.float64) - x)) <= step       # clamped values: within a step
+    assert back[np.argmin(np.abs(x))] == pytest.approx(0.0, abs=step)
+
+
+def test_moving_average_range():
+    q = Q.make_qparams(-1, 1)
+    x = np.array([-4.0, 9.0], np.float32)
+    y = np.zeros(2, np.uint8)
+    Q.quantize_f32_u8(x, y, q, np.float32(0.1))
+    assert q["min"][0] == np.float32(-1.0) + np.float32(0.1) * np.float32(-3.0)
+    assert q["max"][0] == np.float32(1.0) + np.float32(0.1) * np.float32(8.0)
+    assert y[1] == 255                                    # 9.0 lies beyond the averaged range: saturates
