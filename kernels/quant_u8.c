@@ -4,13 +4,6 @@
 
 #define NN_QMAX 255.0f
 #define NN_INV_QMAX 3.92156886e-03f      /* 0x3B808081, float32 nearest 1/255 */
-#define NN_QBIG 1.0e6f                   /* |v| beyond this saturates anyway */
-
-static inline int32_t nn__floor(float v) {
-    int32_t i = (int32_t)v;              /* vcvt.s32.f32 truncates toward zero */
-    return ((float)i > v) ? i - 1 : i;
-}
-
 void nn_qparams_set(nn_qparams *q, float min, float max) {
     q->min = min;
     q->max = max;
@@ -18,7 +11,7 @@ void nn_qparams_set(nn_qparams *q, float min, float max) {
     float hi = max > 0.0f ? max : 0.0f;
     float scale = (hi - lo) * NN_INV_QMAX;
     if (!(scale >= NN_MIN_SCALE)) scale = NN_MIN_SCALE;
-    int32_t zp = nn__floor((0.0f - lo) / scale);
+    int32_t zp = nn_floor_i32((0.0f - lo) / scale);
     q->scale = scale;
     q->zero_point = zp < 0 ? 0 : (zp > 255 ? 255 : zp);
 }
@@ -27,15 +20,6 @@ void nn_qparams_observe(nn_qparams *q, float obs_min, float obs_max, float alpha
     float min = q->min + alpha * (obs_min - q->min);
     float max = q->max + alpha * (obs_max - q->max);
     nn_qparams_set(q, min, max);
-}
-
-uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) {
-    float v = t * inv_scale;
-    v = v + 0.5f;
-    if (!(v >= -NN_QBIG)) v = -NN_QBIG;  /* also catches NaN */
-    if (v > NN_QBIG) v = NN_QBIG;
-    int32_t r = zero_point + nn__floor(v);
-    return (uint8_t)(r < 0 ? 0 : (r > 255 ? 255 : r));
 }
 
 void quantize_f32_u8(const float *x, uint8_t *y, int32_t n, nn_qparams *q, float alpha) {

@@ -30,8 +30,22 @@ void nn_qparams_set(nn_qparams *q, float min, float max);
  * derive scale and zero point. alpha = 0 keeps a fixed range (e.g. [-1, 1] for loss errors). */
 void nn_qparams_observe(nn_qparams *q, float obs_min, float obs_max, float alpha);
 
-/* The rounding rule above, for one value; inv_scale = 1.0f / scale. */
-uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point);
+/* floor() of a float in int32 range: truncation (vcvt.s32.f32) corrected for negative values. */
+static inline int32_t nn_floor_i32(float v) {
+    int32_t i = (int32_t)v;
+    return ((float)i > v) ? i - 1 : i;
+}
+
+/* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
+ * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
+static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) {
+    float v = t * inv_scale;
+    v = v + 0.5f;
+    if (!(v >= -1.0e6f)) v = -1.0e6f;
+    if (v > 1.0e6f) v = 1.0e6f;
+    int32_t r = zero_point + nn_floor_i32(v);
+    return (uint8_t)(r < 0 ? 0 : (r > 255 ? 255 : r));
+}
 
 /* Float tensor -> uint8: observe the tensor's min/max (moving average with alpha), then quantize
  * with the updated scale and zero point. */
@@ -43,5 +57,54 @@ void dequantize_u8_f32(const uint8_t *x, float *y, int32_t n, const nn_qparams *
 /* int32 accumulators -> uint8: y = rounding rule applied to t = (float)acc * multiplier, with
  * inv_scale 1 (the multiplier already folds s_in * s_w / s_out). */
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point);
+
+
+
+/* ---- gemm, uint8 ---------------------------------------------------------------------------
+ * Weights [out][in] uint8 with one qparams for the tensor, bias [out] uint8 with its own; inputs,
+ * outputs and errors uint8 with their qparams. Integer sums are exact int32 (any order), so the C
+ * may use the M4's SIMD instructions freely; the float steps follow the order written here.
+ *
+ * forward: acc[o] = sum_i (w[o][i] - zw) * (x[i] - zx)
+ *          t = (float)acc * (sw * sx);  t = t + sb * (float)(b[o] - zb);  if relu and !(t > 0): t = 0
+ *          y[o] = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; the min and max of t over
+ *          all o are tracked and, after the layer, nn_qparams_observe(qy, tmin, tmax, alpha). */
+void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                     const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                     int32_t in, int32_t out, int32_t relu, float alpha);
+
+/* backward_input (error propagation): acc[i] = sum over active o of (w[o][i] - zw) * (e[o] - ze)
+ *          t = (float)acc * (sw * se);  if x is given and x[i] <= zx (the ReLU that produced x was
+ *          off): t = 0;  ex[i] = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as in forward.
+ * Inactive rows (active[o] == 0) are skipped (dynamic sparse update); active == NULL: all rows.
+ * scratch: gemm_u8_backward_input_buffer_size(in) bytes, 4-byte aligned. */
+int32_t gemm_u8_backward_input_buffer_size(int32_t in);
+void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
+                            uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
+                            int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
+
+/* backward_weight: accumulates float32 gradients (in real units) over a batch. For each active
+ * row o with de = e[o] - ze != 0: gr = (se * sx) * (float)de;
+ *          gw[o][i] = gw[o][i] + gr * (float)(x[i] - zx)   for i ascending;
+ *          gb[o] = gb[o] + se * (float)de.
+ * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the (float)(x[i] - zx), computed once). */
+int32_t gemm_u8_backward_weight_buffer_size(int32_t in);
+void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
+                             float *gw, float *gb, int32_t in, int32_t out, const uint8_t *active,
+                             float *scratch);
+
+/* ---- update, uint8 -------------------------------------------------------------------------
+ * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters) of
+ * `cols` weights, without any float copy of the weights:
+ *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
+ *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
+ *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
+ *                      w_new = sw * (float)(w - zw) - lr * ((g - norm[2r]) * inv_std)
+ *   inactive rows keep w_new = sw * (float)(w - zw).
+ *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
+ *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
+ *   Finally every g is set to 0. */
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t rows, int32_t cols,
+                   float lr, float alpha_norm, float alpha_w, const uint8_t *active);
 
 #endif /* NN_QUANT_H */

@@ -1,0 +1,58 @@
+/* sgd_u8.c: gradient-standardized SGD on a uint8 tensor, no float copy of the weights
+ * (see nn_quant.h). Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
+#include "nn_quant.h"
+#include "nn_math.h"
+
+#define NN_BIG 3.0e38f
+#define NN_STD_EPS 1.0e-8f
+
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t rows, int32_t cols,
+                   float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
+    const float inv_cols = 1.0f / (float)cols;
+    /* Row statistics and their moving averages (active rows only). */
+    for (int32_t r = 0; r < rows; r++) {
+        if (active && !active[r]) continue;
+        const float *gr = g + r * cols;
+        float sum = 0.0f;
+        for (int32_t c = 0; c < cols; c++) sum = sum + gr[c];
+        const float mean = sum * inv_cols;
+        float sq = 0.0f;
+        for (int32_t c = 0; c < cols; c++) {
+            const float d = gr[c] - mean;
+            sq = sq + d * d;
+        }
+        const float var = sq * inv_cols;
+        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
+        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
+    }
+    const float s_old = qw->scale;
+    const int32_t z_old = qw->zero_point;
+    float tmin = NN_BIG, tmax = -NN_BIG;
+    for (int32_t pass = 0; pass < 2; pass++) {
+        const float inv = 1.0f / qw->scale;
+        const int32_t z_new = qw->zero_point;
+        for (int32_t r = 0; r < rows; r++) {
+            const int on = !active || active[r];
+            const float mean = norm[2 * r];
+            const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
+            uint8_t *wr = w + r * cols;
+            const float *gr = g + r * cols;
+            for (int32_t c = 0; c < cols; c++) {
+                float v = s_old * (float)((int32_t)wr[c] - z_old);
+                if (on) {
+                    float d = gr[c] - mean;
+                    d = d * inv_std;
+                    v = v - lr * d;
+                }
+                if (pass == 0) {
+                    if (v < tmin) tmin = v;
+                    if (v > tmax) tmax = v;
+                } else {
+                    wr[c] = nn_quantize(v, inv, z_new);
+                }
+            }
+        }
+        if (pass == 0 && rows > 0 && cols > 0) nn_qparams_observe(qw, tmin, tmax, alpha_w);
+    }
+    for (int32_t i = 0; i < rows * cols; i++) g[i] = 0.0f;
+}

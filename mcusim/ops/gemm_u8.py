@@ -1,0 +1,146 @@
+"""Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn_quant.h).
+
+Integer sums are exact, so they are written plainly; the float steps follow the C order exactly.
+qparams arguments are one-element record arrays of `quant_u8.QP_DTYPE`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .nn_math import sqrtf
+from .quant_u8 import observe, quantize
+
+ZERO, ONE = np.float32(0.0), np.float32(1.0)
+BIG = np.float32(3.0e38)
+STD_EPS = np.float32(1.0e-8)
+
+_jit = njit(cache=True, error_model="numpy")
+
+
+@_jit
+def _set(q, scale, zp, mn, mx):
+    q[0].scale, q[0].zero_point, q[0].min, q[0].max = scale, zp, mn, mx
+
+
+@_jit
+def gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha):
+    zx, zw, zb, zy = np.int32(qx[0].zero_point), np.int32(qw[0].zero_point), np.int32(qb[0].zero_point), \
+        np.int32(qy[0].zero_point)
+    m = qw[0].scale * qx[0].scale
+    sb = qb[0].scale
+    inv = ONE / qy[0].scale
+    tmin, tmax = BIG, -BIG
+    for o in range(n_out):
+        acc = np.int32(0)
+        for i in range(n_in):
+            acc += (np.int32(w[o * n_in + i]) - zw) * (np.int32(x[i]) - zx)
+        t = np.float32(acc) * m
+        t = t + sb * np.float32(np.int32(b[o]) - zb)
+        if relu and not t > ZERO:
+            t = ZERO
+        if t < tmin:
+            tmin = t
+        if t > tmax:
+            tmax = t
+        y[o] = quantize(t, inv, zy)
+    if n_out > 0:
+        s, z, mn, mx = observe(qy[0].min, qy[0].max, tmin, tmax, alpha)
+        _set(qy, s, z, mn, mx)
+
+
+@_jit
+def gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, n_in, n_out, active, alpha):
+    """`x`/`qx` may be empty arrays for 'no ReLU mask'; `active` an empty array for 'all rows'."""
+    ze, zw = np.int32(qe[0].zero_point), np.int32(qw[0].zero_point)
+    acc = np.zeros(n_in, np.int32)
+    for o in range(n_out):
+        de = np.int32(e[o]) - ze
+        if (active.size and active[o] == 0) or de == 0:
+            continue
+        for i in range(n_in):
+            acc[i] += (np.int32(w[o * n_in + i]) - zw) * de
+    m = qw[0].scale * qe[0].scale
+    inv = ONE / qex[0].scale
+    zex = np.int32(qex[0].zero_point)
+    zx = np.int32(qx[0].zero_point) if qx.size else np.int32(0)
+    tmin, tmax = BIG, -BIG
+    for i in range(n_in):
+        t = np.float32(acc[i]) * m
+        if x.size and np.int32(x[i]) <= zx:
+            t = ZERO
+        if t < tmin:
+            tmin = t
+        if t > tmax:
+            tmax = t
+        ex[i] = quantize(t, inv, zex)
+    if n_in > 0:
+        s, z, mn, mx = observe(qex[0].min, qex[0].max, tmin, tmax, alpha)
+        _set(qex, s, z, mn, mx)
+
+
+@_jit
+def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
+    zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
+    m = qe[0].scale * qx[0].scale
+    se = qe[0].scale
+    xr = np.empty(n_in, np.float32)
+    for i in range(n_in):
+        xr[i] = np.float32(np.int32(x[i]) - zx)
+    for o in range(n_out):
+        de = np.int32(e[o]) - ze
+        if (active.size and active[o] == 0) or de == 0:
+            continue
+        gr = m * np.float32(de)
+        for i in range(n_in):
+            gw[o * n_in + i] = gw[o * n_in + i] + gr * xr[i]
+        gb[o] = gb[o] + se * np.float32(de)
+
+
+@_jit
+def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
+    lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
+    inv_cols = ONE / np.float32(cols)
+    for r in range(rows):
+        if active.size and active[r] == 0:
+            continue
+        s = ZERO
+        for c in range(cols):
+            s = s + g[r * cols + c]
+        mean = s * inv_cols
+        sq = ZERO
+        for c in range(cols):
+            d = g[r * cols + c] - mean
+            sq = sq + d * d
+        var = sq * inv_cols
+        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
+        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1])
+    s_old = qw[0].scale
+    z_old = np.int32(qw[0].zero_point)
+    tmin, tmax = BIG, -BIG
+    for pass_ in range(2):
+        inv = ONE / qw[0].scale
+        z_new = np.int32(qw[0].zero_point)
+        for r in range(rows):
+            on = active.size == 0 or active[r] != 0
+            mean = norm[2 * r]
+            inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
+            for c in range(cols):
+                k = r * cols + c
+                v = s_old * np.float32(np.int32(w[k]) - z_old)
+                if on:
+                    d = g[k] - mean
+                    d = d * inv_std
+                    v = v - lr * d
+                if pass_ == 0:
+                    if v < tmin:
+                        tmin = v
+                    if v > tmax:
+                        tmax = v
+                else:
+                    w[k] = quantize(v, inv, z_new)
+        if pass_ == 0 and rows > 0 and cols > 0:
+            s, z, mn, mx = observe(qw[0].min, qw[0].max, tmin, tmax, alpha_w)
+            _set(qw, s, z, mn, mx)
+    for k in range(rows * cols):
+        g[k] = ZERO
