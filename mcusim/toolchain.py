@@ -29,7 +29,7 @@ LINKER_TEMPLATE = KERNEL_DIR / "link.ld.in"
 
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
 DEFAULT_STACK = 16 * 1024
-COMMON_FLAGS = ["-ffreestanding", "-ffp-contract=off", "-fomit-frame-pointer", "-fno-unwind-tables",
+COMMON_FLAGS = ["-ffreestanding", "-ffp-contract=off", "-fomit-frame-pointer", "-fno-unwind-tables", "-fno-sanitize=undefined",
                 "-fno-asynchronous-unwind-tables", "-g", "-Wall"]
 
 
