@@ -119,7 +119,7 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
 int32_t gemm_u8_backward_weight_buffer_size(int32_t in) { return in * (int32_t)sizeof(float); }
 
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                             float *gw, float *gb, int32_t in, int32_t out, const uint8_t *active,
+                             uint16_t *gw, uint16_t *gb, int32_t in, int32_t out, const uint8_t *active,
                              float *scratch) {
     const int32_t zx = qx->zero_point, ze = qe->zero_point;
     const float m = qe->scale * qx->scale, se = qe->scale;
@@ -128,8 +128,8 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
         const int32_t de = (int32_t)e[o] - ze;
         if ((active && !active[o]) || de == 0) continue;
         const float gr = m * (float)de;
-        float *row = gw + o * in;
-        for (int32_t i = 0; i < in; i++) row[i] = row[i] + gr * scratch[i];
-        gb[o] = gb[o] + se * (float)de;
+        uint16_t *row = gw + o * in;
+        for (int32_t i = 0; i < in; i++) row[i] = nn_float_to_half(nn_half_to_float(row[i]) + gr * scratch[i]);
+        gb[o] = nn_float_to_half(nn_half_to_float(gb[o]) + se * (float)de);
     }
 }

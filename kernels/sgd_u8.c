@@ -6,19 +6,19 @@
 #define NN_BIG 3.0e38f
 #define NN_STD_EPS 1.0e-8f
 
-void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t rows, int32_t cols,
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
                    float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
     const float inv_cols = 1.0f / (float)cols;
     /* Row statistics and their moving averages (active rows only). */
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        const float *gr = g + r * cols;
+        const uint16_t *gr = g + r * cols;
         float sum = 0.0f;
-        for (int32_t c = 0; c < cols; c++) sum = sum + gr[c];
+        for (int32_t c = 0; c < cols; c++) sum = sum + nn_half_to_float(gr[c]);
         const float mean = sum * inv_cols;
         float sq = 0.0f;
         for (int32_t c = 0; c < cols; c++) {
-            const float d = gr[c] - mean;
+            const float d = nn_half_to_float(gr[c]) - mean;
             sq = sq + d * d;
         }
         const float var = sq * inv_cols;
@@ -36,11 +36,11 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t ro
             const float mean = norm[2 * r];
             const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
             uint8_t *wr = w + r * cols;
-            const float *gr = g + r * cols;
+            const uint16_t *gr = g + r * cols;
             for (int32_t c = 0; c < cols; c++) {
                 float v = s_old * (float)((int32_t)wr[c] - z_old);
                 if (on) {
-                    float d = gr[c] - mean;
+                    float d = nn_half_to_float(gr[c]) - mean;
                     d = d * inv_std;
                     v = v - lr * d;
                 }
@@ -54,5 +54,5 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t ro
         }
         if (pass == 0 && rows > 0 && cols > 0) nn_qparams_observe(qw, tmin, tmax, alpha_w);
     }
-    for (int32_t i = 0; i < rows * cols; i++) g[i] = 0.0f;
+    for (int32_t i = 0; i < rows * cols; i++) g[i] = 0;
 }

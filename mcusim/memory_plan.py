@@ -2,7 +2,8 @@
 and group, for fp32 and for fully-quantized u8. The firmware step allocates exactly these buffers,
 so the emulator's measured peak can be checked against this plan.
 
-Groups follow the paper's Table I: "weights" = trainable VAE weights and their gradient buffers (plus
+Groups follow the paper's Table I: "weights" = trainable VAE weights and their gradient buffers (u8:
+uint8 weights with half-float gradient accumulators; plus
 the per-tensor quantization parameters and per-structure update statistics of u8), "activations" =
 activations and error tensors of one sample (plus kernel scratch). The classifier head is trained in a
 separate phase on the frozen encoder; its buffers are listed under "classifier".
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from .model import Layer, Model
 
-F32, U8, QPARAMS = 4, 1, 16          # bytes: float, uint8, nn_qparams {scale, zero_point, min, max}
+F32, F16, U8, QPARAMS = 4, 2, 1, 16  # bytes: float, half (u8 gradients), uint8, nn_qparams
 PRECISIONS = ("fp32", "u8")
 
 
@@ -63,8 +64,9 @@ def plan(model: Model, precision: str) -> MemoryPlan:
     for layer in model.vae_layers:
         add(f"{layer.name}.weight", "weights", layer.n_weights * elem)
         add(f"{layer.name}.bias", "weights", layer.n_bias * elem)
-        add(f"{layer.name}.weight_grad", "weights", layer.n_weights * F32)
-        add(f"{layer.name}.bias_grad", "weights", layer.n_bias * F32)
+        grad = F16 if q else F32
+        add(f"{layer.name}.weight_grad", "weights", layer.n_weights * grad)
+        add(f"{layer.name}.bias_grad", "weights", layer.n_bias * grad)
         if q:
             add(f"{layer.name}.qparams", "weights", 2 * QPARAMS)
             add(f"{layer.name}.update_stats", "weights", 2 * F32 * (layer.structures + 1))

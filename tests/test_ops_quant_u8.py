@@ -54,3 +54,27 @@ def test_moving_average_range():
     assert q["min"][0] == np.float32(-1.0) + np.float32(0.1) * np.float32(-3.0)
     assert q["max"][0] == np.float32(1.0) + np.float32(0.1) * np.float32(8.0)
     assert y[1] == 255                                    # 9.0 lies beyond the averaged range: saturates
+
+
+def test_half_float_conversions_match_ieee():
+    from numba import njit
+
+    @njit
+    def both(h, f):
+        a = np.empty(h.size, np.float32)
+        for i in range(h.size):
+            a[i] = Q.f16_to_f32(h[i])
+        b = np.empty(f.size, np.uint16)
+        for i in range(f.size):
+            b[i] = Q.f32_to_f16(f[i])
+        return a, b
+
+    halfs = np.arange(65536, dtype=np.uint16)
+    rng = np.random.default_rng(5)
+    floats = np.concatenate([rng.standard_normal(50000) * 10.0 ** rng.integers(-9, 6, 50000),
+                             [65504, 65519.99, 65520, 2.98e-8, 2.99e-8, 5.96e-8, -0.0, np.inf]]).astype(np.float32)
+    as_f32, as_f16 = both(halfs, floats)
+    finite = ~np.isnan(halfs.view(np.float16))
+    assert np.array_equal(as_f32[finite].view(np.uint32), halfs.view(np.float16)[finite].astype(np.float32).view(np.uint32))
+    with np.errstate(over="ignore"):
+        assert np.array_equal(as_f16, floats.astype(np.float16).view(np.uint16))

@@ -13,6 +13,7 @@
 #define NN_QUANT_H
 
 #include <stdint.h>
+#include "nn.h"
 
 typedef struct {
     float scale;
@@ -34,6 +35,21 @@ void nn_qparams_observe(nn_qparams *q, float obs_min, float obs_max, float alpha
 static inline int32_t nn_floor_i32(float v) {
     int32_t i = (int32_t)v;
     return ((float)i > v) ? i - 1 : i;
+}
+
+/* Gradient buffers of the u8 kernels hold IEEE half floats (uint16_t storage): weights 1 byte plus
+ * gradient 2 bytes per parameter. The FPv4-SP unit converts with VCVTB (round to nearest even). */
+static inline float nn_half_to_float(uint16_t h) {
+    __fp16 v;
+    __builtin_memcpy(&v, &h, 2);
+    return (float)v;
+}
+
+static inline uint16_t nn_float_to_half(float f) {
+    __fp16 v = (__fp16)f;
+    uint16_t h;
+    __builtin_memcpy(&h, &v, 2);
+    return h;
 }
 
 /* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
@@ -83,19 +99,20 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
                             uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
                             int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
 
-/* backward_weight: accumulates float32 gradients (in real units) over a batch. For each active
- * row o with de = e[o] - ze != 0: gr = (se * sx) * (float)de;
- *          gw[o][i] = gw[o][i] + gr * (float)(x[i] - zx)   for i ascending;
- *          gb[o] = gb[o] + se * (float)de.
+/* backward_weight: accumulates gradients (in real units) over a batch into half-float buffers.
+ * For each active row o with de = e[o] - ze != 0: gr = (se * sx) * (float)de;
+ *          gw[o][i] = half(float(gw[o][i]) + gr * (float)(x[i] - zx))   for i ascending;
+ *          gb[o] = half(float(gb[o]) + se * (float)de).
  * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the (float)(x[i] - zx), computed once). */
 int32_t gemm_u8_backward_weight_buffer_size(int32_t in);
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                             float *gw, float *gb, int32_t in, int32_t out, const uint8_t *active,
+                             uint16_t *gw, uint16_t *gb, int32_t in, int32_t out, const uint8_t *active,
                              float *scratch);
 
 /* ---- update, uint8 -------------------------------------------------------------------------
  * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters) of
  * `cols` weights, without any float copy of the weights:
+ *   g is the half-float gradient buffer; every g below means float(g).
  *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
  *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
@@ -104,7 +121,92 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
  *   Finally every g is set to 0. */
-void sgd_u8_update(uint8_t *w, nn_qparams *qw, float *g, float *norm, int32_t rows, int32_t cols,
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
                    float lr, float alpha_norm, float alpha_w, const uint8_t *active);
+
+/* ---- conv2d / convtranspose2d, uint8 ----------------------------------------------------------
+ * Shapes and index conventions as the fp32 convolutions in nn.h (nn_conv_dims; activations [C][H][W];
+ * Conv2D w [out_c][in_c][k_h][k_w]; ConvTranspose2D w [in_c][out_c][k_h][k_w]; Conv2D input index
+ * i = o*stride - pad + k, ConvTranspose2D output index o = i*stride - pad + k, out-of-range positions
+ * skipped / dropped). One qparams per tensor, as the uint8 Gemm. Zero padding is the REAL zero:
+ * padded taps contribute nothing. Integer sums are exact int32 (any order: the C uses the M4's SIMD);
+ * the float steps follow the order written here. `active` (NULL = all) holds one uint8 per output
+ * channel oc. Every scratch is 4-byte aligned, of <fn>_buffer_size(d) BYTES.
+ *
+ * forward:  acc[oc][p] = sum over the taps (ic, kh, kw) of output position p of (w - zw) * (x - zx)
+ *           t = (float)acc * (sw * sx);  t = t + sb * (float)(b[oc] - zb);  if relu and !(t > 0): t = 0
+ *           y = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; min/max of t tracked over all
+ *           outputs (oc ascending, then position ascending), then nn_qparams_observe(qy, tmin, tmax, alpha).
+ * backward_input: acc[ic][p] = sum over the active oc and taps (kh, kw) linking input position p to an
+ *           output position q of (w - zw) * (e[oc][q] - ze)
+ *           t = (float)acc * (sw * se);  if x is given and x[ic][p] <= zx: t = 0;
+ *           ex = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as forward.
+ * backward_weight: (DIFFERENT float form from the Gemm's: the spatial sum is exact int32 first, then
+ *           ONE float multiply-add per weight.) For every active oc (every one, even if its error is 0):
+ *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
+ *           gw = gw + (se * sx) * (float)isum    (m = se * sx computed once, then m * (float)isum)
+ *           gb[oc] = gb[oc] + se * (float)(sum over all output positions q of (e[oc][q] - ze)).
+ *           Inactive channels are untouched. */
+int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                       const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                       const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch);
+int32_t conv2d_u8_backward_input_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
+                              uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
+                              const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch);
+int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
+                               float *gw, float *gb, const nn_conv_dims *d, const uint8_t *active,
+                               int32_t *scratch);
+
+int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                                const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                                const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch);
+int32_t convtranspose2d_u8_backward_input_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e,
+                                       const nn_qparams *qe, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
+                                       const nn_qparams *qx, const nn_conv_dims *d, const uint8_t *active,
+                                       float alpha, int32_t *scratch);
+int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
+                                        const nn_qparams *qe, float *gw, float *gb, const nn_conv_dims *d,
+                                        const uint8_t *active, int32_t *scratch);
+
+/* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
+ * write acc[o][oy][ox] (int32, exact) for the geometry d, with input channels c where
+ * in_active[c] == 0 counting as zero (in_active may be NULL), weights indexed as noted.
+ * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes. */
+int32_t nn__conv_u8_strided_work_size(const nn_conv_dims *d);
+void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
+                         const uint8_t *in_active, int32_t *acc, int32_t *work);
+/* Transposed (convtranspose2d geometry), w [in_c][out_c][k_h][k_w]; work: nn__conv_u8_transposed_work_size(d). */
+int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d);
+void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
+                            const uint8_t *in_active, int32_t *acc, int32_t *work);
+
+/* Copy x [c][h][w] into xp [c][top + h + bottom][left + w + right] with zx in the border and in the
+ * channels where in_active[ch] == 0 (in_active may be NULL). */
+void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t bottom,
+                     int32_t left, int32_t right, const uint8_t *in_active, uint8_t zx, uint8_t *xp);
+
+/* Column dot product of both cores: acc[o * acc_stride] = sum_i (w[o][i] - zw) * (col[i] - zx) for
+ * o < rows, over n4 (a multiple of 4) bytes; cw: n4/2 words of scratch. */
+void nn__conv_u8_column(const uint8_t *col, int32_t n4, const uint8_t *w, const int32_t *sum_w, int32_t rows,
+                        int32_t zx, int32_t zw, int32_t *acc, int32_t acc_stride, uint32_t *cw);
+
+/* The same sums read straight from the padded input xb through offs (n taps), for rows <= 2; rows
+ * padded to n4 with zw, sum_w over the n4 bytes. */
+void nn__conv_u8_direct(const uint8_t *xb, const int32_t *offs, int32_t n, const uint8_t *w, int32_t n4,
+                        const int32_t *sum_w, int32_t rows, int32_t zx, int32_t zw, int32_t *acc,
+                        int32_t acc_stride);
+
+/* Epilogues: forward over acc [out_c][plane] (bias, ReLU, quantize, observe) and error over acc [n]
+ * (x mask, quantize, observe), in the float order documented above. */
+void nn__conv_u8_epilogue_forward(const int32_t *acc, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                                  nn_qparams *qy, int32_t out_c, int32_t plane, int32_t relu, float alpha);
+void nn__conv_u8_epilogue_error(const int32_t *acc, float m, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
+                                const nn_qparams *qx, int32_t n, float alpha);
 
 #endif /* NN_QUANT_H */

@@ -1,4 +1,5 @@
 """Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn_quant.h).
+Gradient buffers are uint16 arrays of IEEE half floats, as on the device.
 
 Integer sums are exact, so they are written plainly; the float steps follow the C order exactly.
 qparams arguments are one-element record arrays of `quant_u8.QP_DTYPE`.
@@ -9,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from .nn_math import sqrtf
-from .quant_u8 import observe, quantize
+from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 BIG = np.float32(3.0e38)
@@ -93,8 +94,8 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
             continue
         gr = m * np.float32(de)
         for i in range(n_in):
-            gw[o * n_in + i] = gw[o * n_in + i] + gr * xr[i]
-        gb[o] = gb[o] + se * np.float32(de)
+            gw[o * n_in + i] = f32_to_f16(f16_to_f32(gw[o * n_in + i]) + gr * xr[i])
+        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(de))
 
 
 @_jit
@@ -106,11 +107,11 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
             continue
         s = ZERO
         for c in range(cols):
-            s = s + g[r * cols + c]
+            s = s + f16_to_f32(g[r * cols + c])
         mean = s * inv_cols
         sq = ZERO
         for c in range(cols):
-            d = g[r * cols + c] - mean
+            d = f16_to_f32(g[r * cols + c]) - mean
             sq = sq + d * d
         var = sq * inv_cols
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
@@ -129,7 +130,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
                 k = r * cols + c
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
                 if on:
-                    d = g[k] - mean
+                    d = f16_to_f32(g[k]) - mean
                     d = d * inv_std
                     v = v - lr * d
                 if pass_ == 0:
@@ -143,4 +144,4 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
             s, z, mn, mx = observe(qw[0].min, qw[0].max, tmin, tmax, alpha_w)
             _set(qw, s, z, mn, mx)
     for k in range(rows * cols):
-        g[k] = ZERO
+        g[k] = 0

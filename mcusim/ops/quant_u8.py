@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .nn_math import bits_f32, f32_bits
+
 QP_DTYPE = np.dtype([("scale", "<f4"), ("zero_point", "<i4"), ("min", "<f4"), ("max", "<f4")])
 ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 INV_QMAX = np.uint32(0x3B808081).view(np.float32)
@@ -99,3 +101,55 @@ def dequantize_u8_f32(x, y, q):
 def requantize_u8(acc, y, multiplier, zero_point):
     for i in range(acc.size):
         y[i] = quantize(np.float32(acc[i]) * multiplier, ONE, zero_point)
+
+
+# ---- IEEE half precision: the u8 kernels' gradient buffers ------------------------------------
+# The Cortex-M4F converts with VCVTB (round to nearest even, IEEE format, subnormals kept); these
+# reproduce it bit for bit for every non-NaN value (NaNs become the quiet NaN with the top payload bits).
+
+@_jit
+def f32_to_f16(x):
+    b = np.int64(f32_bits(np.float32(x)))
+    sign = (b >> 16) & 0x8000
+    exp = (b >> 23) & 0xFF
+    man = b & 0x7FFFFF
+    if exp == 255:
+        return np.uint16(sign | 0x7C00 | ((0x200 | (man >> 13)) if man else 0))
+    e = exp - 112                                        # rebias 127 -> 15
+    if e >= 31:
+        return np.uint16(sign | 0x7C00)
+    if e <= 0:
+        if e < -10:
+            return np.uint16(sign)
+        man |= 0x800000
+        shift = 14 - e
+        h = man >> shift
+        rem = man & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and (h & 1)):
+            h += 1
+        return np.uint16(sign | h)
+    h = (e << 10) | (man >> 13)
+    rem = man & 0x1FFF
+    if rem > 0x1000 or (rem == 0x1000 and (h & 1)):
+        h += 1
+    return np.uint16(sign | h)
+
+
+@_jit
+def f16_to_f32(h):
+    h = np.int64(h)
+    sign = (h & 0x8000) << 16
+    exp = (h >> 10) & 0x1F
+    man = h & 0x3FF
+    if exp == 0:
+        if man == 0:
+            return bits_f32(np.uint32(sign))
+        e = 113                                          # normalise a subnormal half
+        while not man & 0x400:
+            man <<= 1
+            e -= 1
+        return bits_f32(np.uint32(sign | (e << 23) | ((man & 0x3FF) << 13)))
+    if exp == 31:
+        return bits_f32(np.uint32(sign | 0x7F800000 | (((man | 0x200) << 13) if man else 0)))
+    return bits_f32(np.uint32(sign | ((exp + 112) << 23) | (man << 13)))
