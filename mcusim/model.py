@@ -94,13 +94,13 @@ class Model:
     input_shape: tuple[int, int, int]
     latent: int
     encoder: tuple[Layer, ...]
-    heads: tuple[Layer, Layer]        # mu, log_sigma
+    head: Layer                       # mu and log-sigma as one Gemm: outputs [0, latent) and [latent, 2 latent)
     decoder: tuple[Layer, ...]
     classifier: tuple[Layer, ...]
 
     @property
     def vae_layers(self) -> tuple[Layer, ...]:
-        return self.encoder + self.heads + self.decoder
+        return self.encoder + (self.head,) + self.decoder
 
     @property
     def n_params(self) -> int:
@@ -166,7 +166,7 @@ def _build(spec: dict, path: Path) -> Model:
         encoder.append(layer)
         shape = layer.out_shape
     hidden = (math.prod(shape),)
-    heads = (Layer("mu.gemm", "gemm", hidden, (latent,), False), Layer("log_sigma.gemm", "gemm", hidden, (latent,), False))
+    head = Layer("head.gemm", "gemm", hidden, (2 * latent,), False)
     decoder, shape = [], (latent,)
     for i, entry in enumerate(spec["decoder"]):
         layer = _layer(f"decoder{i}.{entry['op']}", entry, shape)
@@ -177,11 +177,11 @@ def _build(spec: dict, path: Path) -> Model:
                          f"{spec['input']}; adjust the last layers' kernel/stride/padding/channels")
     if decoder[-1].relu:
         raise ModelError(f"model {path.name}: the last decoder layer gives logits; it must not have a ReLU")
-    head = spec["classifier"]
+    cls_spec = spec["classifier"]
     classifier, width = [], latent
-    for i, n in enumerate([*head["hidden"], head["classes"]]):
-        last = i == len(head["hidden"])
+    for i, n in enumerate([*cls_spec["hidden"], cls_spec["classes"]]):
+        last = i == len(cls_spec["hidden"])
         classifier.append(Layer(f"classifier{i}.gemm", "gemm", (width,), (int(n),), not last))
         width = int(n)
-    return Model(spec["name"], path, tuple(spec["input"]), latent, tuple(encoder), heads, tuple(decoder),
+    return Model(spec["name"], path, tuple(spec["input"]), latent, tuple(encoder), head, tuple(decoder),
                  tuple(classifier))

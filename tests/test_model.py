@@ -13,7 +13,7 @@ def test_baseline_shapes():
     m = load_model("baseline")
     assert [l.out_shape for l in m.encoder] == [(8, 14, 14), (16, 7, 7), (60,)]
     assert [l.out_shape for l in m.decoder] == [(16, 7, 7), (8, 14, 14), (1, 28, 28)]
-    assert m.heads[0].weight_shape == (10, 60) and m.decoder[1].weight_shape == (16, 8, 4, 4)
+    assert m.head.weight_shape == (20, 60) and m.decoder[1].weight_shape == (16, 8, 4, 4)
     assert m.n_params == 60377
     assert [l.out_shape for l in m.classifier] == [(390,), (10,)]
     assert sum(l.n_out for l in m.classifier) == 400
@@ -21,7 +21,7 @@ def test_baseline_shapes():
 
 def test_variants_differ_as_the_paper_says():
     base, latent, filters, classes = (load_model(n) for n in ("baseline", "latent", "filters", "classes"))
-    assert latent.latent == 40 and latent.heads[0].out_shape == (40,)
+    assert latent.latent == 40 and latent.head.out_shape == (80,)
     assert [l.out_shape[0] for l in filters.encoder[:2]] == [2 * l.out_shape[0] for l in base.encoder[:2]]
     assert sum(l.n_out for l in classes.classifier) == 1920
 
