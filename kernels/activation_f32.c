@@ -55,3 +55,7 @@ void sigmoid_f32_forward(const float *x, float *y, int32_t n) {
         y[i] = (v >= 0.0f ? 1.0f : e) / d;
     }
 }
+
+void pixels_f32_forward(const uint8_t *pixels, float *x, int32_t n) {
+    for (int32_t i = 0; i < n; i++) x[i] = (float)pixels[i] * NN_INV255;
+}

@@ -2,7 +2,7 @@
 and float arithmetic means what the header says (checked against numpy references)."""
 import numpy as np
 
-from mcusim.checks.gemm_u8 import CHECKS, EMPTY_U8
+from mcusim.checks.gemm_u8 import CHECKS
 from mcusim.crosscheck import run_checks
 from mcusim.ops import gemm_u8 as G
 from mcusim.ops.quant_u8 import make_qparams
@@ -51,7 +51,7 @@ def test_weight_gradient_accumulates_real_products():
     qx, qe = make_qparams(-1, 2), make_qparams(-0.3, 0.1)
     gw = np.ones(n_in * n_out, np.float16).view(np.uint16)
     gb = np.zeros(n_out, np.float16).view(np.uint16)
-    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, EMPTY_U8)
+    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, None)
     ref = np.outer(_real(e, qe), _real(x, qx)).reshape(-1) + 1
     assert np.allclose(gw.view(np.float16), ref, rtol=1e-3, atol=1e-4)       # half precision storage
     assert np.allclose(gb.view(np.float16), _real(e, qe), rtol=1e-3, atol=1e-5)

@@ -18,6 +18,11 @@
  * target t = (float)p * NN_INV255 (the conversion is exact, the product is one rounding). */
 #define NN_INV255 3.92156886e-03f
 
+/* ---- input ---------------------------------------------------------------------------------- */
+
+/* x[i] = (float)pixels[i] * NN_INV255: the image as the fp32 network's input, in [0, 1]. */
+void pixels_f32_forward(const uint8_t *pixels, float *x, int32_t n);
+
 /* ---- activations --------------------------------------------------------------------------- */
 
 /* y[i] = x[i] > 0 ? x[i] : +0.0f, computed on the IEEE bits: a sign bit set gives +0.0f, a clear one

@@ -7,7 +7,6 @@ from ..crosscheck import CaseOutput, Check
 from ..ops import gemm_u8 as G
 from ..ops.quant_u8 import make_qparams
 
-EMPTY_U8 = np.zeros(0, np.uint8)
 VAE_GEMMS = [(1568, 64), (64, 10), (10, 1568)]
 
 
@@ -60,9 +59,7 @@ def _backward_input(rng, size, kernels):
                         None if qx is None else _raw(qx), n_in, n_out, active, float(alpha), scratch,
                         warm=size >= 1)
     outputs = call.outputs
-    G.gemm_u8_backward_input(w, qw, e, qe, ex, qex, EMPTY_U8 if x is None else x,
-                             qx if qx is not None else make_qparams()[:0], n_in, n_out,
-                             EMPTY_U8 if active is None else active, alpha)
+    G.gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, n_in, n_out, active, alpha)
     return CaseOutput([outputs[4], outputs[5]], [ex, _raw(qex)], call.cycles, n_in * n_out)
 
 
@@ -76,7 +73,7 @@ def _backward_weight(rng, size, kernels):
     scratch = np.zeros(n_in, np.float32)
     call = kernels.call("gemm_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, gb, n_in, n_out, active,
                         scratch, warm=size >= 1)
-    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, EMPTY_U8 if active is None else active)
+    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active)
     return CaseOutput([call.outputs[4], call.outputs[5]], [gw, gb], call.cycles, n_in * n_out)
 
 
@@ -90,7 +87,7 @@ def _update(rng, size, kernels):
     lr, a_norm, a_w = np.float32(0.001 * rng.choice([1, 10, 100])), np.float32(0.85), np.float32(0.001)
     call = kernels.call("sgd_u8_update", w, _raw(qw), g, norm, n_out, n_in, float(lr), float(a_norm),
                         float(a_w), active, warm=False)
-    G.sgd_u8_update(w, qw, g, norm, n_out, n_in, lr, a_norm, a_w, EMPTY_U8 if active is None else active)
+    G.sgd_u8_update(w, qw, g, norm, n_out, n_in, lr, a_norm, a_w, active)
     return CaseOutput(call.outputs[:4], [w, _raw(qw), g, norm], call.cycles)
 
 

@@ -52,23 +52,23 @@ def gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha):
 
 @_jit
 def gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, n_in, n_out, active, alpha):
-    """`x`/`qx` may be empty arrays for 'no ReLU mask'; `active` an empty array for 'all rows'."""
+    """`x`/`qx` None: no ReLU mask; `active` None: all rows (the C's NULL)."""
     ze, zw = np.int32(qe[0].zero_point), np.int32(qw[0].zero_point)
     acc = np.zeros(n_in, np.int32)
     for o in range(n_out):
         de = np.int32(e[o]) - ze
-        if (active.size and active[o] == 0) or de == 0:
+        if (active is not None and active[o] == 0) or de == 0:
             continue
         for i in range(n_in):
             acc[i] += (np.int32(w[o * n_in + i]) - zw) * de
     m = qw[0].scale * qe[0].scale
     inv = ONE / qex[0].scale
     zex = np.int32(qex[0].zero_point)
-    zx = np.int32(qx[0].zero_point) if qx.size else np.int32(0)
+    zx = np.int32(qx[0].zero_point) if qx is not None else np.int32(0)
     tmin, tmax = BIG, -BIG
     for i in range(n_in):
         t = np.float32(acc[i]) * m
-        if x.size and np.int32(x[i]) <= zx:
+        if x is not None and np.int32(x[i]) <= zx:
             t = ZERO
         if t < tmin:
             tmin = t
@@ -90,7 +90,7 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
         xr[i] = np.float32(np.int32(x[i]) - zx)
     for o in range(n_out):
         de = np.int32(e[o]) - ze
-        if (active.size and active[o] == 0) or de == 0:
+        if (active is not None and active[o] == 0) or de == 0:
             continue
         gr = m * np.float32(de)
         for i in range(n_in):
@@ -103,7 +103,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
     lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
     inv_cols = ONE / np.float32(cols)
     for r in range(rows):
-        if active.size and active[r] == 0:
+        if active is not None and active[r] == 0:
             continue
         s = ZERO
         for c in range(cols):
@@ -123,7 +123,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
         inv = ONE / qw[0].scale
         z_new = np.int32(qw[0].zero_point)
         for r in range(rows):
-            on = active.size == 0 or active[r] != 0
+            on = active is None or active[r] != 0
             mean = norm[2 * r]
             inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
             for c in range(cols):

@@ -17,7 +17,7 @@ from .nn_math import bits_f32, expf, f32_bits, logf
 
 __all__ = ["relu_f32_forward", "relu_f32_backward", "sigmoid_f32_forward", "reparameterize_f32_forward",
            "reparameterize_f32_backward", "elbo_f32_forward", "elbo_f32_backward", "cross_entropy_f32",
-           "sgd_f32_update", "INV255", "pixel_targets"]
+           "sgd_f32_update", "pixels_f32_forward", "INV255", "pixel_targets"]
 
 INV255 = np.uint32(0x3B808081).view(np.float32)      # float32 nearest 1/255, NN_INV255
 ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
@@ -159,6 +159,13 @@ def sgd_f32_update(w, g, n, scale):
         t = scale * g[i]
         w[i] = w[i] - t
         g[i] = ZERO
+
+
+@_jit
+def pixels_f32_forward(pixels, x, n):
+    """x = (float)p * INV255: the image as the fp32 network's input."""
+    for i in range(n):
+        x[i] = np.float32(pixels[i]) * INV255
 
 
 def pixel_targets(pixels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,288 @@
+"""One VAE training step as a program of kernel calls, and its two back ends.
+
+A `Program` lists the tensors (every buffer the step needs, with its dtype, size and memory group)
+and, per phase, the kernel calls in order. The same program is
+  * compiled to C (`c_source`): static buffers + `vae_sample`, `vae_update`, `vae_evaluate` calling the
+    kernels of kernels/*.c, for the emulated Cortex-M4;
+  * compiled to Python for Numba (`numba_source`): the same calls on the Numba twins, over one arena
+    array per dtype, so the host trains with the same arithmetic as the device.
+The memory plan is the program's tensor list, so planned and measured SRAM describe the same buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .model import Layer, Model
+
+CTYPE = {"f32": "float", "u8": "uint8_t", "f16": "uint16_t", "i32": "int32_t", "u32": "uint32_t", "qp": "nn_qparams"}
+NBYTES = {"f32": 4, "u8": 1, "f16": 2, "i32": 4, "u32": 4, "qp": 16}
+PHASES = ("sample", "update", "evaluate", "encode")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str
+    count: int
+    group: str                  # "weights", "activations", "io"
+    init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range set by the trainer), "qp_fixed"
+
+    @property
+    def nbytes(self) -> int:
+        return NBYTES[self.dtype] * self.count
+
+    @property
+    def c_name(self) -> str:
+        return "t_" + self.name.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Dims:
+    """A convolution's geometry: a static nn_conv_dims in C, an int32 array for the twins."""
+    layer: Layer
+
+    @property
+    def c_name(self) -> str:
+        return "dims_" + self.layer.name.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class View:
+    """A tensor starting `offset` elements in (mu and log-sigma are the two halves of the head's output)."""
+    tensor: Tensor
+    offset: int
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A named run-time scalar argument of a phase function (e.g. the update's learning rate)."""
+    name: str
+    ctype: str = "float"
+
+
+@dataclass(frozen=True)
+class Call:
+    kernel: str                          # the C function; the twin has the same name
+    args: tuple                          # Tensor | View | Dims | Scalar | int | float | None
+    c_only: tuple[int, ...] = ()         # argument positions the twin does not take (scratch)
+    returns: str | None = None           # name of a float the phase returns (e.g. "loss")
+
+
+@dataclass
+class Program:
+    model: Model
+    precision: str
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    phases: dict[str, list[Call]] = field(default_factory=lambda: {p: [] for p in PHASES})
+
+    def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros") -> Tensor:
+        if name in self.tensors:
+            raise ValueError(f"tensor {name} defined twice")
+        t = Tensor(name, dtype, int(count), group, init)
+        self.tensors[name] = t
+        return t
+
+    def call(self, phase: str, kernel: str, *args, c_only: tuple[int, ...] = (), returns: str | None = None):
+        self.phases[phase].append(Call(kernel, args, c_only, returns))
+
+    def total(self, group: str) -> int:
+        return sum(t.nbytes for t in self.tensors.values() if t.group == group)
+
+    def scalars(self, phase: str) -> list[Scalar]:
+        seen: dict[str, Scalar] = {}
+        for c in self.phases[phase]:
+            for a in c.args:
+                if isinstance(a, Scalar):
+                    seen.setdefault(a.name, a)
+        return list(seen.values())
+
+
+# ---- fp32 -------------------------------------------------------------------------------------
+
+def build_fp32(model: Model) -> Program:
+    p = Program(model, "fp32")
+    L = model.latent
+    n_pix = model.encoder[0].n_in
+    pixels = p.tensor("pixels", "u8", n_pix, "io")
+    rng = p.tensor("rng_state", "u32", 1, "io")
+    x = p.tensor("input", "f32", n_pix, "activations")
+    params = {}
+    for layer in model.vae_layers:
+        params[layer.name] = (p.tensor(f"{layer.name}.weight", "f32", layer.n_weights, "weights", "weight"),
+                              p.tensor(f"{layer.name}.bias", "f32", layer.n_bias, "weights", "bias"),
+                              p.tensor(f"{layer.name}.weight_grad", "f32", layer.n_weights, "weights"),
+                              p.tensor(f"{layer.name}.bias_grad", "f32", layer.n_bias, "weights"))
+    outs = {l.name: p.tensor(f"{l.name}.output", "f32", l.n_out, "activations") for l in model.vae_layers}
+    errs = {l.name: p.tensor(f"{l.name}.error", "f32", l.n_out, "activations") for l in model.vae_layers}
+    eps = p.tensor("eps", "f32", L, "activations")
+    z = p.tensor("z", "f32", L, "activations")
+    dz = p.tensor("z.error", "f32", L, "activations")
+    head = model.head
+    mu, ls = (outs[head.name], 0), (outs[head.name], L)          # views into the head's output
+
+    def forward(phase: str, layers, inp):
+        for layer in layers:
+            w, b, _, _ = params[layer.name]
+            y = outs[layer.name]
+            if layer.op == "gemm":
+                p.call(phase, "gemm_f32_forward", inp, w, b, y, layer.n_in, layer.n_out)
+            else:
+                p.call(phase, f"{layer.op}_f32_forward", inp, w, b, y, Dims(layer))
+            if layer.relu:
+                p.call(phase, "relu_f32_forward", y, y, layer.n_out)
+            inp = y
+
+    for phase in ("sample", "evaluate", "encode"):
+        p.call(phase, "pixels_f32_forward", pixels, x, n_pix)
+        forward(phase, model.encoder + (head,), x)
+    for phase in ("sample", "evaluate"):
+        p.call(phase, "nn_rng_fill_normal", rng, eps, L)
+        p.call(phase, "reparameterize_f32_forward", View(*mu), View(*ls), eps, z, L)
+        forward(phase, model.decoder, z)
+        logits = outs[model.decoder[-1].name]
+        p.call(phase, "elbo_f32_forward", logits, pixels, View(*mu), View(*ls), n_pix, L, returns="loss")
+
+    # backward: loss -> decoder -> reparameterization -> head -> encoder
+    s = "sample"
+    d_head = errs[head.name]
+    p.call(s, "elbo_f32_backward", logits, pixels, View(*mu), View(*ls), errs[model.decoder[-1].name],
+           View(d_head, 0), View(d_head, L), n_pix, L)
+    layers = list(model.vae_layers)
+    inputs = [x] + [outs[l.name] for l in layers[:-1]]
+    inputs[layers.index(model.decoder[0])] = z
+    for idx in range(len(layers) - 1, -1, -1):
+        layer, inp = layers[idx], inputs[idx]
+        w, b, gw, gb = params[layer.name]
+        e = errs[layer.name]
+        if layer.op == "gemm":
+            p.call(s, "gemm_f32_backward_weight", inp, e, gw, gb, layer.n_in, layer.n_out, None)
+        else:
+            p.call(s, f"{layer.op}_f32_backward_weight", inp, e, gw, gb, Dims(layer), None)
+        if idx == 0:
+            break                                           # no error into the image
+        below = errs[layers[idx - 1].name] if layer is not model.decoder[0] else dz
+        if layer.op == "gemm":
+            p.call(s, "gemm_f32_backward_input", w, e, below, layer.n_in, layer.n_out, None)
+        else:
+            p.call(s, f"{layer.op}_f32_backward_input", w, e, below, Dims(layer), None)
+        if layer is model.decoder[0]:
+            p.call(s, "reparameterize_f32_backward", View(*ls), eps, dz, View(d_head, 0), View(d_head, L), L)
+        elif layers[idx - 1].relu:
+            p.call(s, "relu_f32_backward", inp, below, below, layers[idx - 1].n_out)
+
+    for layer in model.vae_layers:
+        w, b, gw, gb = params[layer.name]
+        p.call("update", "sgd_f32_update", w, gw, layer.n_weights, Scalar("scale"))
+        p.call("update", "sgd_f32_update", b, gb, layer.n_bias, Scalar("scale"))
+    return p
+
+
+# ---- back ends --------------------------------------------------------------------------------
+
+def _arg_c(a) -> str:
+    if isinstance(a, Tensor):
+        return a.c_name
+    if isinstance(a, View):
+        return f"({a.tensor.c_name} + {a.offset})"
+    if isinstance(a, Dims):
+        return f"&{a.c_name}"
+    if isinstance(a, Scalar):
+        return a.name
+    if a is None:
+        return "NULL"
+    if isinstance(a, float):
+        return f"{a!r}f"
+    return str(int(a))
+
+
+def c_source(p: Program) -> str:
+    lines = ["/* Generated by mcusim.program for model '%s', precision %s: do not edit. */" % (p.model.name, p.precision),
+             '#include "nn.h"', '#include "nn_train_f32.h"', '#include "nn_quant.h"', "#include <stddef.h>", ""]
+    for t in p.tensors.values():
+        lines.append(f"{CTYPE[t.dtype]} {t.c_name}[{t.count}] __attribute__((aligned(8)));")
+    lines.append("")
+    dims = {a.c_name: a.layer for calls in p.phases.values() for c in calls for a in c.args if isinstance(a, Dims)}
+    for name, layer in dims.items():
+        lines.append(f"static const nn_conv_dims {name} = {{{', '.join(map(str, layer.conv_dims()))}}};")
+    for phase in PHASES:
+        calls = p.phases[phase]
+        params = ", ".join(f"{s.ctype} {s.name}" for s in p.scalars(phase)) or "void"
+        returns = next((c.returns for c in calls if c.returns), None)
+        lines += ["", f"{'float' if returns else 'void'} vae_{phase}({params}) {{"]
+        if returns:
+            lines.append(f"    float {returns} = 0.0f;")
+        for c in calls:
+            call = f"{c.kernel}({', '.join(_arg_c(a) for a in c.args)})"
+            lines.append(f"    {c.returns} = {call};" if c.returns else f"    {call};")
+        if returns:
+            lines.append(f"    return {returns};")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def arena_layout(p: Program) -> dict[str, tuple[str, int]]:
+    """tensor name -> (dtype, element offset in that dtype's arena)."""
+    offsets: dict[str, int] = {}
+    layout = {}
+    for t in p.tensors.values():
+        layout[t.name] = (t.dtype, offsets.get(t.dtype, 0))
+        offsets[t.dtype] = offsets.get(t.dtype, 0) + t.count
+    return layout
+
+
+def arena_sizes(p: Program) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for t in p.tensors.values():
+        sizes[t.dtype] = sizes.get(t.dtype, 0) + t.count
+    return sizes
+
+
+def numba_source(p: Program, module_of: dict[str, str]) -> str:
+    """Python source of one function per phase over the arenas; `module_of` maps kernel -> twin module."""
+    layout = arena_layout(p)
+    dtypes = sorted(arena_sizes(p))
+    kernels = sorted({c.kernel for calls in p.phases.values() for c in calls})
+    lines = ['"""Generated by mcusim.program: do not edit."""', "import numpy as np", "from numba import njit", ""]
+    for k in kernels:
+        lines.append(f"from {module_of[k]} import {twin_name(k)} as {k}")
+    dims = {a.c_name: a.layer for calls in p.phases.values() for c in calls for a in c.args if isinstance(a, Dims)}
+    for name, layer in dims.items():
+        lines.append(f"{name} = np.array({list(layer.conv_dims())}, np.int32)")
+
+    def arg(a) -> str:
+        if isinstance(a, (Tensor, View)):
+            t, off = (a, 0) if isinstance(a, Tensor) else (a.tensor, a.offset)
+            dtype, base = layout[t.name]
+            return f"A_{dtype}[{base + off}:{base + t.count}]"
+        if isinstance(a, Dims):
+            return a.c_name
+        if isinstance(a, Scalar):
+            return a.name
+        if a is None:
+            return "None"
+        if isinstance(a, float):
+            return f"np.float32({a!r})"
+        return f"np.int32({int(a)})"
+
+    for phase in PHASES:
+        calls = p.phases[phase]
+        params = ", ".join([f"A_{d}" for d in dtypes] + [s.name for s in p.scalars(phase)])
+        returns = next((c.returns for c in calls if c.returns), None)
+        lines += ["", "", "@njit(cache=True, error_model='numpy')", f"def vae_{phase}({params}):"]
+        if returns:
+            lines.append(f"    {returns} = np.float32(0.0)")
+        for c in calls:
+            args = ", ".join(arg(a) for i, a in enumerate(c.args) if i not in c.c_only)
+            lines.append(f"    {c.returns} = {c.kernel}({args})" if c.returns else f"    {c.kernel}({args})")
+        lines.append(f"    return {returns}" if returns else "    return np.float32(0.0)")
+    return "\n".join(lines) + "\n"
+
+
+def twin_name(kernel: str) -> str:
+    return kernel.removeprefix("nn_")
+
+
+def build(model: Model, precision: str) -> Program:
+    if precision == "fp32":
+        return build_fp32(model)
+    raise ValueError(f"precision {precision!r} is not supported yet")

@@ -1,0 +1,126 @@
+"""Run a training-step `Program` on the host (Numba twins) or on the emulated MCU (generated C).
+
+Both hold the same tensors; `state()` returns them by name so the two can be compared bit for bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .emulator import Machine
+from .kernel_lib import kernel_sources
+from .ops.quant_u8 import QP_DTYPE
+from .program import PHASES, Program, arena_layout, arena_sizes, c_source, numba_source, twin_name
+from .toolchain import build, cache_dir
+
+NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "f16": np.uint16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
+TWIN_MODULES = ("mcusim.ops.layers_f32", "mcusim.ops.train_f32", "mcusim.ops.nn_math", "mcusim.ops.quant_u8",
+                "mcusim.ops.gemm_u8", "mcusim.ops.conv_u8")
+
+
+def _twin_modules(p: Program) -> dict[str, str]:
+    found = {}
+    for mod_name in TWIN_MODULES:
+        mod = importlib.import_module(mod_name)
+        for k in {c.kernel for calls in p.phases.values() for c in calls}:
+            if k not in found and hasattr(mod, twin_name(k)):
+                found[k] = mod_name
+    missing = {c.kernel for calls in p.phases.values() for c in calls} - found.keys()
+    if missing:
+        raise RuntimeError(f"no Numba twin for kernels {sorted(missing)}")
+    return found
+
+
+def _generated_module(source: str, stem: str):
+    """Import generated source from a file in the cache (Numba caches file-backed functions)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = cache_dir().parent / "generated"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}_{digest}.py"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)
+    name = f"mcusim_generated_{stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class HostStep:
+    """The program on the Numba twins: one arena array per dtype, tensors are views into them."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.module = _generated_module(numba_source(program, _twin_modules(program)),
+                                        f"{program.model.name}_{program.precision}")
+        self.layout = arena_layout(program)
+        self.arenas = {d: np.zeros(n, NP_DTYPE[d]) for d, n in arena_sizes(program).items()}
+        self._order = sorted(self.arenas)
+
+    def view(self, name: str) -> np.ndarray:
+        t = self.program.tensors[name]
+        dtype, off = self.layout[name]
+        return self.arenas[dtype][off: off + t.count]
+
+    def run(self, phase: str, **scalars) -> float:
+        fn = getattr(self.module, f"vae_{phase}")
+        args = [self.arenas[d] for d in self._order] + [np.float32(scalars[s.name]) for s in self.program.scalars(phase)]
+        return float(fn(*args))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: self.view(name).copy() for name in self.program.tensors}
+
+
+class DeviceStep:
+    """The program as firmware on the emulated board: generated C + every kernel, tensors as symbols."""
+
+    def __init__(self, program: Program, opt: str = "-O2", hclk_mhz: float | None = None, stack_size: int = 4096):
+        self.program = program
+        source = c_source(program)
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        folder = cache_dir().parent / "generated"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step_{program.model.name}_{program.precision}_{digest}.c"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(source)
+            os.replace(tmp, path)
+        self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size)
+        self.machine = Machine(self.elf, hclk_mhz=hclk_mhz)
+
+    def _symbol(self, name: str):
+        return self.machine.fw.symbol(self.program.tensors[name].c_name)
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        t = self.program.tensors[name]
+        data = np.ascontiguousarray(values, NP_DTYPE[t.dtype]).tobytes()
+        if len(data) != t.nbytes:
+            raise ValueError(f"{name}: {len(data)} bytes for a {t.nbytes}-byte tensor")
+        self.machine.uc.mem_write(self._symbol(name).addr, data)
+
+    def read(self, name: str) -> np.ndarray:
+        t = self.program.tensors[name]
+        raw = bytes(self.machine.uc.mem_read(self._symbol(name).addr, t.nbytes))
+        return np.frombuffer(raw, NP_DTYPE[t.dtype]).copy()
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, values in state.items():
+            self.write(name, values)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: self.read(name) for name in self.program.tensors}
+
+    def run(self, phase: str, **scalars):
+        assert phase in PHASES
+        return self.machine.call(f"vae_{phase}", *[scalars[s.name] for s in self.program.scalars(phase)])
