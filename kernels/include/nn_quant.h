@@ -141,11 +141,12 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
  *           output position q of (w - zw) * (e[oc][q] - ze)
  *           t = (float)acc * (sw * se);  if x is given and x[ic][p] <= zx: t = 0;
  *           ex = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as forward.
- * backward_weight: (DIFFERENT float form from the Gemm's: the spatial sum is exact int32 first, then
- *           ONE float multiply-add per weight.) For every active oc (every one, even if its error is 0):
+ * backward_weight: accumulates into half-float gradient buffers (uint16_t, as the Gemm's; the input of
+ *           sgd_u8_update). DIFFERENT float form from the Gemm's: the spatial sum is exact int32 first,
+ *           then ONE float multiply-add per weight. For every active oc (every one, even if its error is 0):
  *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
- *           gw = gw + (se * sx) * (float)isum    (m = se * sx computed once, then m * (float)isum)
- *           gb[oc] = gb[oc] + se * (float)(sum over all output positions q of (e[oc][q] - ze)).
+ *           m = se * sx (once);  gw = half(float(gw) + m * (float)isum)
+ *           gb[oc] = half(float(gb[oc]) + se * (float)(sum over all output positions q of (e[oc][q] - ze))).
  *           Inactive channels are untouched. */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -157,7 +158,7 @@ void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint
                               const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch);
 int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                               float *gw, float *gb, const nn_conv_dims *d, const uint8_t *active,
+                               uint16_t *gw, uint16_t *gb, const nn_conv_dims *d, const uint8_t *active,
                                int32_t *scratch);
 
 int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d);
@@ -171,7 +172,7 @@ void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, c
                                        float alpha, int32_t *scratch);
 int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                        const nn_qparams *qe, float *gw, float *gb, const nn_conv_dims *d,
+                                        const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
                                         const uint8_t *active, int32_t *scratch);
 
 /* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
@@ -191,9 +192,13 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
 void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t bottom,
                      int32_t left, int32_t right, const uint8_t *in_active, uint8_t zx, uint8_t *xp);
 
+/* n4 bytes (a multiple of 4) -> n4/2 words of halfword pairs (b0,b2), (b1,b3) per 4 bytes; returns the sum. */
+int32_t nn__conv_u8_widen(const uint8_t *b, int32_t n4, uint32_t *out);
+
 /* Column dot product of both cores: acc[o * acc_stride] = sum_i (w[o][i] - zw) * (col[i] - zx) for
- * o < rows, over n4 (a multiple of 4) bytes; cw: n4/2 words of scratch. */
-void nn__conv_u8_column(const uint8_t *col, int32_t n4, const uint8_t *w, const int32_t *sum_w, int32_t rows,
+ * o < rows, over n4 (a multiple of 4) bytes; ww: the rows widened by nn__conv_u8_widen [rows][n4/2];
+ * cw: n4/2 words of scratch. */
+void nn__conv_u8_column(const uint8_t *col, int32_t n4, const uint32_t *ww, const int32_t *sum_w, int32_t rows,
                         int32_t zx, int32_t zw, int32_t *acc, int32_t acc_stride, uint32_t *cw);
 
 /* The same sums read straight from the padded input xb through offs (n taps), for rows <= 2; rows

@@ -1,0 +1,265 @@
+/* convtranspose2d_u8.c: ConvTranspose2D on uint8 tensors, forward and backward (contract in
+ * nn_quant.h), plus the transposed integer core shared with conv2d_u8.c (its backward_input).
+ * Integer sums use the Cortex-M4 DSP extension (UXTB16 / SMLAD / USADA8). Twin: mcusim/ops/conv_u8.py. */
+#include <arm_acle.h>
+#include "nn_quant.h"
+
+static inline uint32_t nn__ld32(const void *p) {
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int32_t nn__sum_u8(const uint8_t *a, int32_t n) {
+    uint32_t s = 0;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) s = __usada8(nn__ld32(a + i), 0, s);
+    for (; i < n; i++) s += a[i];
+    return (int32_t)s;
+}
+
+/* sum_i a[i] * b[i] over n (even) int16 values, 4-byte aligned: one SMLAD per pair. */
+static inline int32_t nn__dot_i16(const int16_t *a, const int16_t *b, int32_t n) {
+    int32_t s = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {          /* memcpy loads: LDR, and no type-punning through pointers */
+        s = __smlad(nn__ld32(a + i), nn__ld32(b + i), s);
+        s = __smlad(nn__ld32(a + i + 2), nn__ld32(b + i + 2), s);
+    }
+    for (; i < n; i += 2) s = __smlad(nn__ld32(a + i), nn__ld32(b + i), s);
+    return s;
+}
+
+/* Two dot products of n (even) int16 values against the same b, 4-byte aligned: one LDR of b feeds
+ * two SMLAD. */
+static inline void nn__dot2_i16(const int16_t *a0, const int16_t *a1, const int16_t *b, int32_t n,
+                                int32_t *r0, int32_t *r1) {
+    int32_t s0 = 0, s1 = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t b0 = nn__ld32(b + i), b1 = nn__ld32(b + i + 2);
+        const uint32_t x0 = nn__ld32(a0 + i), x1 = nn__ld32(a0 + i + 2);
+        const uint32_t y0 = nn__ld32(a1 + i), y1 = nn__ld32(a1 + i + 2);
+        s0 = __smlad(x0, b0, s0);
+        s1 = __smlad(y0, b0, s1);
+        s0 = __smlad(x1, b1, s0);
+        s1 = __smlad(y1, b1, s1);
+    }
+    if (i < n) {
+        const uint32_t vb = nn__ld32(b + i);
+        s0 = __smlad(nn__ld32(a0 + i), vb, s0);
+        s1 = __smlad(nn__ld32(a1 + i), vb, s1);
+    }
+    *r0 = s0;
+    *r1 = s1;
+}
+
+/* ---- transposed integer core ---------------------------------------------------------------- */
+/* Gather form, split by stride phase: output row oy only receives the taps ky = py, py + s, ... with
+ * py = (oy + pad) mod s (from input row iy = (oy + pad - ky) / s), and the same for columns. For each of
+ * the s*s phases (py, px) the weights are re-packed once into rows [out_c][n4] (n4 = align4 of
+ * in_c * #ky * #kx, padded with zw; widened to halfword pairs, 2*n4 bytes a row, when out_c > 2) with
+ * their sums; each output position then gathers its column
+ * from a copy of the input with a border of zx (zx also in inactive channels), so taps outside the
+ * input contribute (zx - zx) = 0, and runs the same column dot product as the strided core.
+ * work: phase bases [2][s*s] int32 (rows, offsets), sum_w [s*s][out_c] int32, the packed rows (bytes),
+ * the column [n4max] bytes and its widened copy [n4max/2] words (n4max = align4(in_c * ceil(k_h/s) *
+ * ceil(k_w/s))), the offsets of every phase's taps in the padded input [in_c*k_h*k_w] int32 (position
+ * independent), the weight offsets of one phase's taps [n4max] int32, then the padded input [in_c][top + in_h + bottom][left + in_w + right]. */
+static inline int32_t nn__taps(int32_t k, int32_t p, int32_t s) { return p < k ? (k - p + s - 1) / s : 0; }
+
+/* Border of the padded input: taps reach input rows down to -near and up to in - 1 + far. */
+static inline int32_t nn__t_near(int32_t k, int32_t s) { return (k - 1 + s - 1) / s; }
+static inline int32_t nn__t_far(int32_t out, int32_t s, int32_t pad, int32_t in) {
+    const int32_t m = (out - 1 + pad) / s - (in - 1);
+    return m > 0 ? m : 0;
+}
+
+static int32_t nn__transposed_rows_bytes(const nn_conv_dims *d) {
+    const int32_t s = d->stride;
+    int32_t total = 0;
+    for (int32_t py = 0; py < s; py++)
+        for (int32_t px = 0; px < s; px++)
+            total += ((d->in_c * nn__taps(d->k_h, py, s) * nn__taps(d->k_w, px, s) + 3) & ~3) * d->out_c * 2;
+    return total;
+}
+
+int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d) {
+    const int32_t s = d->stride;
+    const int32_t n4max = (d->in_c * nn__taps(d->k_h, 0, s) * nn__taps(d->k_w, 0, s) + 3) & ~3;
+    const int32_t hp = nn__t_near(d->k_h, s) + d->in_h + nn__t_far(d->out_h, s, d->pad, d->in_h);
+    const int32_t wp = nn__t_near(d->k_w, s) + d->in_w + nn__t_far(d->out_w, s, d->pad, d->in_w);
+    return s * s * 4 * (2 + d->out_c) + nn__transposed_rows_bytes(d) + 7 * n4max + 4 * d->in_c * d->k_h * d->k_w +
+           ((d->in_c * hp * wp + 3) & ~3);
+}
+
+void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
+                            const uint8_t *in_active, int32_t *acc, int32_t *work) {
+    const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
+                  out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
+    const int32_t kk = kh * kw, plane = out_h * out_w, per_c = out_c * kk;
+    const int32_t top = nn__t_near(kh, s), left = nn__t_near(kw, s);
+    const int32_t hp = top + in_h + nn__t_far(out_h, s, pad, in_h), wp = left + in_w + nn__t_far(out_w, s, pad, in_w);
+    const int32_t cstep = hp * wp;
+    int32_t *base = work, *obase = work + s * s, *sum_w = work + 2 * s * s;
+    uint8_t *rows = (uint8_t *)(sum_w + s * s * out_c);
+    uint8_t *col = rows + nn__transposed_rows_bytes(d);
+    const int32_t n4max = (in_c * nn__taps(kh, 0, s) * nn__taps(kw, 0, s) + 3) & ~3;
+    uint32_t *cw = (uint32_t *)(col + n4max);
+    int32_t *offs = (int32_t *)(cw + n4max / 2);
+    uint8_t *xp = (uint8_t *)(offs + in_c * kk + n4max);
+    const uint8_t zx8 = (uint8_t)zx, zw8 = (uint8_t)zw;
+    nn__conv_u8_pad(x, in_c, in_h, in_w, top, hp - top - in_h, left, wp - left - in_w, in_active, zx8, xp);
+    int32_t off = 0, ooff = 0;
+    for (int32_t py = 0; py < s; py++) {
+        const int32_t nky = nn__taps(kh, py, s);
+        for (int32_t px = 0; px < s; px++) {
+            const int32_t nkx = nn__taps(kw, px, s), n = in_c * nky * nkx, n4 = (n + 3) & ~3;
+            base[py * s + px] = off;
+            obase[py * s + px] = ooff;
+            for (int32_t c = 0; c < in_c; c++)                 /* tap j, i reads input (iy0 - j, ix0 - i) */
+                for (int32_t j = 0; j < nky; j++)
+                    for (int32_t i = 0; i < nkx; i++) offs[ooff++] = c * cstep - j * wp - i;
+            int32_t *wo = offs + in_c * kk;                    /* weight offsets of this phase's taps */
+            {
+                int32_t t = 0;
+                for (int32_t c = 0; c < in_c; c++)
+                    for (int32_t j = 0; j < nky; j++)
+                        for (int32_t i = 0; i < nkx; i++) wo[t++] = c * per_c + (py + j * s) * kw + px + i * s;
+            }
+            for (int32_t o = 0; o < out_c; o++) {
+                uint8_t *r = out_c <= 2 ? rows + off + o * n4 : col;
+                const uint8_t *wb = w + o * kk;
+                for (int32_t t = 0; t < n; t++) r[t] = wb[wo[t]];
+                for (int32_t t = n; t < n4; t++) r[t] = zw8;
+                sum_w[(py * s + px) * out_c + o] =
+                    out_c <= 2 ? nn__sum_u8(r, n4) : nn__conv_u8_widen(r, n4, (uint32_t *)(rows + off) + o * (n4 >> 1));
+            }
+            off += 2 * n4 * out_c;
+        }
+    }
+    for (int32_t oy = 0; oy < out_h; oy++) {
+        const int32_t py = (oy + pad) % s, nky = nn__taps(kh, py, s);
+        const int32_t iy0 = (oy + pad - py) / s;           /* input row of tap ky = py; tap j: iy0 - j */
+        for (int32_t ox = 0; ox < out_w; ox++) {
+            const int32_t px = (ox + pad) % s, nkx = nn__taps(kw, px, s), n = in_c * nky * nkx;
+            const int32_t n4 = (n + 3) & ~3, ix0 = (ox + pad - px) / s;
+            const int32_t ph = py * s + px;
+            const uint8_t *xb = xp + (iy0 + top) * wp + ix0 + left;
+            const int32_t *ot = offs + obase[ph];
+            if (out_c <= 2) {
+                nn__conv_u8_direct(xb, ot, n, rows + base[ph], n4, sum_w + ph * out_c, out_c, zx, zw,
+                                   acc + oy * out_w + ox, plane);
+                continue;
+            }
+            for (int32_t t = 0; t < n; t++) col[t] = xb[ot[t]];
+            for (int32_t i = n; i < n4; i++) col[i] = zx8;
+            nn__conv_u8_column(col, n4, (const uint32_t *)(rows + base[ph]), sum_w + ph * out_c, out_c, zx, zw,
+                               acc + oy * out_w + ox, plane, cw);
+        }
+    }
+}
+
+/* ---- convtranspose2d ------------------------------------------------------------------------ */
+int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d) {
+    return d->out_c * d->out_h * d->out_w * 4 + nn__conv_u8_transposed_work_size(d);
+}
+
+void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                                const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                                const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch) {
+    const int32_t plane = d->out_h * d->out_w;
+    nn__conv_u8_transposed(x, qx->zero_point, w, qw->zero_point, d, 0, scratch, scratch + d->out_c * plane);
+    nn__conv_u8_epilogue_forward(scratch, qw->scale * qx->scale, b, qb, y, qy, d->out_c, plane, relu, alpha);
+}
+
+/* The adjoint is the strided convolution of e on the swapped geometry; the weights [ic][oc][kh][kw]
+ * are exactly its [out][in][kh][kw] layout. Inactive oc count as zero error. */
+int32_t convtranspose2d_u8_backward_input_buffer_size(const nn_conv_dims *d) {
+    const nn_conv_dims t = nn__conv_dims_swap(d);
+    return d->in_c * d->in_h * d->in_w * 4 + nn__conv_u8_strided_work_size(&t);
+}
+
+void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e,
+                                       const nn_qparams *qe, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
+                                       const nn_qparams *qx, const nn_conv_dims *d, const uint8_t *active,
+                                       float alpha, int32_t *scratch) {
+    const nn_conv_dims t = nn__conv_dims_swap(d);
+    const int32_t n = d->in_c * d->in_h * d->in_w;
+    nn__conv_u8_strided(e, qe->zero_point, w, qw->zero_point, &t, active, scratch, scratch + n);
+    nn__conv_u8_epilogue_error(scratch, qw->scale * qe->scale, ex, qex, x, qx, n, alpha);
+}
+
+/* work: the inputs (x - zx) as int16 [in_c][P] (P = in_h*in_w rounded up to even), one gathered error
+ * plane int16 [P], the offsets of the input positions in the padded errors [P] int32, then the errors of
+ * one output channel as int16 (e - ze) with a border of 0 [pad + out_h + bottom][pad + out_w + right].
+ * Per (oc, kh, kw) the plane of errors the inputs feed (0 where dropped) is gathered once and dotted
+ * with every ic (two per pass). */
+static inline int32_t nn__ct_far(int32_t in, int32_t s, int32_t pad, int32_t k, int32_t out) {
+    const int32_t m = (in - 1) * s - pad + k - out;            /* rows / columns beyond the output */
+    return m > 0 ? m : 0;
+}
+
+int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d) {
+    const int32_t pe = (d->in_h * d->in_w + 1) & ~1;
+    const int32_t hp = d->pad + d->out_h + nn__ct_far(d->in_h, d->stride, d->pad, d->k_h, d->out_h);
+    const int32_t wp = d->pad + d->out_w + nn__ct_far(d->in_w, d->stride, d->pad, d->k_w, d->out_w);
+    return (d->in_c + 1) * pe * 2 + pe * 4 + ((hp * wp * 2 + 3) & ~3);
+}
+
+void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
+                                        const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
+                                        const uint8_t *active, int32_t *scratch) {
+    const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
+                  out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
+    const int32_t in_plane = in_h * in_w, pe = (in_plane + 1) & ~1, plane = out_h * out_w, kk = kh * kw;
+    const int32_t hp = pad + out_h + nn__ct_far(in_h, s, pad, kh, out_h);
+    const int32_t wp = pad + out_w + nn__ct_far(in_w, s, pad, kw, out_w);
+    const int32_t zx = qx->zero_point, ze = qe->zero_point;
+    const float m = qe->scale * qx->scale, se = qe->scale;
+    int16_t *xs = (int16_t *)scratch, *ec = xs + in_c * pe;
+    int32_t *poff = (int32_t *)(ec + pe);
+    int16_t *ep = (int16_t *)(poff + pe);
+    for (int32_t c = 0; c < in_c; c++) {
+        int16_t *r = xs + c * pe;
+        const uint8_t *xp = x + c * in_plane;
+        for (int32_t p = 0; p < in_plane; p++) r[p] = (int16_t)((int32_t)xp[p] - zx);
+        if (pe > in_plane) r[in_plane] = 0;
+    }
+    if (pe > in_plane) ec[in_plane] = 0;
+    for (int32_t iy = 0, p = 0; iy < in_h; iy++)
+        for (int32_t ix = 0; ix < in_w; ix++) poff[p++] = iy * s * wp + ix * s;
+    for (int32_t i = 0; i < hp * wp; i++) ep[i] = 0;
+    for (int32_t o = 0; o < out_c; o++) {
+        if (active && !active[o]) continue;
+        const uint8_t *eo = e + o * plane;
+        int32_t sum = 0;
+        for (int32_t oy = 0; oy < out_h; oy++) {
+            int16_t *dst = ep + (oy + pad) * wp + pad;
+            const uint8_t *src = eo + oy * out_w;
+            for (int32_t ox = 0; ox < out_w; ox++) {
+                const int32_t v = (int32_t)src[ox] - ze;
+                dst[ox] = (int16_t)v;
+                sum += v;
+            }
+        }
+        gb[o] = nn_float_to_half(nn_half_to_float(gb[o]) + se * (float)sum);
+        for (int32_t ky = 0; ky < kh; ky++) {
+            for (int32_t kx = 0; kx < kw; kx++) {
+                const int16_t *eb = ep + ky * wp + kx;      /* padded error of tap (ky, kx) at input (0, 0) */
+                for (int32_t p = 0; p < in_plane; p++) ec[p] = eb[poff[p]];
+                const int32_t k = o * kk + ky * kw + kx, stride_c = out_c * kk;
+                int32_t c = 0;
+                for (; c + 2 <= in_c; c += 2) {
+                    int32_t i0, i1;
+                    nn__dot2_i16(xs + c * pe, xs + (c + 1) * pe, ec, pe, &i0, &i1);
+                    uint16_t *g0 = gw + c * stride_c + k, *g1 = g0 + stride_c;
+                    *g0 = nn_float_to_half(nn_half_to_float(*g0) + m * (float)i0);
+                    *g1 = nn_float_to_half(nn_half_to_float(*g1) + m * (float)i1);
+                }
+                if (c < in_c) {
+                    uint16_t *g = gw + c * stride_c + k;
+                    *g = nn_float_to_half(nn_half_to_float(*g) + m * (float)nn__dot_i16(xs + c * pe, ec, pe));
+                }
+            }
+        }
+    }
+}
