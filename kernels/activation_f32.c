@@ -1,7 +1,7 @@
 /* activation_f32.c: fp32 relu forward/backward and sigmoid forward.
- * Contracts and operation order: kernels/include/nn_train_f32.h; Numba twins in
+ * Contracts and operation order: kernels/include/nn.h; Numba twins in
  * mcusim/ops/train_f32.py (bit exact, checked by mcusim/checks/train_f32.py). */
-#include "nn_train_f32.h"
+#include "nn.h"
 
 /* The relu works on the IEEE bits (a sign-bit test), which is the same as x > 0 ? x : +0 for every
  * non-NaN input and about twice as fast on the M4 as vcmp/vmrs/it per element. Only 32-bit integer

@@ -1,8 +1,8 @@
-/* conv2d_u8.c: Conv2D on uint8 tensors, forward and backward (contract in nn_quant.h), plus the
+/* conv2d_u8.c: Conv2D on uint8 tensors, forward and backward (contract in nn.h), plus the
  * strided integer core and the float epilogues shared with convtranspose2d_u8.c.
  * Integer sums use the Cortex-M4 DSP extension (UXTB16 / SMLAD / USADA8). Twin: mcusim/ops/conv_u8.py. */
 #include <arm_acle.h>
-#include "nn_quant.h"
+#include "nn.h"
 
 #define NN_BIG 3.0e38f
 

@@ -1,8 +1,8 @@
 /* convtranspose2d_u8.c: ConvTranspose2D on uint8 tensors, forward and backward (contract in
- * nn_quant.h), plus the transposed integer core shared with conv2d_u8.c (its backward_input).
+ * nn.h), plus the transposed integer core shared with conv2d_u8.c (its backward_input).
  * Integer sums use the Cortex-M4 DSP extension (UXTB16 / SMLAD / USADA8). Twin: mcusim/ops/conv_u8.py. */
 #include <arm_acle.h>
-#include "nn_quant.h"
+#include "nn.h"
 
 static inline uint32_t nn__ld32(const void *p) {
     uint32_t v;

@@ -1,7 +1,7 @@
 /* cross_entropy_f32.c: softmax cross-entropy of one sample and its gradient softmax - onehot.
- * Contract and operation order: kernels/include/nn_train_f32.h; Numba twin in
+ * Contract and operation order: kernels/include/nn.h; Numba twin in
  * mcusim/ops/train_f32.py. */
-#include "nn_train_f32.h"
+#include "nn.h"
 
 float cross_entropy_f32(const float *logits, int32_t n, int32_t label, float *dlogits) {
     float m = logits[0];

@@ -1,7 +1,7 @@
 /* elbo_f32.c: negative ELBO of one image (Bernoulli likelihood on logits + Gaussian KL) and its
- * gradient. Contracts and operation order: kernels/include/nn_train_f32.h; Numba twins in
+ * gradient. Contracts and operation order: kernels/include/nn.h; Numba twins in
  * mcusim/ops/train_f32.py. */
-#include "nn_train_f32.h"
+#include "nn.h"
 
 float elbo_f32_forward(const float *logits, const uint8_t *pixels, const float *mu, const float *log_sigma,
                        int32_t n_pixels, int32_t n_latent) {

@@ -1,8 +1,8 @@
-/* gemm_u8.c: fully connected layer on uint8 tensors, forward and backward (see nn_quant.h).
+/* gemm_u8.c: fully connected layer on uint8 tensors, forward and backward (see nn.h).
  * Integer dot products use the Cortex-M4 DSP extension: UXTB16 widens two bytes at a time, SMLAD
  * does two 16-bit multiply-accumulates per cycle, USADA8 sums four bytes. Twin: mcusim/ops/gemm_u8.py. */
 #include <arm_acle.h>
-#include "nn_quant.h"
+#include "nn.h"
 
 #define NN_BIG 3.0e38f
 

@@ -1,8 +1,8 @@
 /* nn_math.c: portable float32 transcendentals and the deterministic random generator.
- * See kernels/include/nn_math.h for the contracts; the Numba twin is mcusim/ops/nn_math.py and must
+ * See kernels/include/nn.h for the contracts; the Numba twin is mcusim/ops/nn_math.py and must
  * perform the same float32 operations in the same order (tests/test_nn_math.py checks the bits).
  * Build with -ffp-contract=off (mcusim.toolchain does): a fused multiply-add would change results. */
-#include "nn_math.h"
+#include "nn.h"
 
 typedef union { float f; uint32_t u; } nn__bits;
 

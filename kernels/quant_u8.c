@@ -1,6 +1,6 @@
-/* quant_u8.c: scale/zero-point tracking and the rounding rule of the u8 kernels (see nn_quant.h).
+/* quant_u8.c: scale/zero-point tracking and the rounding rule of the u8 kernels (see nn.h).
  * Twin: mcusim/ops/quant_u8.py. */
-#include "nn_quant.h"
+#include "nn.h"
 
 #define NN_QMAX 255.0f
 #define NN_INV_QMAX 3.92156886e-03f      /* 0x3B808081, float32 nearest 1/255 */

@@ -1,7 +1,7 @@
 /* reparameterize_f32.c: z = mu + exp(log_sigma) * eps and its backward pass (accumulating).
- * Contracts and operation order: kernels/include/nn_train_f32.h; Numba twins in
+ * Contracts and operation order: kernels/include/nn.h; Numba twins in
  * mcusim/ops/train_f32.py. */
-#include "nn_train_f32.h"
+#include "nn.h"
 
 void reparameterize_f32_forward(const float *mu, const float *log_sigma, const float *eps, float *z,
                                 int32_t n) {

@@ -1,6 +1,6 @@
-/* sgd_f32.c: plain SGD step with gradient reset. Contract: kernels/include/nn_train_f32.h; Numba
+/* sgd_f32.c: plain SGD step with gradient reset. Contract: kernels/include/nn.h; Numba
  * twin in mcusim/ops/train_f32.py. */
-#include "nn_train_f32.h"
+#include "nn.h"
 
 void sgd_f32_update(float *w, float *g, int32_t n, float scale) {
     int32_t i = 0;

@@ -1,7 +1,6 @@
 /* sgd_u8.c: gradient-standardized SGD on a uint8 tensor, no float copy of the weights
- * (see nn_quant.h). Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
-#include "nn_quant.h"
-#include "nn_math.h"
+ * (see nn.h). Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
+#include "nn.h"
 
 #define NN_BIG 3.0e38f
 #define NN_STD_EPS 1.0e-8f

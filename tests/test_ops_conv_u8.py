@@ -1,5 +1,5 @@
 """uint8 Conv2D and ConvTranspose2D: C on the emulator and the Numba twins agree bit for bit, the scratch
-sizes agree, and the arithmetic means what nn_quant.h says (against float64 numpy references built
+sizes agree, and the arithmetic means what nn.h says (against float64 numpy references built
 from the dequantized tensors), including stride 2 / pad 1, output padding and the active mask."""
 import numpy as np
 import pytest

@@ -19,9 +19,63 @@
 #ifndef NN_H
 #define NN_H
 
+#include <stddef.h>
 #include <stdint.h>
-#include "nn_math.h"
 
+
+/* ======== portable float32 math and random numbers (nn_math.c) ==================================== */
+/*  portable float32 math primitives shared by the Cortex-M4F training kernels and their
+ * Numba twins in mcusim/ops/nn_math.py.
+ *
+ * Every function is written with float32 +, -, *, /, comparisons, int<->float conversions, bit
+ * casts and the IEEE square root only, each operation rounded to float32 in a fixed order, so the
+ * C build (-ffp-contract=off, FPv4-SP) and the Numba twin return the same bits for every input.
+ * Do not change an operation here without changing the twin the same way (tests/test_nn_math.py
+ * checks bit equality on the emulator).
+ *
+ * Real (not inline) functions so the emulator can call them by symbol. */
+/* e^x. Range reduction x = k*ln2 + r with ln2 split into hi/lo float32 constants, |r| <= ~ln2/2,
+ * exp(r) = 1 + r + r^2*P(r) with a degree-4 minimax P, then scaling by 2^k through the exponent bits.
+ *   NaN       -> the same NaN (input bits returned unchanged)
+ *   x >= 88.72283935546875 (first float32 whose e^x exceeds FLT_MAX; includes +inf) -> +inf
+ *   x <  -87.33654022216797 (below the last float32 whose e^x is a normal float; includes -inf) -> +0.0f
+ *   (so the result is never a denormal). Measured against float64 exp: max relative error 7.9e-8,
+ *   under 1 ulp (0.96), over a dense grid of [-87.33, 88.72]. */
+float nn_expf(float x);
+
+/* Natural logarithm. x = m*2^e with m in [sqrt(1/2), sqrt(2)), s = (m-1)/(m+1),
+ * log(m) = 2s + s^3*Q(s^2) with a degree-2 minimax Q, result = e*ln2_hi + (e*ln2_lo + log(m)).
+ *   NaN -> the same NaN;  x < 0 (incl. -inf) -> quiet NaN 0x7FC00000;  +-0 -> -inf;  +inf -> +inf;
+ *   denormal inputs are scaled by 2^23 first (exact). Measured against float64 log: max relative
+ *   error 1.7e-7, under 2 ulp (1.96), over [1e-38, 3e38] and denormals. */
+float nn_logf(float x);
+
+/* IEEE correctly rounded square root: one `vsqrt.f32` on the M4 (inline assembly, never a libm
+ * call), the same bits as numpy's float32 sqrt. */
+float nn_sqrtf(float x);
+
+/* Deterministic random numbers. Generator: 32-bit PCG, "RXS M XS" output (state s, every uint32 is a
+ * valid seed including 0; period 2^32):
+ *     s = s * 747796405 + 2891336453                         (mod 2^32, state advanced first)
+ *     w = ((s >> ((s >> 28) + 4)) ^ s) * 277803737;  return (w >> 22) ^ w
+ * nn_rng_next returns that 32-bit output. */
+uint32_t nn_rng_next(uint32_t *state);
+
+/* Uniform in the open interval (0, 1): the top 24 bits of nn_rng_next times 2^-24, so multiples of
+ * 2^-24 in [2^-24, 1 - 2^-24]; a draw whose 24 bits are all zero is rejected and drawn again. */
+float nn_rng_uniform(uint32_t *state);
+
+/* Standard normal by the Marsaglia polar method (no sin/cos): u = 2*U1 - 1, v = 2*U2 - 1,
+ * s = u*u + v*v, retried until 0 < s < 1, then f = sqrt((-2*log(s)) / s) and the pair (u*f, v*f).
+ * nn_rng_normal returns u*f and discards v*f (the 32-bit state cannot hold it). */
+float nn_rng_normal(uint32_t *state);
+
+/* n standard normals into out[0..n-1], using BOTH values of each polar pair (out[i] = u*f,
+ * out[i+1] = v*f; for odd n the last element takes u*f of one more pair). This is therefore NOT the
+ * same stream as n calls of nn_rng_normal, but is about half the cost per value. */
+void nn_rng_fill_normal(uint32_t *state, float *out, int n);
+
+/* ======== fp32 layers (gemm_f32.c, conv2d_f32.c, convtranspose2d_f32.c) =========================== */
 /* Convolution shapes (Conv2D and ConvTranspose2D), passed by pointer. From Python: an np.int32 array
  * of these 10 values in this order. Zero padding, square stride, no dilation, no groups. */
 typedef struct {
@@ -131,5 +185,315 @@ static inline nn_conv_dims nn__conv_dims_swap(const nn_conv_dims *d) {
     t.k_h = d->k_h; t.k_w = d->k_w; t.stride = d->stride; t.pad = d->pad;
     return t;
 }
+
+/* ======== fp32 activations, losses, optimizer ===================================================== */
+/*  fp32 elementwise operators, losses and the SGD update of the on-device VAE
+ * training step (section of prototypes; to be merged into nn.h).
+ *
+ * Each function is bit exact with its Numba twin of the same name in mcusim/ops/train_f32.py:
+ * every operation below is one float32 operation rounded to nearest, performed in exactly the order
+ * written (built with -ffp-contract=off, so no fused multiply-add). exp and log are nn_expf and
+ * nn_logf from its section of nn.h. Sums are sequential float32 sums starting from +0.0f, in index order.
+ * |x| is a sign-bit clear and -|x| a sign-bit set (exact). Sizes n <= 0 do nothing (a loss then
+ * sums nothing). Unless stated otherwise, an output may be the same buffer as an input of the same
+ * length (each element is read before it is written), but different outputs must not overlap. */
+/* 1/255 rounded to float32 (bits 0x3B808081 = 0.0039215688593685627): a pixel p in 0..255 is the
+ * target t = (float)p * NN_INV255 (the conversion is exact, the product is one rounding). */
+#define NN_INV255 3.92156886e-03f
+
+/* ---- input ---------------------------------------------------------------------------------- */
+
+/* x[i] = (float)pixels[i] * NN_INV255: the image as the fp32 network's input, in [0, 1]. */
+void pixels_f32_forward(const uint8_t *pixels, float *x, int32_t n);
+
+/* ---- activations --------------------------------------------------------------------------- */
+
+/* y[i] = x[i] > 0 ? x[i] : +0.0f, computed on the IEEE bits: a sign bit set gives +0.0f, a clear one
+ * keeps x[i] (identical for every non-NaN x; -0.0 -> +0.0; a NaN with a clear sign propagates).
+ * y may be x. */
+void relu_f32_forward(const float *x, float *y, int32_t n);
+
+/* dx[i] = y[i] > 0 ? dy[i] : +0.0f, with y the relu OUTPUT of the forward pass; the test is on the
+ * IEEE bits, (int32_t)bits(y[i]) > 0 (identical for every non-NaN y; a NaN y with a clear sign passes
+ * dy). dy[i] is copied bit for bit. dx may be dy (or y). */
+void relu_f32_backward(const float *y, const float *dy, float *dx, int32_t n);
+
+/* Numerically stable logistic function:
+ *     e = nn_expf(-|x|);  d = 1.0f + e;  y = (x >= 0 ? 1.0f : e) / d
+ * (one division; never overflows; NaN -> NaN). y may be x. */
+void sigmoid_f32_forward(const float *x, float *y, int32_t n);
+
+/* ---- reparameterization z = mu + sigma * eps, sigma = exp(log_sigma) ------------------------- */
+
+/* s = nn_expf(log_sigma[i]);  t = s * eps[i];  z[i] = mu[i] + t.
+ * eps comes from nn_rng_fill_normal (drawn by the caller). z may be mu, log_sigma or eps. */
+void reparameterize_f32_forward(const float *mu, const float *log_sigma, const float *eps, float *z,
+                                int32_t n);
+
+/* ACCUMULATES the gradients of z into those of mu and log_sigma:
+ *     dmu[i] = dmu[i] + dz[i];
+ *     s = nn_expf(log_sigma[i]);  t = s * eps[i];  t = dz[i] * t;  dlog_sigma[i] = dlog_sigma[i] + t.
+ * (dz/dlog_sigma = sigma * eps.) Call it after elbo_f32_backward has written the KL gradient. */
+void reparameterize_f32_backward(const float *log_sigma, const float *eps, const float *dz, float *dmu,
+                                 float *dlog_sigma, int32_t n);
+
+/* ---- ELBO with a Bernoulli likelihood on logits ---------------------------------------------
+ * The decoder outputs logits z_i, the probability of pixel i being "on" is sigmoid(z_i), and the
+ * target is the grey level t_i = (float)pixels[i] * NN_INV255 in [0, 1] (continuous Bernoulli-style
+ * targets, the usual binary cross-entropy with logits). The posterior is N(mu, sigma^2) with
+ * sigma = exp(log_sigma), the prior N(0, 1). The loss of one image is the negative ELBO
+ *     L = sum_i [max(z_i,0) - z_i*t_i + log(1 + exp(-|z_i|))]
+ *       + 0.5 * sum_j [mu_j^2 + exp(2*ls_j) - 1 - 2*ls_j]
+ * (binary cross-entropy of the logits + KL(N(mu, sigma^2) || N(0, 1))). */
+
+/* Returns L computed as:
+ *   rec = 0.0f; for i in 0..n_pixels-1 (in order):
+ *       z = logits[i];  t = (float)pixels[i] * NN_INV255;
+ *       a = z > 0 ? z : 0.0f;  b = z * t;  e = nn_expf(-|z|);  l = nn_logf(1.0f + e);
+ *       rec = rec + ((a - b) + l)
+ *   kl = 0.0f; for j in 0..n_latent-1 (in order):
+ *       m = mu[j];  l2 = log_sigma[j] + log_sigma[j];  s2 = nn_expf(l2);
+ *       kl = kl + (((m * m + s2) - 1.0f) - l2)
+ *   return rec + 0.5f * kl */
+float elbo_f32_forward(const float *logits, const uint8_t *pixels, const float *mu, const float *log_sigma,
+                       int32_t n_pixels, int32_t n_latent);
+
+/* Gradient of L. OVERWRITES all three outputs:
+ *   dlogits[i]    = sigmoid(z) - t, with z = logits[i], t = (float)pixels[i] * NN_INV255 and
+ *                   sigmoid(z) computed exactly as in sigmoid_f32_forward;
+ *   dmu[j]        = mu[j];
+ *   dlog_sigma[j] = nn_expf(log_sigma[j] + log_sigma[j]) - 1.0f.
+ * reparameterize_f32_backward then accumulates the decoder's path into dmu, dlog_sigma.
+ * dlogits may be logits, dmu may be mu, dlog_sigma may be log_sigma. */
+void elbo_f32_backward(const float *logits, const uint8_t *pixels, const float *mu, const float *log_sigma,
+                       float *dlogits, float *dmu, float *dlog_sigma, int32_t n_pixels, int32_t n_latent);
+
+/* ---- classifier loss -------------------------------------------------------------------------- */
+
+/* Softmax cross-entropy of one sample with n >= 1 logits and 0 <= label < n (not checked):
+ *   m = max_i logits[i] (first maximum; a NaN is never selected);  zl = logits[label] - m;
+ *   s = 0.0f; for i in order: e_i = nn_expf(logits[i] - m); s = s + e_i;
+ *   loss = nn_logf(s) - zl;  returned.
+ * If dlogits != NULL it receives softmax - onehot:  r = 1.0f / s;  g = e_i * r;
+ * dlogits[label] = g - 1.0f (e_i is the same value as in the sum). dlogits may be logits; NULL
+ * computes the loss only. */
+float cross_entropy_f32(const float *logits, int32_t n, int32_t label, float *dlogits);
+
+/* ---- optimizer ------------------------------------------------------------------------------- */
+
+/* Plain SGD step and gradient reset, scale = lr / batch computed once by the caller:
+ *   t = scale * g[i];  w[i] = w[i] - t;  g[i] = 0.0f. */
+void sgd_f32_update(float *w, float *g, int32_t n, float scale);
+
+/* ======== uint8 quantization, layers and update =================================================== */
+/*  per-tensor uint8 quantization shared by every u8 training kernel (to be merged into
+ * the single public header nn.h). Twin: mcusim/ops/quant_u8.py, bit-exact.
+ *
+ * A tensor holds uint8 q with real value r = scale * (q - zero_point). The range [min, max] is a
+ * moving average of the ranges observed; scale and zero point follow it:
+ *     lo = min(min, 0), hi = max(max, 0), scale = (hi - lo) / 255 (at least NN_MIN_SCALE),
+ *     zero_point = floor(-lo / scale), clamped to 0..255.
+ * Rounding rule (every float -> uint8 conversion, on both sides):
+ *     q = clamp(zero_point + floor(t * inv_scale + 0.5), 0, 255)   (round half up)
+ * computed in float32 as v = t * inv_scale; v = v + 0.5f; then floor by truncation and correction;
+ * NaN quantizes like a very negative value (to 0). */
+typedef struct {
+    float scale;
+    int32_t zero_point;
+    float min;          /* moving-average range the scale and zero point come from */
+    float max;
+} nn_qparams;
+
+#define NN_MIN_SCALE 1.0e-8f
+
+/* Set the range exactly and derive scale and zero point. */
+void nn_qparams_set(nn_qparams *q, float min, float max);
+
+/* Move the range towards an observed one: min += alpha * (obs_min - min), the same for max; then
+ * derive scale and zero point. alpha = 0 keeps a fixed range (e.g. [-1, 1] for loss errors). */
+void nn_qparams_observe(nn_qparams *q, float obs_min, float obs_max, float alpha);
+
+/* floor() of a float in int32 range: truncation (vcvt.s32.f32) corrected for negative values. */
+static inline int32_t nn_floor_i32(float v) {
+    int32_t i = (int32_t)v;
+    return ((float)i > v) ? i - 1 : i;
+}
+
+/* Gradient buffers of the u8 kernels hold IEEE half floats (uint16_t storage): weights 1 byte plus
+ * gradient 2 bytes per parameter. The FPv4-SP unit converts with VCVTB (round to nearest even). */
+static inline float nn_half_to_float(uint16_t h) {
+    __fp16 v;
+    __builtin_memcpy(&v, &h, 2);
+    return (float)v;
+}
+
+static inline uint16_t nn_float_to_half(float f) {
+    __fp16 v = (__fp16)f;
+    uint16_t h;
+    __builtin_memcpy(&h, &v, 2);
+    return h;
+}
+
+/* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
+ * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
+static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) {
+    float v = t * inv_scale;
+    v = v + 0.5f;
+    if (!(v >= -1.0e6f)) v = -1.0e6f;
+    if (v > 1.0e6f) v = 1.0e6f;
+    int32_t r = zero_point + nn_floor_i32(v);
+    return (uint8_t)(r < 0 ? 0 : (r > 255 ? 255 : r));
+}
+
+/* Float tensor -> uint8: observe the tensor's min/max (moving average with alpha), then quantize
+ * with the updated scale and zero point. */
+void quantize_f32_u8(const float *x, uint8_t *y, int32_t n, nn_qparams *q, float alpha);
+
+/* uint8 -> float: y = scale * (float)(q - zero_point). */
+void dequantize_u8_f32(const uint8_t *x, float *y, int32_t n, const nn_qparams *q);
+
+/* int32 accumulators -> uint8: y = rounding rule applied to t = (float)acc * multiplier, with
+ * inv_scale 1 (the multiplier already folds s_in * s_w / s_out). */
+void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point);
+
+
+
+/* ---- gemm, uint8 ---------------------------------------------------------------------------
+ * Weights [out][in] uint8 with one qparams for the tensor, bias [out] uint8 with its own; inputs,
+ * outputs and errors uint8 with their qparams. Integer sums are exact int32 (any order), so the C
+ * may use the M4's SIMD instructions freely; the float steps follow the order written here.
+ *
+ * forward: acc[o] = sum_i (w[o][i] - zw) * (x[i] - zx)
+ *          t = (float)acc * (sw * sx);  t = t + sb * (float)(b[o] - zb);  if relu and !(t > 0): t = 0
+ *          y[o] = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; the min and max of t over
+ *          all o are tracked and, after the layer, nn_qparams_observe(qy, tmin, tmax, alpha). */
+void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                     const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                     int32_t in, int32_t out, int32_t relu, float alpha);
+
+/* backward_input (error propagation): acc[i] = sum over active o of (w[o][i] - zw) * (e[o] - ze)
+ *          t = (float)acc * (sw * se);  if x is given and x[i] <= zx (the ReLU that produced x was
+ *          off): t = 0;  ex[i] = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as in forward.
+ * Inactive rows (active[o] == 0) are skipped (dynamic sparse update); active == NULL: all rows.
+ * scratch: gemm_u8_backward_input_buffer_size(in) bytes, 4-byte aligned. */
+int32_t gemm_u8_backward_input_buffer_size(int32_t in);
+void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
+                            uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
+                            int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
+
+/* backward_weight: accumulates gradients (in real units) over a batch into half-float buffers.
+ * For each active row o with de = e[o] - ze != 0: gr = (se * sx) * (float)de;
+ *          gw[o][i] = half(float(gw[o][i]) + gr * (float)(x[i] - zx))   for i ascending;
+ *          gb[o] = half(float(gb[o]) + se * (float)de).
+ * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the (float)(x[i] - zx), computed once). */
+int32_t gemm_u8_backward_weight_buffer_size(int32_t in);
+void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
+                             uint16_t *gw, uint16_t *gb, int32_t in, int32_t out, const uint8_t *active,
+                             float *scratch);
+
+/* ---- update, uint8 -------------------------------------------------------------------------
+ * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters) of
+ * `cols` weights, without any float copy of the weights:
+ *   g is the half-float gradient buffer; every g below means float(g).
+ *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
+ *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
+ *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
+ *                      w_new = sw * (float)(w - zw) - lr * ((g - norm[2r]) * inv_std)
+ *   inactive rows keep w_new = sw * (float)(w - zw).
+ *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
+ *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
+ *   Finally every g is set to 0. */
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
+                   float lr, float alpha_norm, float alpha_w, const uint8_t *active);
+
+/* ---- conv2d / convtranspose2d, uint8 ----------------------------------------------------------
+ * Shapes and index conventions as the fp32 convolutions in nn.h (nn_conv_dims; activations [C][H][W];
+ * Conv2D w [out_c][in_c][k_h][k_w]; ConvTranspose2D w [in_c][out_c][k_h][k_w]; Conv2D input index
+ * i = o*stride - pad + k, ConvTranspose2D output index o = i*stride - pad + k, out-of-range positions
+ * skipped / dropped). One qparams per tensor, as the uint8 Gemm. Zero padding is the REAL zero:
+ * padded taps contribute nothing. Integer sums are exact int32 (any order: the C uses the M4's SIMD);
+ * the float steps follow the order written here. `active` (NULL = all) holds one uint8 per output
+ * channel oc. Every scratch is 4-byte aligned, of <fn>_buffer_size(d) BYTES.
+ *
+ * forward:  acc[oc][p] = sum over the taps (ic, kh, kw) of output position p of (w - zw) * (x - zx)
+ *           t = (float)acc * (sw * sx);  t = t + sb * (float)(b[oc] - zb);  if relu and !(t > 0): t = 0
+ *           y = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; min/max of t tracked over all
+ *           outputs (oc ascending, then position ascending), then nn_qparams_observe(qy, tmin, tmax, alpha).
+ * backward_input: acc[ic][p] = sum over the active oc and taps (kh, kw) linking input position p to an
+ *           output position q of (w - zw) * (e[oc][q] - ze)
+ *           t = (float)acc * (sw * se);  if x is given and x[ic][p] <= zx: t = 0;
+ *           ex = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as forward.
+ * backward_weight: accumulates into half-float gradient buffers (uint16_t, as the Gemm's; the input of
+ *           sgd_u8_update). DIFFERENT float form from the Gemm's: the spatial sum is exact int32 first,
+ *           then ONE float multiply-add per weight. For every active oc (every one, even if its error is 0):
+ *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
+ *           m = se * sx (once);  gw = half(float(gw) + m * (float)isum)
+ *           gb[oc] = half(float(gb[oc]) + se * (float)(sum over all output positions q of (e[oc][q] - ze))).
+ *           Inactive channels are untouched. */
+int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                       const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                       const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch);
+int32_t conv2d_u8_backward_input_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
+                              uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
+                              const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch);
+int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
+void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
+                               uint16_t *gw, uint16_t *gb, const nn_conv_dims *d, const uint8_t *active,
+                               int32_t *scratch);
+
+int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                                const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                                const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch);
+int32_t convtranspose2d_u8_backward_input_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e,
+                                       const nn_qparams *qe, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
+                                       const nn_qparams *qx, const nn_conv_dims *d, const uint8_t *active,
+                                       float alpha, int32_t *scratch);
+int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
+void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
+                                        const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
+                                        const uint8_t *active, int32_t *scratch);
+
+/* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
+ * write acc[o][oy][ox] (int32, exact) for the geometry d, with input channels c where
+ * in_active[c] == 0 counting as zero (in_active may be NULL), weights indexed as noted.
+ * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes. */
+int32_t nn__conv_u8_strided_work_size(const nn_conv_dims *d);
+void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
+                         const uint8_t *in_active, int32_t *acc, int32_t *work);
+/* Transposed (convtranspose2d geometry), w [in_c][out_c][k_h][k_w]; work: nn__conv_u8_transposed_work_size(d). */
+int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d);
+void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
+                            const uint8_t *in_active, int32_t *acc, int32_t *work);
+
+/* Copy x [c][h][w] into xp [c][top + h + bottom][left + w + right] with zx in the border and in the
+ * channels where in_active[ch] == 0 (in_active may be NULL). */
+void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t bottom,
+                     int32_t left, int32_t right, const uint8_t *in_active, uint8_t zx, uint8_t *xp);
+
+/* n4 bytes (a multiple of 4) -> n4/2 words of halfword pairs (b0,b2), (b1,b3) per 4 bytes; returns the sum. */
+int32_t nn__conv_u8_widen(const uint8_t *b, int32_t n4, uint32_t *out);
+
+/* Column dot product of both cores: acc[o * acc_stride] = sum_i (w[o][i] - zw) * (col[i] - zx) for
+ * o < rows, over n4 (a multiple of 4) bytes; ww: the rows widened by nn__conv_u8_widen [rows][n4/2];
+ * cw: n4/2 words of scratch. */
+void nn__conv_u8_column(const uint8_t *col, int32_t n4, const uint32_t *ww, const int32_t *sum_w, int32_t rows,
+                        int32_t zx, int32_t zw, int32_t *acc, int32_t acc_stride, uint32_t *cw);
+
+/* The same sums read straight from the padded input xb through offs (n taps), for rows <= 2; rows
+ * padded to n4 with zw, sum_w over the n4 bytes. */
+void nn__conv_u8_direct(const uint8_t *xb, const int32_t *offs, int32_t n, const uint8_t *w, int32_t n4,
+                        const int32_t *sum_w, int32_t rows, int32_t zx, int32_t zw, int32_t *acc,
+                        int32_t acc_stride);
+
+/* Epilogues: forward over acc [out_c][plane] (bias, ReLU, quantize, observe) and error over acc [n]
+ * (x mask, quantize, observe), in the float order documented above. */
+void nn__conv_u8_epilogue_forward(const int32_t *acc, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                                  nn_qparams *qy, int32_t out_c, int32_t plane, int32_t relu, float alpha);
+void nn__conv_u8_epilogue_error(const int32_t *acc, float m, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
+                                const nn_qparams *qx, int32_t n, float alpha);
 
 #endif /* NN_H */

@@ -1,4 +1,4 @@
-"""Numba twins of kernels/conv2d_u8.c and kernels/convtranspose2d_u8.c (contract in nn_quant.h).
+"""Numba twins of kernels/conv2d_u8.c and kernels/convtranspose2d_u8.c (contract in nn.h).
 
 Integer sums are exact, so they are written plainly (direct loops over the taps); the float steps
 follow the C order exactly. qparams are one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the

@@ -1,4 +1,4 @@
-"""Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn_quant.h).
+"""Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn.h).
 Gradient buffers are uint16 arrays of IEEE half floats, as on the device.
 
 Integer sums are exact, so they are written plainly; the float steps follow the C order exactly.

@@ -1,6 +1,6 @@
 """Numba twins of kernels/quant_u8.c: scale/zero-point tracking and the u8 rounding rule.
 
-Same float32 operations in the same order as the C (see kernels/include/nn_quant.h for the
+Same float32 operations in the same order as the C (see kernels/include/nn.h for the
 contract). A `qparams` is a float32 array [scale, zero_point, min, max] (zero_point stored exactly as
 a float32 integer); `QP_DTYPE` gives the C struct's byte layout for passing it to the firmware.
 """

@@ -2,7 +2,7 @@
 kernels/activation_f32.c, reparameterize_f32.c, elbo_f32.c, cross_entropy_f32.c and sgd_f32.c.
 
 Same names, arguments and float32 operation order as the C (documented in
-kernels/include/nn_train_f32.h), so they return the same bits as the firmware on the Cortex-M4F;
+kernels/include/nn.h), so they return the same bits as the firmware on the Cortex-M4F;
 mcusim/checks/train_f32.py checks this on the emulator. The Numba rules of mcusim/ops/nn_math.py
 apply: float32 module-global constants only, no Python float literal in arithmetic, no float64, no
 fastmath. Arrays are 1-D contiguous float32 (pixels uint8) and are written in place, as in C;

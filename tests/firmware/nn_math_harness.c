@@ -1,5 +1,5 @@
 /* Test harness for kernels/nn_math.c: loops over SRAM buffers so one emulator call covers many inputs. */
-#include "nn_math.h"
+#include "nn.h"
 
 void harness_expf(const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = nn_expf(x[i]);
