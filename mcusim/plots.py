@@ -1,0 +1,172 @@
+"""PNG plots of a training run: loss and accuracy curves, SRAM use against the board, generated samples.
+
+Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no windows, no global state) and written
+atomically: to a temporary name in the target directory, then renamed over the final name.
+"""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .report import KB, paper_value
+
+LABELS_PER_CLASS = (10, 100, 200)
+
+
+def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write fig to path atomically (temp file in the same directory, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a unique hidden name next to the target; open(..., "xb") keeps the usual umask permissions (mkstemp: 0600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _title(results: dict, what: str) -> str:
+    cfg = results.get("config", {})
+    sp = cfg.get("sparse")
+    setting = f"{cfg.get('precision', '?')} sparse λ=[{sp[0]:g}, {sp[1]:g}]" if sp else cfg.get("precision", "?")
+    return f"{what}\n{cfg.get('dataset', '?')}, {cfg.get('variant', '?')}, {setting}"
+
+
+def _plot_neg_elbo(results: dict, path: Path) -> Path:
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    eps = results["epochs"]
+    x = [e["epoch"] for e in eps]
+    ax.plot(x, [e["train_neg_elbo"] for e in eps], marker=".", label="train")
+    ax.plot(x, [e["test_neg_elbo"] for e in eps], marker=".", label="test")
+    cfg = results.get("config", {})
+    setting = f"{cfg.get('precision')}-sparse" if cfg.get("sparse") else cfg.get("precision")
+    if cfg.get("variant") == "baseline":
+        p = paper_value("neg_elbo", dataset=cfg.get("dataset"), setting=setting)
+        if p is not None:
+            ax.axhline(p, color="gray", linestyle="--", label=f"paper, final epoch ({p:g})")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("negative ELBO (summed per image)")
+    ax.set_title(_title(results, "Negative ELBO per epoch"))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_png(fig, path)
+
+
+def _plot_accuracy(results: dict, path: Path) -> Path:
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    any_points = False
+    for labels in LABELS_PER_CLASS:
+        pts = [(e["epoch"], 100 * (e.get("test_accuracy") or {}).get(str(labels)))
+               for e in results["epochs"] if (e.get("test_accuracy") or {}).get(str(labels)) is not None]
+        if not pts:
+            continue
+        any_points = True
+        x, y = zip(*pts)
+        line, = ax.plot(x, y, marker=".", label=f"{labels} labels/class")
+        cfg = results.get("config", {})
+        setting = f"{cfg.get('precision')}-sparse" if cfg.get("sparse") else cfg.get("precision")
+        if cfg.get("variant") == "baseline":
+            p = paper_value("accuracy", dataset=cfg.get("dataset"), setting=setting, labels_per_class=labels)
+            if p is not None:
+                ax.axhline(p, color=line.get_color(), linestyle="--", alpha=0.6, label=f"paper, {labels}/class ({p:g}%)")
+    if not any_points:
+        ax.text(0.5, 0.5, "no classifier accuracy evaluated", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test accuracy of the classifier head (%)")
+    ax.set_title(_title(results, "Classifier head accuracy on mu (10k test images)"))
+    ax.grid(alpha=0.3)
+    if any_points:
+        ax.legend(fontsize="small")
+    return save_png(fig, path)
+
+
+def _plot_sram(results: dict, path: Path) -> Path:
+    sram = results["mcu"]["sram_bytes"]
+    cfg = results.get("config", {})
+    bars = ["this run"]
+    weights = [sram["weights"] / KB]
+    acts = [sram["activations"] / KB]
+    other = [(sram.get("static", 0) + sram.get("stack", 0)) / KB]
+    pw = paper_value("sram_weights", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
+    pa = paper_value("sram_activations", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
+    if pw is not None and pa is not None:
+        bars.append("paper, Table I\n(no static/stack figure)")
+        weights.append(pw)
+        acts.append(pa)
+        other.append(0.0)
+    fig = _new_figure(5.6, 4.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(bars))
+    ax.bar(x, weights, width=0.5, label="weights + gradients")
+    ax.bar(x, acts, width=0.5, bottom=weights, label="activations + errors")
+    ax.bar(x, other, width=0.5, bottom=np.add(weights, acts), label="static + stack")
+    limit = sram["limit"] / KB
+    ax.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.0f} kB)")
+    for xi, total in zip(x, np.add(np.add(weights, acts), other)):
+        ax.annotate(f"{total:.1f} kB", (xi, total), ha="center", va="bottom", xytext=(0, 2),
+                    textcoords="offset points", fontsize="small")
+    ax.set_xticks(x, bars)
+    ax.set_ylabel("SRAM (kB = 1000 bytes)")
+    ax.set_ylim(0, max(limit, max(np.add(np.add(weights, acts), other))) * 1.15)
+    fits = "fits" if results["mcu"].get("fits") else "does NOT fit"
+    ax.set_title(_title(results, f"SRAM use on {results['mcu'].get('board', '?')} ({fits})"))
+    ax.legend(fontsize="small", loc="upper right")
+    return save_png(fig, path)
+
+
+def plot_run(results: dict, out_dir: str | Path) -> list[Path]:
+    """Write neg_elbo.png, accuracy.png and sram.png for one run (a results.json dict) into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [_plot_neg_elbo(results, out / "neg_elbo.png"),
+            _plot_accuracy(results, out / "accuracy.png"),
+            _plot_sram(results, out / "sram.png")]
+
+
+def plot_samples(images: np.ndarray, path: str | Path, title: str) -> Path:
+    """A grid of images [N, 28, 28] (or [N, 784]) with values in [0, 1], as a grayscale PNG at path."""
+    imgs = np.asarray(images, dtype=np.float32)
+    if imgs.ndim == 2 and imgs.shape[1] == 28 * 28:
+        imgs = imgs.reshape(-1, 28, 28)
+    if imgs.ndim != 3 or imgs.shape[0] == 0:
+        raise ValueError(f"plot_samples: expected images of shape [N, 28, 28] with N >= 1, got {imgs.shape}")
+    n, h, w = imgs.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    pad = 2
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 0.5, dtype=np.float32)  # gray separators
+    for i, img in enumerate(np.clip(imgs, 0.0, 1.0)):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y:y + h, x:x + w] = img
+    side = min(8.0, max(3.0, 0.6 * cols))
+    fig = _new_figure(side, side * grid.shape[0] / grid.shape[1] + 0.5)
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return save_png(fig, path)
