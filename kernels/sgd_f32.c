@@ -22,3 +22,33 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale) {
         g[i] = 0.0f;
     }
 }
+
+#define NN_STD_EPS 1.0e-8f
+
+void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
+                                 float alpha_norm, const uint8_t *active) {
+    const float inv_cols = 1.0f / (float)cols;
+    for (int32_t r = 0; r < rows; r++) {
+        if (active && !active[r]) continue;
+        float *wr = w + r * cols, *gr = g + r * cols;
+        float sum = 0.0f;
+        for (int32_t c = 0; c < cols; c++) sum = sum + gr[c];
+        const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
+        float sq = 0.0f;
+        for (int32_t c = 0; c < cols; c++) {
+            const float d = gr[c] - mean;
+            sq = sq + d * d;
+        }
+        const float var = sq * inv_cols;
+        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
+        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
+        const float m = norm[2 * r];
+        const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
+        for (int32_t c = 0; c < cols; c++) {
+            float d = gr[c] - m;
+            d = d * inv_std;
+            wr[c] = wr[c] - lr * d;
+            gr[c] = 0.0f;
+        }
+    }
+}

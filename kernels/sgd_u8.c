@@ -14,7 +14,7 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
         const uint16_t *gr = g + r * cols;
         float sum = 0.0f;
         for (int32_t c = 0; c < cols; c++) sum = sum + nn_half_to_float(gr[c]);
-        const float mean = sum * inv_cols;
+        const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
         float sq = 0.0f;
         for (int32_t c = 0; c < cols; c++) {
             const float d = nn_half_to_float(gr[c]) - mean;

@@ -54,6 +54,14 @@ class View:
 
 
 @dataclass(frozen=True)
+class Cast:
+    """A tensor passed as another C pointer type: the u8 kernels' shared scratch, which only the C
+    takes (the twins allocate their own)."""
+    tensor: Tensor
+    ctype: str
+
+
+@dataclass(frozen=True)
 class Scalar:
     """A named run-time scalar argument of a phase function (e.g. the update's learning rate)."""
     name: str
@@ -64,7 +72,6 @@ class Scalar:
 class Call:
     kernel: str                          # the C function; the twin has the same name
     args: tuple                          # Tensor | View | Dims | Scalar | int | float | None
-    c_only: tuple[int, ...] = ()         # argument positions the twin does not take (scratch)
     returns: str | None = None           # name of a float the phase returns (e.g. "loss")
 
 
@@ -82,8 +89,8 @@ class Program:
         self.tensors[name] = t
         return t
 
-    def call(self, phase: str, kernel: str, *args, c_only: tuple[int, ...] = (), returns: str | None = None):
-        self.phases[phase].append(Call(kernel, args, c_only, returns))
+    def call(self, phase: str, kernel: str, *args, returns: str | None = None):
+        self.phases[phase].append(Call(kernel, args, returns))
 
     def total(self, group: str) -> int:
         return sum(t.nbytes for t in self.tensors.values() if t.group == group)
@@ -111,7 +118,9 @@ def build_fp32(model: Model) -> Program:
         params[layer.name] = (p.tensor(f"{layer.name}.weight", "f32", layer.n_weights, "weights", "weight"),
                               p.tensor(f"{layer.name}.bias", "f32", layer.n_bias, "weights", "bias"),
                               p.tensor(f"{layer.name}.weight_grad", "f32", layer.n_weights, "weights"),
-                              p.tensor(f"{layer.name}.bias_grad", "f32", layer.n_bias, "weights"))
+                              p.tensor(f"{layer.name}.bias_grad", "f32", layer.n_bias, "weights"),
+                              p.tensor(f"{layer.name}.weight.update_stats", "f32", 2 * layer.structures, "weights"),
+                              p.tensor(f"{layer.name}.bias.update_stats", "f32", 2, "weights"))
     outs = {l.name: p.tensor(f"{l.name}.output", "f32", l.n_out, "activations") for l in model.vae_layers}
     errs = {l.name: p.tensor(f"{l.name}.error", "f32", l.n_out, "activations") for l in model.vae_layers}
     eps = p.tensor("eps", "f32", L, "activations")
@@ -122,7 +131,7 @@ def build_fp32(model: Model) -> Program:
 
     def forward(phase: str, layers, inp):
         for layer in layers:
-            w, b, _, _ = params[layer.name]
+            w, b = params[layer.name][:2]
             y = outs[layer.name]
             if layer.op == "gemm":
                 p.call(phase, "gemm_f32_forward", inp, w, b, y, layer.n_in, layer.n_out)
@@ -152,7 +161,7 @@ def build_fp32(model: Model) -> Program:
     inputs[layers.index(model.decoder[0])] = z
     for idx in range(len(layers) - 1, -1, -1):
         layer, inp = layers[idx], inputs[idx]
-        w, b, gw, gb = params[layer.name]
+        w, b, gw, gb = params[layer.name][:4]
         e = errs[layer.name]
         if layer.op == "gemm":
             p.call(s, "gemm_f32_backward_weight", inp, e, gw, gb, layer.n_in, layer.n_out, None)
@@ -170,10 +179,125 @@ def build_fp32(model: Model) -> Program:
         elif layers[idx - 1].relu:
             p.call(s, "relu_f32_backward", inp, below, below, layers[idx - 1].n_out)
 
+    lr, a_norm = Scalar("lr"), Scalar("alpha_norm")
     for layer in model.vae_layers:
-        w, b, gw, gb = params[layer.name]
-        p.call("update", "sgd_f32_update", w, gw, layer.n_weights, Scalar("scale"))
-        p.call("update", "sgd_f32_update", b, gb, layer.n_bias, Scalar("scale"))
+        w, b, gw, gb, nw, nb = params[layer.name]
+        p.call("update", "sgd_f32_standardized_update", w, gw, nw, layer.structures,
+               layer.n_weights // layer.structures, lr, a_norm, None)
+        p.call("update", "sgd_f32_standardized_update", b, gb, nb, 1, layer.n_bias, lr, a_norm, None)
+    return p
+
+
+# ---- u8 ---------------------------------------------------------------------------------------
+
+def _u8_scratch_bytes(layer: Layer) -> int:
+    """Scratch the u8 kernels of this layer ask for (the C *_buffer_size functions, mirrored in Python)."""
+    from .ops import conv_u8
+    if layer.op == "gemm":
+        return 4 * layer.n_in
+    d = layer.conv_dims()
+    return max(getattr(conv_u8, f"{layer.op}_{direction}_buffer_size")(d)
+               for direction in ("forward", "backward_input", "backward_weight"))
+
+
+def build_u8(model: Model) -> Program:
+    """Fully quantized: uint8 weights, activations and errors with per-tensor qparams, half-float
+    gradients; the reparameterization and the ELBO stay float, as in the paper."""
+    p = Program(model, "u8")
+    L = model.latent
+    n_pix = model.encoder[0].n_in
+    alpha_a, alpha_e = Scalar("alpha_a"), Scalar("alpha_e")
+    pixels = p.tensor("pixels", "u8", n_pix, "io")
+    rng = p.tensor("rng_state", "u32", 1, "io")
+    q_pixels = p.tensor("pixels.qparams", "qp", 1, "activations", "qp_pixels")
+    scratch = p.tensor("scratch", "i32", max(_u8_scratch_bytes(l) for l in model.vae_layers) // 4 + 1, "activations")
+    params, outs, errs = {}, {}, {}
+    for l in model.vae_layers:
+        params[l.name] = dict(
+            w=p.tensor(f"{l.name}.weight", "u8", l.n_weights, "weights", "weight"),
+            b=p.tensor(f"{l.name}.bias", "u8", l.n_bias, "weights", "bias"),
+            qw=p.tensor(f"{l.name}.weight.qparams", "qp", 1, "weights", "qp_weight"),
+            qb=p.tensor(f"{l.name}.bias.qparams", "qp", 1, "weights", "qp_bias"),
+            gw=p.tensor(f"{l.name}.weight_grad", "f16", l.n_weights, "weights"),
+            gb=p.tensor(f"{l.name}.bias_grad", "f16", l.n_bias, "weights"),
+            nw=p.tensor(f"{l.name}.weight.update_stats", "f32", 2 * l.structures, "weights"),
+            nb=p.tensor(f"{l.name}.bias.update_stats", "f32", 2, "weights"))
+        outs[l.name] = (p.tensor(f"{l.name}.output", "u8", l.n_out, "activations"),
+                        p.tensor(f"{l.name}.output.qparams", "qp", 1, "activations", "qp"))
+        errs[l.name] = (p.tensor(f"{l.name}.error", "u8", l.n_out, "activations"),
+                        p.tensor(f"{l.name}.error.qparams", "qp", 1, "activations",
+                                 "qp_fixed" if l is model.decoder[-1] else "qp"))
+    head = model.head
+    mu_ls = p.tensor("mu_log_sigma", "f32", 2 * L, "activations")
+    d_mu_ls = p.tensor("mu_log_sigma.error", "f32", 2 * L, "activations")
+    eps = p.tensor("eps", "f32", L, "activations")
+    z = p.tensor("z", "f32", L, "activations")
+    dz = p.tensor("z.error", "f32", L, "activations")
+    zq = (p.tensor("z.quantized", "u8", L, "activations"), p.tensor("z.qparams", "qp", 1, "activations", "qp"))
+    dzq = (p.tensor("z.error.quantized", "u8", L, "activations"),
+           p.tensor("z.error.qparams", "qp", 1, "activations", "qp"))
+    logits = p.tensor("logits", "f32", n_pix, "activations")
+    dlogits = p.tensor("logits.error", "f32", n_pix, "activations")
+    mu, ls = View(mu_ls, 0), View(mu_ls, L)
+
+    def forward(phase, layers, inp, alpha):
+        for l in layers:
+            t = params[l.name]
+            y, qy = outs[l.name]
+            shape = (l.n_in, l.n_out) if l.op == "gemm" else (Dims(l),)
+            extra = (int(l.relu), alpha) + ((Cast(scratch, "int32_t"),) if l.op != "gemm" else ())
+            p.call(phase, f"{l.op}_u8_forward", *inp, t["w"], t["qw"], t["b"], t["qb"], y, qy, *shape, *extra)
+            inp = (y, qy)
+
+    for phase in ("sample", "evaluate", "encode"):
+        alpha = alpha_a if phase == "sample" else 0.0
+        forward(phase, model.encoder + (head,), (pixels, q_pixels), alpha)
+        p.call(phase, "dequantize_u8_f32", outs[head.name][0], mu_ls, 2 * L, outs[head.name][1])
+    for phase in ("sample", "evaluate"):
+        alpha = alpha_a if phase == "sample" else 0.0
+        p.call(phase, "nn_rng_fill_normal", rng, eps, L)
+        p.call(phase, "reparameterize_f32_forward", mu, ls, eps, z, L)
+        p.call(phase, "quantize_f32_u8", z, zq[0], L, zq[1], alpha)
+        forward(phase, model.decoder, zq, alpha)
+        y_last, qy_last = outs[model.decoder[-1].name]
+        p.call(phase, "dequantize_u8_f32", y_last, logits, n_pix, qy_last)
+        p.call(phase, "elbo_f32_forward", logits, pixels, mu, ls, n_pix, L, returns="loss")
+
+    s = "sample"
+    p.call(s, "elbo_f32_backward", logits, pixels, mu, ls, dlogits, View(d_mu_ls, 0), View(d_mu_ls, L), n_pix, L)
+    e_last, qe_last = errs[model.decoder[-1].name]
+    p.call(s, "quantize_f32_u8", dlogits, e_last, n_pix, qe_last, 0.0)      # fixed [-1, 1] range
+    layers = list(model.vae_layers)
+    inputs = [(pixels, q_pixels)] + [outs[l.name] for l in layers[:-1]]
+    inputs[layers.index(model.decoder[0])] = zq
+    for idx in range(len(layers) - 1, -1, -1):
+        l, (x, qx) = layers[idx], inputs[idx]
+        t = params[l.name]
+        e, qe = errs[l.name]
+        if l.op == "gemm":
+            p.call(s, "gemm_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], l.n_in, l.n_out, None,
+                   Cast(scratch, "float"))
+        else:
+            p.call(s, f"{l.op}_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], Dims(l), None,
+                   Cast(scratch, "int32_t"))
+        if idx == 0:
+            break
+        below = dzq if l is model.decoder[0] else errs[layers[idx - 1].name]
+        mask = (None, None) if l is model.decoder[0] or not layers[idx - 1].relu else (x, qx)
+        shape = (l.n_in, l.n_out) if l.op == "gemm" else (Dims(l),)
+        p.call(s, f"{l.op}_u8_backward_input", t["w"], t["qw"], e, qe, *below, *mask, *shape, None, alpha_e,
+               Cast(scratch, "int32_t"))
+        if l is model.decoder[0]:
+            p.call(s, "dequantize_u8_f32", dzq[0], dz, L, dzq[1])
+            p.call(s, "reparameterize_f32_backward", ls, eps, dz, View(d_mu_ls, 0), View(d_mu_ls, L), L)
+            p.call(s, "quantize_f32_u8", d_mu_ls, errs[head.name][0], 2 * L, errs[head.name][1], alpha_e)
+
+    for l in model.vae_layers:
+        t = params[l.name]
+        lr, a_norm, a_w = Scalar("lr"), Scalar("alpha_norm"), Scalar("alpha_w")
+        p.call("update", "sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], l.structures,
+               l.n_weights // l.structures, lr, a_norm, a_w, None)
+        p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], 1, l.n_bias, lr, a_norm, a_w, None)
     return p
 
 
@@ -184,6 +308,8 @@ def _arg_c(a) -> str:
         return a.c_name
     if isinstance(a, View):
         return f"({a.tensor.c_name} + {a.offset})"
+    if isinstance(a, Cast):
+        return f"({a.ctype} *){a.tensor.c_name}"
     if isinstance(a, Dims):
         return f"&{a.c_name}"
     if isinstance(a, Scalar):
@@ -272,7 +398,7 @@ def numba_source(p: Program, module_of: dict[str, str]) -> str:
         if returns:
             lines.append(f"    {returns} = np.float32(0.0)")
         for c in calls:
-            args = ", ".join(arg(a) for i, a in enumerate(c.args) if i not in c.c_only)
+            args = ", ".join(arg(a) for a in c.args if not isinstance(a, Cast))   # scratch is C only
             lines.append(f"    {c.returns} = {c.kernel}({args})" if c.returns else f"    {c.kernel}({args})")
         lines.append(f"    return {returns}" if returns else "    return np.float32(0.0)")
     return "\n".join(lines) + "\n"
@@ -285,4 +411,6 @@ def twin_name(kernel: str) -> str:
 def build(model: Model, precision: str) -> Program:
     if precision == "fp32":
         return build_fp32(model)
-    raise ValueError(f"precision {precision!r} is not supported yet")
+    if precision == "u8":
+        return build_u8(model)
+    raise ValueError(f"precision must be fp32 or u8, not {precision!r}")

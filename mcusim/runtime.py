@@ -37,9 +37,18 @@ def _twin_modules(p: Program) -> dict[str, str]:
     return found
 
 
+def _twin_fingerprint() -> bytes:
+    """The twins' source: Numba's cache of a generated caller embeds its callees, so a changed twin
+    must change the generated module's name."""
+    h = hashlib.sha256()
+    for mod_name in TWIN_MODULES:
+        h.update(Path(importlib.import_module(mod_name).__file__).read_bytes())
+    return h.digest()
+
+
 def _generated_module(source: str, stem: str):
     """Import generated source from a file in the cache (Numba caches file-backed functions)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(source.encode() + _twin_fingerprint()).hexdigest()[:16]
     folder = cache_dir().parent / "generated"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}_{digest}.py"
@@ -80,6 +89,10 @@ class HostStep:
 
     def state(self) -> dict[str, np.ndarray]:
         return {name: self.view(name).copy() for name in self.program.tensors}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, values in state.items():
+            self.view(name)[...] = np.asarray(values).reshape(-1).view(self.view(name).dtype)
 
 
 class DeviceStep:
@@ -124,3 +137,38 @@ class DeviceStep:
     def run(self, phase: str, **scalars):
         assert phase in PHASES
         return self.machine.call(f"vae_{phase}", *[scalars[s.name] for s in self.program.scalars(phase)])
+
+
+def initial_state(program: Program, seed: int) -> dict[str, np.ndarray]:
+    """Initial values of every tensor: weights and biases drawn as PyTorch does by default
+    (uniform in +-1/sqrt(fan_in)), quantized with their exact range for u8; activation and error
+    ranges start at [-1, 1]; the image's range is [0, 1] (scale 1/255, zero point 0)."""
+    from .ops.quant_u8 import make_qparams
+    rng = np.random.default_rng(seed)
+    layers = {l.name: l for l in program.model.vae_layers}
+    state: dict[str, np.ndarray] = {}
+    floats: dict[str, np.ndarray] = {}
+    for t in program.tensors.values():
+        if t.init in ("weight", "bias"):
+            layer = layers[t.name.rsplit(".", 1)[0]]
+            fan_in = layer.n_weights // layer.n_out if layer.op == "gemm" else layer.n_weights // layer.weight_shape[0]
+            if layer.op == "convtranspose2d":
+                fan_in = layer.weight_shape[1] * layer.kernel * layer.kernel
+            bound = 1.0 / np.sqrt(fan_in)
+            floats[t.name] = rng.uniform(-bound, bound, t.count).astype(np.float32)
+    for t in program.tensors.values():
+        if t.init in ("weight", "bias") and t.dtype == "f32":
+            state[t.name] = floats[t.name]
+        elif t.init in ("weight", "bias"):
+            values = floats[t.name]
+            q = make_qparams(values.min(), values.max())
+            scale, zp = float(q["scale"][0]), int(q["zero_point"][0])
+            state[t.name] = np.clip(np.floor(values / np.float32(scale) + np.float32(0.5)) + zp, 0, 255).astype(np.uint8)
+            state[t.name + ".qparams"] = q
+        elif t.init == "qp_pixels":
+            state[t.name] = make_qparams(0.0, 1.0)
+        elif t.init in ("qp", "qp_fixed"):
+            state[t.name] = make_qparams(-1.0, 1.0)
+        elif t.name == "rng_state":
+            state[t.name] = np.array([seed & 0xFFFF_FFFF], np.uint32)
+    return state

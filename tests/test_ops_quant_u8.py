@@ -35,9 +35,9 @@ def test_quantize_then_dequantize_is_within_half_a_step():
     x = rng.uniform(-3, 5, 5000).astype(np.float32)
     q = Q.make_qparams(-3, 5)
     y = np.zeros_like(x, np.uint8)
-    Q.quantize_f32_u8(x, y, q, np.float32(0.0))           # alpha 0: the range stays [-3, 5]
+    Q.quantize_f32_u8(x, y, x.size, q, np.float32(0.0))   # alpha 0: the range stays [-3, 5]
     back = np.zeros_like(x)
-    Q.dequantize_u8_f32(y, back, q)
+    Q.dequantize_u8_f32(y, back, y.size, q)
     step, zp = float(q["scale"][0]), int(q["zero_point"][0])
     inside = (x >= step * (0 - zp)) & (x <= step * (255 - zp))   # floor(zero point) shifts the grid
     assert inside.mean() > 0.99
@@ -50,7 +50,7 @@ def test_moving_average_range():
     q = Q.make_qparams(-1, 1)
     x = np.array([-4.0, 9.0], np.float32)
     y = np.zeros(2, np.uint8)
-    Q.quantize_f32_u8(x, y, q, np.float32(0.1))
+    Q.quantize_f32_u8(x, y, 2, q, np.float32(0.1))
     assert q["min"][0] == np.float32(-1.0) + np.float32(0.1) * np.float32(-3.0)
     assert q["max"][0] == np.float32(1.0) + np.float32(0.1) * np.float32(8.0)
     assert y[1] == 255                                    # 9.0 lies beyond the averaged range: saturates

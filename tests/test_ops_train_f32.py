@@ -5,27 +5,14 @@ import numpy as np
 import pytest
 
 from mcusim.crosscheck import run_checks
-from mcusim.emulator import Machine
 from mcusim.kernel_lib import KernelLibrary
 from mcusim.checks.train_f32 import CHECKS, activations, latents, logits
 from mcusim.ops import train_f32 as T
-from mcusim.toolchain import KERNEL_DIR, build
 
 F32 = np.float32
-SOURCES = [KERNEL_DIR / f for f in ("nn_math.c", "activation_f32.c", "reparameterize_f32.c", "elbo_f32.c",
-                                    "cross_entropy_f32.c", "sgd_f32.c")]
-
-
-class _Kernels(KernelLibrary):
-    """Only this group's kernels (and nn_math), so the test does not depend on the other groups."""
-
-    def __init__(self):
-        self.machine = Machine(build(SOURCES, opt="-O2", stack_size=8 * 1024))
-
-
 @pytest.fixture(scope="module")
 def kernels():
-    return _Kernels()
+    return KernelLibrary()
 
 
 # ---- float64 references ---------------------------------------------------------------------------
@@ -59,7 +46,7 @@ def test_c_and_numba_bit_exact(kernels):
         ("relu", "forward"), ("relu", "backward_input"), ("sigmoid", "forward"),
         ("reparameterize", "forward"), ("reparameterize", "backward_input"), ("elbo", "forward"),
         ("elbo", "backward_input"), ("cross_entropy", "forward"), ("cross_entropy", "backward_input"),
-        ("sgd_update", "update")}
+        ("sgd_update", "update"), ("sgd_update", "update_standardized")}
     for r in results:
         assert r.cases == 5 and r.mismatches == 0, r.as_dict()
         assert r.cycles_per_call > 0

@@ -285,6 +285,16 @@ float cross_entropy_f32(const float *logits, int32_t n, int32_t label, float *dl
  *   t = scale * g[i];  w[i] = w[i] - t;  g[i] = 0.0f. */
 void sgd_f32_update(float *w, float *g, int32_t n, float scale);
 
+/* Gradient-standardized SGD, the same update as sgd_u8_update without the quantization (mcusim
+ * trains fp32 with it too: plain SGD at the paper's lr 0.001 does not learn a VAE). Per active row r
+ * of `cols` weights (sums ascending from 0.0f):
+ *   mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   ((1.0f / cols) multiplied)
+ *   norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
+ *   m = norm[2r], inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)   (cols == 1: mean taken as 0)
+ *   d = (g - m) * inv_std;  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
+void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
+                                 float alpha_norm, const uint8_t *active);
+
 /* ======== uint8 quantization, layers and update =================================================== */
 /*  per-tensor uint8 quantization shared by every u8 training kernel (to be merged into
  * the single public header nn.h). Twin: mcusim/ops/quant_u8.py, bit-exact.
@@ -398,6 +408,7 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
  *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
+ *   (cols == 1: mean is taken as 0, so the statistics track the gradient's magnitude, RMSprop-like)
  *                      w_new = sw * (float)(w - zw) - lr * ((g - norm[2r]) * inv_std)
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);

@@ -22,7 +22,7 @@ def _requantize(rng, size, kernels):
     zp = np.int32(rng.integers(0, 256))
     y = np.zeros(n, np.uint8)
     call = kernels.call("requantize_u8", acc, y, n, float(mult), int(zp))
-    Q.requantize_u8(acc, y, mult, zp)
+    Q.requantize_u8(acc, y, n, mult, zp)
     return CaseOutput([call.outputs[1]], [y], call.cycles)
 
 
@@ -35,7 +35,7 @@ def _quantize(rng, size, kernels):
     y = np.zeros(n, np.uint8)
     call = kernels.call("quantize_f32_u8", x, y, n, q.view(np.uint8).copy(), float(alpha))
     q_twin = q.copy()
-    Q.quantize_f32_u8(x, y, q_twin, alpha)
+    Q.quantize_f32_u8(x, y, n, q_twin, alpha)
     return CaseOutput([call.outputs[1], call.outputs[2]], [y, q_twin.view(np.uint8)], call.cycles)
 
 
@@ -45,7 +45,7 @@ def _dequantize(rng, size, kernels):
     q = Q.make_qparams(*sorted(rng.standard_normal(2).astype(np.float32)))
     y = np.zeros(n, np.float32)
     call = kernels.call("dequantize_u8_f32", x, y, n, q.view(np.uint8).copy())
-    Q.dequantize_u8_f32(x, y, q)
+    Q.dequantize_u8_f32(x, y, n, q)
     return CaseOutput([call.outputs[1]], [y], call.cycles)
 
 

@@ -175,6 +175,19 @@ def _sgd_update(rng, size, kernels: KernelLibrary) -> CaseOutput:
     return CaseOutput(r.outputs[:2], [w2, g2], r.cycles)
 
 
+def _sgd_standardized(rng, size, kernels: KernelLibrary) -> CaseOutput:
+    rows = max(1, int(64 * size))
+    cols = int(rng.choice([1, 2, max(2, int(784 * size))]))
+    w = (rng.standard_normal(rows * cols) * 0.1).astype(F32)
+    g = (rng.standard_normal(rows * cols) * rng.choice([1e-3, 1.0, 100.0])).astype(F32)
+    norm = np.abs(rng.standard_normal(2 * rows)).astype(F32)
+    active = (rng.random(rows) < 0.5).astype(np.uint8) if rng.random() < 0.5 else None
+    lr, a_norm = F32(rng.choice([0.001, 0.01])), F32(rng.choice([0.85, 0.7]))
+    r = kernels.call("sgd_f32_standardized_update", w, g, norm, rows, cols, lr, a_norm, active)
+    T.sgd_f32_standardized_update(w, g, norm, rows, cols, lr, a_norm, active)
+    return CaseOutput(r.outputs[:3], [w, g, norm], r.cycles)
+
+
 CHECKS = [
     Check("relu", "fp32", "forward", _relu_forward),
     Check("relu", "fp32", "backward_input", _relu_backward),
@@ -186,4 +199,5 @@ CHECKS = [
     Check("cross_entropy", "fp32", "forward", _ce_forward),
     Check("cross_entropy", "fp32", "backward_input", _ce_backward),
     Check("sgd_update", "fp32", "update", _sgd_update),
+    Check("sgd_update", "fp32", "update_standardized", _sgd_standardized),
 ]

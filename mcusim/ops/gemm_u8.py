@@ -108,7 +108,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
         s = ZERO
         for c in range(cols):
             s = s + f16_to_f32(g[r * cols + c])
-        mean = s * inv_cols
+        mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
         sq = ZERO
         for c in range(cols):
             d = f16_to_f32(g[r * cols + c]) - mean

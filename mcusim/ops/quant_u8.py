@@ -70,9 +70,8 @@ def quantize(t, inv_scale, zero_point):
 
 
 @_jit
-def quantize_f32_u8(x, y, q, alpha):
+def quantize_f32_u8(x, y, n, q, alpha):
     """Observe x's range into q (a QP_DTYPE record array of one), then quantize with the new params."""
-    n = x.size
     if n <= 0:
         return
     lo = x[0]
@@ -90,16 +89,16 @@ def quantize_f32_u8(x, y, q, alpha):
 
 
 @_jit
-def dequantize_u8_f32(x, y, q):
+def dequantize_u8_f32(x, y, n, q):
     s = q[0].scale
     zp = q[0].zero_point
-    for i in range(x.size):
+    for i in range(n):
         y[i] = s * np.float32(np.int32(x[i]) - zp)
 
 
 @_jit
-def requantize_u8(acc, y, multiplier, zero_point):
-    for i in range(acc.size):
+def requantize_u8(acc, y, n, multiplier, zero_point):
+    for i in range(n):
         y[i] = quantize(np.float32(acc[i]) * multiplier, ONE, zero_point)
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .nn_math import bits_f32, expf, f32_bits, logf
+from .nn_math import bits_f32, expf, f32_bits, logf, sqrtf
 
 __all__ = ["relu_f32_forward", "relu_f32_backward", "sigmoid_f32_forward", "reparameterize_f32_forward",
            "reparameterize_f32_backward", "elbo_f32_forward", "elbo_f32_backward", "cross_entropy_f32",
-           "sgd_f32_update", "pixels_f32_forward", "INV255", "pixel_targets"]
+           "sgd_f32_update", "sgd_f32_standardized_update", "pixels_f32_forward", "INV255", "pixel_targets"]
 
+STD_EPS = np.float32(1.0e-8)
 INV255 = np.uint32(0x3B808081).view(np.float32)      # float32 nearest 1/255, NN_INV255
 ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 SIGN = np.uint32(0x80000000)
@@ -159,6 +160,35 @@ def sgd_f32_update(w, g, n, scale):
         t = scale * g[i]
         w[i] = w[i] - t
         g[i] = ZERO
+
+
+@_jit
+def sgd_f32_standardized_update(w, g, norm, rows, cols, lr, alpha_norm, active):
+    """Gradient-standardized SGD per row, twin of the C (order in nn.h)."""
+    lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
+    inv_cols = ONE / np.float32(cols)
+    for r in range(rows):
+        if active is not None and active[r] == 0:
+            continue
+        base = r * cols
+        s = ZERO
+        for c in range(cols):
+            s = s + g[base + c]
+        mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
+        sq = ZERO
+        for c in range(cols):
+            d = g[base + c] - mean
+            sq = sq + d * d
+        var = sq * inv_cols
+        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
+        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1])
+        m = norm[2 * r]
+        inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
+        for c in range(cols):
+            d = g[base + c] - m
+            d = d * inv_std
+            w[base + c] = w[base + c] - lr * d
+            g[base + c] = ZERO
 
 
 @_jit
