@@ -81,6 +81,7 @@ class Program:
     precision: str
     tensors: dict[str, Tensor] = field(default_factory=dict)
     phases: dict[str, list[Call]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    mu: "View | None" = None          # where the encoder's mean ends up (the classifier's features)
 
     def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros") -> Tensor:
         if name in self.tensors:
@@ -128,6 +129,7 @@ def build_fp32(model: Model) -> Program:
     dz = p.tensor("z.error", "f32", L, "activations")
     head = model.head
     mu, ls = (outs[head.name], 0), (outs[head.name], L)          # views into the head's output
+    p.mu = View(*mu)
 
     def forward(phase: str, layers, inp):
         for layer in layers:
@@ -239,6 +241,7 @@ def build_u8(model: Model) -> Program:
     logits = p.tensor("logits", "f32", n_pix, "activations")
     dlogits = p.tensor("logits.error", "f32", n_pix, "activations")
     mu, ls = View(mu_ls, 0), View(mu_ls, L)
+    p.mu = mu
 
     def forward(phase, layers, inp, alpha):
         for l in layers:
@@ -401,7 +404,37 @@ def numba_source(p: Program, module_of: dict[str, str]) -> str:
             args = ", ".join(arg(a) for a in c.args if not isinstance(a, Cast))   # scratch is C only
             lines.append(f"    {c.returns} = {c.kernel}({args})" if c.returns else f"    {c.kernel}({args})")
         lines.append(f"    return {returns}" if returns else "    return np.float32(0.0)")
+    lines += _batch_drivers(p, layout, dtypes)
     return "\n".join(lines) + "\n"
+
+
+def _batch_drivers(p: Program, layout, dtypes) -> list[str]:
+    """Loops over many images inside Numba: no Python call per sample on the hot path."""
+    arenas = ", ".join(f"A_{d}" for d in dtypes)
+    pix_dtype, pix = layout["pixels"]
+    n_pix = p.tensors["pixels"].count
+    mu_dtype, mu_base = layout[p.mu.tensor.name]
+    mu_base += p.mu.offset
+    out = []
+    for phase in ("sample", "evaluate"):
+        scalars = [s.name for s in p.scalars(phase)]
+        params = ", ".join([arenas, "images", "order", "start", "count"] + scalars)
+        out += ["", "", "@njit(cache=True, error_model='numpy')", f"def vae_{phase}_batch({params}):",
+                "    losses = np.empty(count, np.float32)",
+                "    for k in range(count):",
+                f"        A_{pix_dtype}[{pix}:{pix + n_pix}] = images[order[start + k]]",
+                f"        losses[k] = vae_{phase}({', '.join([arenas] + scalars)})",
+                "    return losses"]
+    scalars = [s.name for s in p.scalars("encode")]
+    out += ["", "", "@njit(cache=True, error_model='numpy')",
+            f"def vae_encode_batch({', '.join([arenas, 'images', 'order', 'start', 'count'] + scalars)}):",
+            f"    features = np.empty((count, {p.model.latent}), np.float32)",
+            "    for k in range(count):",
+            f"        A_{pix_dtype}[{pix}:{pix + n_pix}] = images[order[start + k]]",
+            f"        vae_encode({', '.join([arenas] + scalars)})",
+            f"        features[k] = A_{mu_dtype}[{mu_base}:{mu_base + p.model.latent}]",
+            "    return features"]
+    return out
 
 
 def twin_name(kernel: str) -> str:

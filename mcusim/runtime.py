@@ -87,6 +87,13 @@ class HostStep:
         args = [self.arenas[d] for d in self._order] + [np.float32(scalars[s.name]) for s in self.program.scalars(phase)]
         return float(fn(*args))
 
+    def run_batch(self, phase: str, images: np.ndarray, order: np.ndarray, start: int, count: int, **scalars):
+        """Run `phase` on images[order[start:start+count]] ([N, pixels] uint8) inside Numba; returns the
+        per-image losses (or, for "encode", the [count, latent] features)."""
+        fn = getattr(self.module, f"vae_{phase}_batch")
+        args = [self.arenas[d] for d in self._order] + [images, order, np.int64(start), np.int64(count)]
+        return fn(*args, *[np.float32(scalars[s.name]) for s in self.program.scalars(phase)])
+
     def state(self) -> dict[str, np.ndarray]:
         return {name: self.view(name).copy() for name in self.program.tensors}
 
