@@ -16,7 +16,7 @@ from .model import Layer, Model
 
 CTYPE = {"f32": "float", "u8": "uint8_t", "f16": "uint16_t", "i32": "int32_t", "u32": "uint32_t", "qp": "nn_qparams"}
 NBYTES = {"f32": 4, "u8": 1, "f16": 2, "i32": 4, "u32": 4, "qp": 16}
-PHASES = ("sample", "update", "evaluate", "encode")
+PHASES = ("sample", "update", "evaluate", "encode", "decode")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,10 @@ def build_fp32(model: Model) -> Program:
         logits = outs[model.decoder[-1].name]
         p.call(phase, "elbo_f32_forward", logits, pixels, View(*mu), View(*ls), n_pix, L, returns="loss")
 
+    image = p.tensor("generated_image", "f32", n_pix, "io")
+    forward("decode", model.decoder, z)                      # the host writes z ~ N(0, 1)
+    p.call("decode", "sigmoid_f32_forward", outs[model.decoder[-1].name], image, n_pix)
+
     # backward: loss -> decoder -> reparameterization -> head -> encoder
     s = "sample"
     d_head = errs[head.name]
@@ -265,6 +269,13 @@ def build_u8(model: Model) -> Program:
         y_last, qy_last = outs[model.decoder[-1].name]
         p.call(phase, "dequantize_u8_f32", y_last, logits, n_pix, qy_last)
         p.call(phase, "elbo_f32_forward", logits, pixels, mu, ls, n_pix, L, returns="loss")
+
+    image = p.tensor("generated_image", "f32", n_pix, "io")
+    p.call("decode", "quantize_f32_u8", z, zq[0], L, zq[1], 0.0)      # the host writes z ~ N(0, 1)
+    forward("decode", model.decoder, zq, 0.0)
+    p.call("decode", "dequantize_u8_f32", outs[model.decoder[-1].name][0], logits, n_pix,
+           outs[model.decoder[-1].name][1])
+    p.call("decode", "sigmoid_f32_forward", logits, image, n_pix)
 
     s = "sample"
     p.call(s, "elbo_f32_backward", logits, pixels, mu, ls, dlogits, View(d_mu_ls, 0), View(d_mu_ls, L), n_pix, L)
