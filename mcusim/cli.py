@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .errors import McusimError
 
@@ -137,6 +139,60 @@ def cmd_crosscheck(args) -> int:
     return 0 if ok else 1
 
 
+def _pair(text: str) -> list[float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LMIN,LMAX such as 0.1,0.6, got {text!r}") from None
+    return [lo, hi]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 10,100,200, got {text!r}") from None
+
+
+def cmd_vae_train(args) -> int:
+    from .train import TrainConfig, Trainer
+    if args.download:
+        from .datasets import download
+        print(f"downloaded {args.dataset} into {download(args.dataset, args.data_dir)}", file=sys.stderr)
+    cfg = TrainConfig(dataset=args.dataset, precision=args.precision, sparse=args.sparse, variant=args.variant,
+                      epochs=args.epochs, seed=args.seed, eval_every=args.eval_every, lr=args.lr,
+                      labels_per_class=args.labels, head_epochs=args.head_epochs, hclk_mhz=args.hclk_mhz,
+                      crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    results = Trainer(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, log=log).run()
+    mcu = results["mcu"]
+    last = results["epochs"][-1]
+    acc = ", ".join(f"{k} labels/class {100 * v:.1f}%" for k, v in last["test_accuracy"].items())
+    fits = "fits" if mcu["fits"] else "does NOT fit"
+    print(f"{args.out}: test neg. ELBO {last['test_neg_elbo']:.1f}; accuracy {acc}")
+    if mcu["fits"]:
+        print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms and "
+              f"{mcu['energy_mj']:.2f} mJ per training sample, {mcu['inference_ms']:.1f} ms per inference; "
+              f"SRAM {mcu['sram_bytes']['total'] / 1000:.1f} kB of {mcu['sram_bytes']['limit'] / 1024:.0f} KB ({fits}); "
+              f"emulator matches the host bit for bit: {mcu['crosscheck']['bit_exact']}")
+    else:
+        print(f"the model {fits} in {mcu['sram_bytes']['limit'] / 1024:.0f} KB of SRAM "
+              f"(planned {mcu['sram_bytes']['planned_total'] / 1000:.1f} kB)")
+    return 0
+
+
+def cmd_vae_report(args) -> int:
+    from .report import build_report, load_results
+    text = build_report([load_results(d) for d in args.dirs])
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .boards import DEFAULT_BOARD
     from .toolchain import DEFAULT_STACK
@@ -182,6 +238,37 @@ def build_parser() -> argparse.ArgumentParser:
     xc.add_argument("--json", action="store_true")
     xc.set_defaults(func=cmd_crosscheck)
 
+    vae = sub.add_parser("vae", help="on-device VAE training: train, report").add_subparsers(dest="vae_command",
+                                                                                          required=True)
+    tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")
+    tr.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="fashion-mnist")
+    tr.add_argument("--precision", choices=["fp32", "u8"], default="u8")
+    tr.add_argument("--sparse", type=_pair, default=None, metavar="LMIN,LMAX",
+                    help="dynamic sparse updates with these lambda_min,lambda_max (u8 only)")
+    tr.add_argument("--variant", default="baseline",
+                    help="baseline, filters, latent, classes, or the path of a model TOML")
+    tr.add_argument("--epochs", type=int, default=100)
+    tr.add_argument("--lr", type=float, default=0.001)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--eval-every", type=int, default=1, help="train the classifier heads every K epochs")
+    tr.add_argument("--labels", type=_ints, default=[10, 100, 200], metavar="N,N,...",
+                    help="labelled samples per class for the heads (default 10,100,200)")
+    tr.add_argument("--head-epochs", type=int, default=25)
+    tr.add_argument("--hclk-mhz", type=float, default=120.0)
+    tr.add_argument("--crosscheck-samples", type=int, default=100,
+                    help="training samples run on the emulated MCU too and compared bit for bit")
+    tr.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    tr.add_argument("--data-dir", default=None, help="folder with the IDX files (or set MCUSIM_DATA)")
+    tr.add_argument("--download", action="store_true", help="fetch the data set from its public mirrors first")
+    tr.add_argument("--out", required=True, metavar="DIR")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_vae_train)
+    rep = vae.add_parser("report", help="paper-style tables from one or more runs, next to the paper's figures")
+    rep.add_argument("dirs", nargs="+", metavar="DIR")
+    rep.add_argument("-o", "--output", default=None, help="also write the Markdown to this file")
+    rep.set_defaults(func=cmd_vae_report)
+
     size = sub.add_parser("size", help="flash and SRAM use against the board's limits")
     size.add_argument("firmware", metavar="FIRMWARE.elf")
     size.add_argument("--top", type=int, default=10, help="largest symbols to list")
@@ -190,16 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _name(args) -> str:
+    return f"{args.command} {args.vae_command}" if getattr(args, "vae_command", None) else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except McusimError as exc:
-        print(f"mcusim {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mcusim {_name(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"mcusim {args.command}: interrupted", file=sys.stderr)
+        print(f"mcusim {_name(args)}: interrupted (finished epochs are saved; continue with --resume)"
+              if getattr(args, "vae_command", None) == "train" else f"mcusim {_name(args)}: interrupted",
+              file=sys.stderr)
         return 130
 
 

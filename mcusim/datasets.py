@@ -49,6 +49,8 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from .errors import McusimError
+
 __all__ = [
     "DATASETS",
     "DatasetError",
@@ -76,7 +78,7 @@ LABEL_MAGIC = 2049
 SPLITS = ("train", "test")
 
 
-class DatasetError(Exception):
+class DatasetError(McusimError):
     """A data set could not be found, read, verified or downloaded.
 
     ``str(err)`` is a complete, user-facing paragraph.  ``searched`` lists the

@@ -1,0 +1,351 @@
+"""Unsupervised on-device VAE training, as the paper runs it, on the host's Numba twins; the first
+training steps also run on the emulated MCU and must match bit for bit; the MCU's cycles, energy and
+SRAM are measured there.
+
+A run writes into its output directory, atomically, after every epoch: results.json, checkpoint.npz
+(all tensors, the RNG and the results so far, so `--resume` loses no finished epoch) and the plots.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .boards import load_board
+from .classifier import balanced_subset, train_head
+from .datasets import load, load_or_embedded, resolve_dir
+from .errors import McusimError
+from .memory import MemoryBudgetError
+from .model import Model, load_model
+from .program import Program, build
+from .runtime import DeviceStep, HostStep, initial_state
+
+ALPHA_NORM = {"mnist": 0.85, "fashion-mnist": 0.7}       # the paper's rates for the update statistics
+
+
+class TrainError(McusimError):
+    """A training run cannot start or continue (bad configuration, checkpoint mismatch, ...)."""
+
+
+class CrossCheckError(McusimError):
+    """The emulated MCU and the host disagree: the twins are not one truth any more."""
+    exit_code = 4
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "fashion-mnist"
+    precision: str = "u8"
+    sparse: list[float] | None = None          # [lambda_min, lambda_max]
+    variant: str = "baseline"
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 0.001
+    seed: int = 0
+    head_epochs: int = 25
+    labels_per_class: list[int] = field(default_factory=lambda: [10, 100, 200])
+    eval_every: int = 1
+    alpha_a: float = 0.1
+    alpha_e: float = 0.1
+    alpha_w: float = 0.001
+    alpha_norm: float | None = None
+    hclk_mhz: float = 120.0
+    crosscheck_samples: int = 100
+    train_limit: int | None = None
+    data: str = ""
+
+    def validate(self) -> None:
+        if self.dataset not in ALPHA_NORM:
+            raise TrainError(f"--dataset must be mnist or fashion-mnist, not {self.dataset!r}")
+        if self.precision not in ("fp32", "u8"):
+            raise TrainError(f"--precision must be fp32 or u8, not {self.precision!r}")
+        if self.sparse is not None:
+            if self.precision != "u8":
+                raise TrainError("--sparse needs --precision u8 (dynamic sparse updates are a u8 method)")
+            lo, hi = self.sparse
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise TrainError(f"--sparse LMIN,LMAX needs 0 <= LMIN <= LMAX <= 1, got {lo},{hi}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise TrainError("--epochs, the batch size and --eval-every must be at least 1")
+        if self.alpha_norm is None:
+            self.alpha_norm = ALPHA_NORM[self.dataset]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
+                 resume: bool = False, progress: bool = True, log=print):
+        config.validate()
+        self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model: Model = load_model(config.variant)
+        self._load_data(data_dir)
+        self.program: Program = build(self.model, config.precision)
+        self.host = HostStep(self.program)
+        self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
+                        "samples_per_second": 0.0}
+        self.start_epoch = 0
+        if resume:
+            self._resume()
+        else:
+            if (self.out / "results.json").exists():
+                raise TrainError(f"{self.out} already holds a run (results.json); pass --resume to continue "
+                                 f"it or choose another --out")
+            self.host.load_state(initial_state(self.program, config.seed))
+
+    # -- data --------------------------------------------------------------------------------
+    def _load_data(self, data_dir: str | None) -> None:
+        cfg = self.cfg
+        if cfg.dataset == "fashion-mnist":
+            train, test = (load_or_embedded("fashion-mnist", s, data_dir) for s in ("train", "test"))
+            if train.embedded:
+                self.log(train.message)
+            cfg.data = "embedded Fashion-MNIST subset" if train.embedded else train.message
+            (x, y), (xt, yt) = (train.images, train.labels), (test.images, test.labels)
+        else:
+            x, y = load("mnist", "train", data_dir)
+            xt, yt = load("mnist", "test", data_dir)
+            cfg.data = f"MNIST from {resolve_dir('mnist', data_dir)}"
+        if cfg.train_limit:
+            x, y = x[: cfg.train_limit], y[: cfg.train_limit]
+        self.x = np.ascontiguousarray(x.reshape(len(x), -1), np.uint8)
+        self.y = np.asarray(y, np.int64)
+        self.xt = np.ascontiguousarray(xt.reshape(len(xt), -1), np.uint8)
+        self.yt = np.asarray(yt, np.int64)
+        if len(self.x) < cfg.batch_size:
+            raise TrainError(f"only {len(self.x)} training images; the batch size is {cfg.batch_size}")
+        smallest = np.bincount(self.y, minlength=10).min()
+        too_many = [n for n in cfg.labels_per_class if n > smallest]
+        if too_many:
+            raise TrainError(f"the training set has only {smallest} images of its rarest class; "
+                             f"--labels {','.join(map(str, too_many))} per class is more than that")
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def _save(self) -> None:
+        arrays = {f"arena_{k}": v for k, v in self.host.arenas.items()}
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, results=np.frombuffer(json.dumps(self.results).encode(), np.uint8), **arrays)
+        _atomic_write(self.out / "checkpoint.npz", buf.getvalue())
+        _atomic_write(self.out / "results.json", json.dumps(self.results, indent=1).encode())
+
+    def _resume(self) -> None:
+        path = self.out / "checkpoint.npz"
+        if not path.exists():
+            raise TrainError(f"--resume: no checkpoint.npz in {self.out}; start the run without --resume")
+        try:
+            with np.load(path) as ck:
+                saved = json.loads(bytes(ck["results"]).decode())
+                arenas = {k[len("arena_"):]: ck[k] for k in ck.files if k.startswith("arena_")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
+        mine = asdict(self.cfg)
+        for key in ("dataset", "precision", "sparse", "variant", "batch_size", "lr", "seed", "train_limit"):
+            if saved["config"].get(key) != mine.get(key):
+                raise TrainError(f"--resume: the checkpoint in {self.out} was made with {key}="
+                                 f"{saved['config'].get(key)!r}, this run asks for {mine.get(key)!r}")
+        for name, arena in arenas.items():
+            if name not in self.host.arenas or self.host.arenas[name].shape != arena.shape:
+                raise TrainError(f"--resume: {path} does not match model {self.model.name} ({name} arena)")
+            self.host.arenas[name][...] = arena
+        saved["config"] = mine
+        self.results = saved
+        self.start_epoch = len(saved["epochs"])
+        self.log(f"resuming {self.out} after epoch {self.start_epoch}")
+
+    # -- phases --------------------------------------------------------------------------------
+    def _sample_scalars(self) -> dict:
+        c = self.cfg
+        return {"alpha_a": c.alpha_a, "alpha_e": c.alpha_e} if c.precision == "u8" else {}
+
+    def _update_scalars(self) -> dict:
+        c = self.cfg
+        scalars = {"lr": c.lr, "alpha_norm": c.alpha_norm}
+        if c.precision == "u8":
+            scalars["alpha_w"] = c.alpha_w
+        return scalars
+
+    def _eval_scalars(self) -> dict:
+        return {"alpha_a": 0.0, "alpha_e": 0.0} if self.cfg.precision == "u8" else {}
+
+    def _with_rng(self, seed: int, fn):
+        """Run fn with the model RNG reseeded, then restore the training stream."""
+        rng = self.host.view("rng_state")
+        saved = rng.copy()
+        rng[0] = seed & 0xFFFF_FFFF
+        try:
+            return fn()
+        finally:
+            rng[...] = saved
+
+    def evaluate(self, epoch: int) -> tuple[float, dict[str, float]]:
+        c = self.cfg
+        order = np.arange(len(self.xt), dtype=np.int64)
+        test_loss = self._with_rng(c.seed + 7919 * (epoch + 1), lambda: float(np.mean(
+            self.host.run_batch("evaluate", self.xt, order, 0, len(order), **self._eval_scalars()))))
+        accuracy = {}
+        if epoch % c.eval_every == c.eval_every - 1 or epoch == c.epochs - 1:
+            subsets = {n: balanced_subset(self.y, n, c.seed + n) for n in c.labels_per_class}
+            needed = np.unique(np.concatenate(list(subsets.values())))
+            feats = self.host.run_batch("encode", self.x, needed, 0, len(needed))
+            index = {int(i): k for k, i in enumerate(needed)}
+            test_feats = self.host.run_batch("encode", self.xt, order, 0, len(order))
+            for n, idx in subsets.items():
+                rows = np.array([index[int(i)] for i in idx])
+                accuracy[str(n)] = train_head(self.model, feats[rows], self.y[idx], test_feats, self.yt,
+                                              c.head_epochs, c.seed + n)
+        return test_loss, accuracy
+
+    # -- the MCU -------------------------------------------------------------------------------
+    def _device(self) -> DeviceStep | None:
+        try:
+            return DeviceStep(self.program, hclk_mhz=self.cfg.hclk_mhz)
+        except MemoryBudgetError as exc:
+            self.log(f"the {self.cfg.precision} '{self.model.name}' model does not fit the MCU: {exc}")
+            return None
+
+    def _mcu_report(self, device: DeviceStep | None, cycles: list[int], bit_exact: bool, steps: int,
+                    stack: int) -> dict:
+        board = load_board()
+        p = self.program
+        activations = p.total("activations") + p.total("io")
+        weights = p.total("weights")
+        limit = board.sram_block[1]
+        report = {"board": board.name, "hclk_mhz": self.cfg.hclk_mhz,
+                  "sram_bytes": {"activations": activations, "weights": weights,
+                                 "total": activations + weights, "limit": limit,
+                                 "planned_total": activations + weights,
+                                 "measured_total": None, "static": None, "stack": None},
+                  "fits": device is not None, "cycles_per_training_sample": None,
+                  "cycles_per_training_sample_std": None, "cycles_per_inference": None,
+                  "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None,
+                  "crosscheck": {"steps": steps, "bit_exact": bit_exact}}
+        if device is None:
+            return report
+        elf_static = device.machine.static.static_sram_bytes       # every planned tensor is a static buffer
+        other = elf_static - (activations + weights)                 # start-up data and alignment padding
+        if other < 0:
+            raise CrossCheckError(f"the firmware holds {elf_static} bytes of static SRAM, less than the "
+                                  f"{activations + weights} bytes the memory plan lists: plan and firmware disagree")
+        report["sram_bytes"].update(static=other, stack=stack, measured_total=elf_static + stack,
+                                    total=elf_static + stack)
+        infer = device.run("evaluate", **self._eval_scalars())
+        hz = self.cfg.hclk_mhz * 1e6
+        power = board.power_mw(self.cfg.hclk_mhz)
+        mean = float(np.mean(cycles))
+        report.update(cycles_per_training_sample=mean, cycles_per_training_sample_std=float(np.std(cycles)),
+                      cycles_per_inference=float(infer.cycles), latency_ms=1e3 * mean / hz,
+                      inference_ms=1e3 * infer.cycles / hz, power_mw=power, energy_mj=power * mean / hz)
+        return report
+
+    def _crosschecked_batch(self, device: DeviceStep, order: np.ndarray) -> tuple[np.ndarray, list[int], int]:
+        """The run's first batch, sample by sample on the host and on the emulated MCU, compared after
+        every sample and after the update."""
+        device.load_state(self.host.state())
+        losses, cycles, stack = [], [], 0
+        n = min(self.cfg.crosscheck_samples, self.cfg.batch_size)
+        for k in range(self.cfg.batch_size):
+            losses.append(self.host.run_batch("sample", self.x, order, k, 1, **self._sample_scalars())[0])
+            if k < n:
+                device.write("pixels", self.x[order[k]])
+                r = device.run("sample", **self._sample_scalars())
+                cycles.append(r.cycles)
+                stack = max(stack, r.stack_peak_bytes)
+                self._compare(device, f"training sample {k + 1}")
+        self.host.run("update", **self._update_scalars())
+        if n == self.cfg.batch_size:
+            device.run("update", **self._update_scalars())
+            self._compare(device, "the first update")
+        return np.array(losses, np.float32), cycles, stack
+
+    def _compare(self, device: DeviceStep, when: str) -> None:
+        host = self.host.state()
+        for name, dev in device.state().items():
+            if name == "scratch":
+                continue
+            if not np.array_equal(host[name].view(np.uint8), dev.view(np.uint8)):
+                diff = int(np.count_nonzero(host[name].view(np.uint8) != dev.view(np.uint8)))
+                raise CrossCheckError(f"after {when}, tensor '{name}' differs between the emulated MCU and the "
+                                      f"host ({diff} bytes): the C kernels and their Numba twins no longer "
+                                      f"compute the same bits. Run `mcusim crosscheck` to find the operator.")
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm import tqdm
+        c = self.cfg
+        n_batches = len(self.x) // c.batch_size
+        t_start = time.perf_counter() - self.results["wall_seconds"]
+        samples_done = 0
+        for epoch in range(self.start_epoch, c.epochs):
+            t_epoch = time.perf_counter()
+            order = np.random.default_rng([c.seed, epoch]).permutation(len(self.x)).astype(np.int64)
+            losses = []
+            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False,
+                       disable=None if self.progress else True)          # None: only on a terminal
+            for b in bar:
+                if epoch == 0 and b == 0 and self.results["mcu"] is None:
+                    device = self._device()
+                    if device is not None:
+                        batch_losses, cycles, stack = self._crosschecked_batch(device, order)
+                        losses.append(batch_losses)
+                    else:
+                        cycles, stack = [], 0
+                    steps = len(cycles) + (1 if len(cycles) == c.batch_size else 0)
+                    self.results["mcu"] = self._mcu_report(device, cycles, device is not None, steps, stack)
+                    if device is None:
+                        self.results["mcu"]["crosscheck"]["bit_exact"] = None
+                    if device is not None:
+                        continue
+                losses.append(self.host.run_batch("sample", self.x, order, b * c.batch_size, c.batch_size,
+                                                  **self._sample_scalars()))
+                self.host.run("update", **self._update_scalars())
+                samples_done += c.batch_size
+                if b % 20 == 0:
+                    bar.set_postfix(neg_elbo=f"{float(np.mean(losses[-1])):.1f}")
+            train_loss = float(np.mean(np.concatenate(losses)))
+            if not np.isfinite(train_loss):
+                raise TrainError(f"training diverged in epoch {epoch + 1} (negative ELBO {train_loss}); "
+                                 f"try a smaller --lr")
+            test_loss, accuracy = self.evaluate(epoch)
+            seconds = time.perf_counter() - t_epoch
+            self.results["epochs"].append({"epoch": epoch + 1, "train_neg_elbo": train_loss,
+                                           "test_neg_elbo": test_loss, "test_accuracy": accuracy,
+                                           "update_rate": None, "seconds": seconds})
+            self.results["wall_seconds"] = time.perf_counter() - t_start
+            total_samples = sum(1 for _ in self.results["epochs"]) * n_batches * c.batch_size
+            self.results["samples_per_second"] = total_samples / max(self.results["wall_seconds"], 1e-9)
+            acc = " ".join(f"{k}:{100 * v:.1f}%" for k, v in accuracy.items())
+            self.log(f"epoch {epoch + 1}/{c.epochs}: train neg. ELBO {train_loss:.1f}, test {test_loss:.1f}"
+                     f"{', accuracy ' + acc if acc else ''} ({seconds:.0f} s)")
+            self._save()
+            self._plots()
+        self._samples()
+        return self.results
+
+    def _plots(self) -> None:
+        from .plots import plot_run
+        plot_run(self.results, self.out)
+
+    def _samples(self) -> None:
+        from .plots import plot_samples
+        rng = np.random.default_rng(self.cfg.seed)
+        z = self.host.view("z")
+        images = []
+        for _ in range(64):
+            z[...] = rng.standard_normal(z.size).astype(np.float32)
+            self.host.run("decode")
+            images.append(self.host.view("generated_image").reshape(28, 28).copy())
+        plot_samples(np.array(images), self.out / "samples.png",
+                     f"64 samples from the {self.cfg.precision} decoder ({self.cfg.dataset})")
