@@ -153,7 +153,7 @@ def build_fp32(model: Model) -> Program:
         logits = outs[model.decoder[-1].name]
         p.call(phase, "elbo_f32_forward", logits, pixels, View(*mu), View(*ls), n_pix, L, returns="loss")
 
-    image = p.tensor("generated_image", "f32", n_pix, "io")
+    image = p.tensor("generated_image", "f32", n_pix, "decode")
     forward("decode", model.decoder, z)                      # the host writes z ~ N(0, 1)
     p.call("decode", "sigmoid_f32_forward", outs[model.decoder[-1].name], image, n_pix)
 
@@ -270,7 +270,7 @@ def build_u8(model: Model) -> Program:
         p.call(phase, "dequantize_u8_f32", y_last, logits, n_pix, qy_last)
         p.call(phase, "elbo_f32_forward", logits, pixels, mu, ls, n_pix, L, returns="loss")
 
-    image = p.tensor("generated_image", "f32", n_pix, "io")
+    image = p.tensor("generated_image", "f32", n_pix, "decode")
     p.call("decode", "quantize_f32_u8", z, zq[0], L, zq[1], 0.0)      # the host writes z ~ N(0, 1)
     forward("decode", model.decoder, zq, 0.0)
     p.call("decode", "dequantize_u8_f32", outs[model.decoder[-1].name][0], logits, n_pix,

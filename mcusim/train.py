@@ -220,13 +220,13 @@ class Trainer:
                     stack: int) -> dict:
         board = load_board()
         p = self.program
-        activations = p.total("activations") + p.total("io")
+        activations = p.total("activations") + p.total("io")      # the image is the first activation
         weights = p.total("weights")
+        planned = sum(t.nbytes for t in p.tensors.values())         # also the decode phase's image buffer
         limit = board.sram_block[1]
         report = {"board": board.name, "hclk_mhz": self.cfg.hclk_mhz,
                   "sram_bytes": {"activations": activations, "weights": weights,
-                                 "total": activations + weights, "limit": limit,
-                                 "planned_total": activations + weights,
+                                 "total": planned, "limit": limit, "planned_total": planned,
                                  "measured_total": None, "static": None, "stack": None},
                   "fits": device is not None, "cycles_per_training_sample": None,
                   "cycles_per_training_sample_std": None, "cycles_per_inference": None,
@@ -235,10 +235,10 @@ class Trainer:
         if device is None:
             return report
         elf_static = device.machine.static.static_sram_bytes       # every planned tensor is a static buffer
-        other = elf_static - (activations + weights)                 # start-up data and alignment padding
+        other = elf_static - planned                                 # start-up data and alignment padding
         if other < 0:
             raise CrossCheckError(f"the firmware holds {elf_static} bytes of static SRAM, less than the "
-                                  f"{activations + weights} bytes the memory plan lists: plan and firmware disagree")
+                                  f"{planned} bytes the memory plan lists: plan and firmware disagree")
         report["sram_bytes"].update(static=other, stack=stack, measured_total=elf_static + stack,
                                     total=elf_static + stack)
         infer = device.run("evaluate", **self._eval_scalars())

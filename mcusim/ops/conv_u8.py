@@ -1,7 +1,7 @@
 """Numba twins of kernels/conv2d_u8.c and kernels/convtranspose2d_u8.c (contract in nn.h).
 
-Integer sums are exact, so they are written plainly (direct loops over the taps); the float steps
-follow the C order exactly. qparams are one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the
+Integer sums are exact, so they are computed in any convenient order (int32 im2col / col2im matrix
+products, vectorized); the float steps follow the C order exactly, element by element. qparams are one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the
 nn_conv_dims array (np.int32, 10 values: in_c, in_h, in_w, out_c, out_h, out_w, k_h, k_w, stride, pad).
 Empty arrays stand for NULL (`x`/`qx`: no ReLU mask, `active`: every channel). Gradient buffers are
 uint16 arrays of IEEE half floats, as on the device.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
+from .gemm_u8 import f2h, h2f
+from .quant_u8 import observe, quantize
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 BIG = np.float32(3.0e38)
@@ -87,31 +88,82 @@ def convtranspose2d_backward_weight_buffer_size(d):
 
 
 # ---- integer cores -------------------------------------------------------------------------------
+# Integer sums are exact, so any order gives the C's values. Both cores are written as small int32
+# matrix products whose innermost loop runs over independent outputs (vectorized by LLVM):
+#   strided:     cols[(c, ky, kx)][q] = x[c][iy][ix] - zx (im2col, 0 outside), acc[o] += w'[o][k] * cols[k]
+#   transposed:  part[(o, ky, kx)][p] = sum_c w'[c][(o, ky, kx)] * x'[c][p], then scattered (col2im)
+#                into acc[o][iy*s - pad + ky][ix*s - pad + kx] for the in-range positions.
+@_jit
+def _lo(k, pad, s):
+    """Smallest j >= 0 with j*s - pad + k >= 0."""
+    v = pad - k
+    return (v + s - 1) // s if v > 0 else 0
+
+
+@_jit
+def _hi(k, pad, s, n_src, n_dst):
+    """One past the largest j < n_dst with j*s - pad + k < n_src."""
+    v = n_src - 1 + pad - k
+    if v < 0:
+        return 0
+    j = v // s + 1
+    return j if j < n_dst else n_dst
+
+
+@_jit
+def _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, active):
+    """cols[(c, ky, kx)][oy * out_w + ox] = x[c][oy*s - pad + ky][ox*s - pad + kx] - zx (0 outside,
+    0 for inactive channels c)."""
+    plane = out_h * out_w
+    cols = np.zeros((in_c * kh * kw, plane), np.int32)
+    for c in range(in_c):
+        if active is not None and active[c] == 0:
+            continue
+        for ky in range(kh):
+            y0, y1 = _lo(ky, pad, s), _hi(ky, pad, s, in_h, out_h)
+            for kx in range(kw):
+                x0, x1 = _lo(kx, pad, s), _hi(kx, pad, s, in_w, out_w)
+                row = cols[(c * kh + ky) * kw + kx]
+                for oy in range(y0, y1):
+                    src = (c * in_h + oy * s - pad + ky) * in_w - pad + kx
+                    dst = oy * out_w
+                    for ox in range(x0, x1):
+                        row[np.uint64(dst + ox)] = np.int32(x[np.uint64(src + ox * s)]) - zx
+    return cols
+
+
+@_jit
+def _centred(x, zx, n_c, plane, active):
+    """x'[c][p] = x[c][p] - zx as int32 rows (0 rows for inactive channels)."""
+    xc = np.zeros((n_c, plane), np.int32)
+    for c in range(n_c):
+        if active is not None and active[c] == 0:
+            continue
+        row = xc[c]
+        for p in range(plane):
+            row[p] = np.int32(x[c * plane + p]) - zx
+    return xc
+
+
 @_jit
 def _strided(x, zx, w, zw, d, active):
     """acc[o][oy][ox] = sum over in-range taps of (w[o][c][ky][kx] - zw) * (x[c][iy][ix] - zx)."""
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
-    acc = np.zeros(out_c * out_h * out_w, np.int32)
+    plane = out_h * out_w
+    n_k = in_c * kh * kw
+    cols = _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, active)
+    acc = np.zeros((out_c, plane), np.int32)
     for o in range(out_c):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                a = np.int32(0)
-                for c in range(in_c):
-                    if active is not None and active[c] == 0:
-                        continue
-                    for ky in range(kh):
-                        iy = oy * s - pad + ky
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for kx in range(kw):
-                            ix = ox * s - pad + kx
-                            if ix < 0 or ix >= in_w:
-                                continue
-                            a += (np.int32(w[((o * in_c + c) * kh + ky) * kw + kx]) - zw) * \
-                                (np.int32(x[(c * in_h + iy) * in_w + ix]) - zx)
-                acc[(o * out_h + oy) * out_w + ox] = a
-    return acc
+        a = acc[o]
+        for k in range(n_k):
+            wv = np.int32(w[o * n_k + k]) - zw
+            if wv == 0:
+                continue
+            row = cols[k]
+            for q in range(plane):
+                a[q] += wv * row[q]
+    return acc.reshape(out_c * plane)
 
 
 @_jit
@@ -120,24 +172,33 @@ def _transposed(x, zx, w, zw, d, active):
     range of (w[c][o][ky][kx] - zw) * (x[c][iy][ix] - zx)."""
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
+    in_plane = in_h * in_w
+    n_r = out_c * kh * kw
+    xc = _centred(x, zx, in_c, in_plane, active)
+    part = np.zeros((n_r, in_plane), np.int32)
+    for r in range(n_r):
+        a = part[r]
+        for c in range(in_c):
+            if active is not None and active[c] == 0:
+                continue
+            wv = np.int32(w[c * n_r + r]) - zw
+            if wv == 0:
+                continue
+            row = xc[c]
+            for p in range(in_plane):
+                a[p] += wv * row[p]
     acc = np.zeros(out_c * out_h * out_w, np.int32)
-    for c in range(in_c):
-        if active is not None and active[c] == 0:
-            continue
-        for iy in range(in_h):
-            for ix in range(in_w):
-                dv = np.int32(x[(c * in_h + iy) * in_w + ix]) - zx
-                for o in range(out_c):
-                    for ky in range(kh):
-                        oy = iy * s - pad + ky
-                        if oy < 0 or oy >= out_h:
-                            continue
-                        for kx in range(kw):
-                            ox = ix * s - pad + kx
-                            if ox < 0 or ox >= out_w:
-                                continue
-                            acc[(o * out_h + oy) * out_w + ox] += \
-                                (np.int32(w[((c * out_c + o) * kh + ky) * kw + kx]) - zw) * dv
+    for o in range(out_c):
+        for ky in range(kh):
+            y0, y1 = _lo(ky, pad, s), _hi(ky, pad, s, out_h, in_h)
+            for kx in range(kw):
+                x0, x1 = _lo(kx, pad, s), _hi(kx, pad, s, out_w, in_w)
+                row = part[(o * kh + ky) * kw + kx]
+                for iy in range(y0, y1):
+                    dst = (o * out_h + iy * s - pad + ky) * out_w - pad + kx
+                    src = iy * in_w
+                    for ix in range(x0, x1):
+                        acc[np.uint64(dst + ix * s)] += row[np.uint64(src + ix)]
     return acc
 
 
@@ -219,29 +280,24 @@ def conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
     m = qe[0].scale * qx[0].scale
     se = qe[0].scale
     plane = out_h * out_w
+    n_k = in_c * kh * kw
+    cols = _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, None)
+    ec = _centred(e, ze, out_c, plane, active)
     for o in range(out_c):
         if active is not None and active[o] == 0:
             continue
+        er = ec[o]
         sd = np.int32(0)
         for p in range(plane):
-            sd += np.int32(e[o * plane + p]) - ze
-        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
-        for c in range(in_c):
-            for ky in range(kh):
-                for kx in range(kw):
-                    isum = np.int32(0)
-                    for oy in range(out_h):
-                        iy = oy * s - pad + ky
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for ox in range(out_w):
-                            ix = ox * s - pad + kx
-                            if ix < 0 or ix >= in_w:
-                                continue
-                            isum += (np.int32(e[o * plane + oy * out_w + ox]) - ze) * \
-                                (np.int32(x[(c * in_h + iy) * in_w + ix]) - zx)
-                    k = ((o * in_c + c) * kh + ky) * kw + kx
-                    gw[k] = f32_to_f16(f16_to_f32(gw[k]) + m * np.float32(isum))
+            sd += er[p]
+        gb[o] = f2h(h2f(gb[o]) + se * np.float32(sd))
+        for k in range(n_k):
+            row = cols[k]
+            isum = np.int32(0)
+            for p in range(plane):
+                isum += er[p] * row[p]
+            g = o * n_k + k
+            gw[g] = f2h(h2f(gw[g]) + m * np.float32(isum))
 
 
 # ---- convtranspose2d -----------------------------------------------------------------------------
@@ -265,26 +321,27 @@ def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
     m = qe[0].scale * qx[0].scale
     se = qe[0].scale
     plane = out_h * out_w
+    in_plane = in_h * in_w
+    kk = kh * kw
+    n_k = out_c * kk
+    # cols[(o, ky, kx)][iy * in_w + ix] = e[o][iy*s - pad + ky][ix*s - pad + kx] - ze (0 outside)
+    cols = _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active)
+    xc = _centred(x, zx, in_c, in_plane, None)
     for o in range(out_c):
         if active is not None and active[o] == 0:
             continue
         sd = np.int32(0)
         for p in range(plane):
             sd += np.int32(e[o * plane + p]) - ze
-        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
-        for c in range(in_c):
-            for ky in range(kh):
-                for kx in range(kw):
-                    isum = np.int32(0)
-                    for iy in range(in_h):
-                        oy = iy * s - pad + ky
-                        if oy < 0 or oy >= out_h:
-                            continue
-                        for ix in range(in_w):
-                            ox = ix * s - pad + kx
-                            if ox < 0 or ox >= out_w:
-                                continue
-                            isum += (np.int32(x[(c * in_h + iy) * in_w + ix]) - zx) * \
-                                (np.int32(e[o * plane + oy * out_w + ox]) - ze)
-                    k = ((c * out_c + o) * kh + ky) * kw + kx
-                    gw[k] = f32_to_f16(f16_to_f32(gw[k]) + m * np.float32(isum))
+        gb[o] = f2h(h2f(gb[o]) + se * np.float32(sd))
+    for c in range(in_c):
+        xr = xc[c]
+        for k in range(n_k):
+            if active is not None and active[k // kk] == 0:
+                continue
+            row = cols[k]
+            isum = np.int32(0)
+            for p in range(in_plane):
+                isum += xr[p] * row[p]
+            g = c * n_k + k
+            gw[g] = f2h(h2f(gw[g]) + m * np.float32(isum))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .nn_math import sqrtf
+from .nn_math import bits_f32, f32_bits, sqrtf
 from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
@@ -17,6 +17,48 @@ BIG = np.float32(3.0e38)
 STD_EPS = np.float32(1.0e-8)
 
 _jit = njit(cache=True, error_model="numpy")
+
+
+# ---- branch-free IEEE half conversions ---------------------------------------------------------
+# Bit-identical to quant_u8.f16_to_f32 / f32_to_f16 for EVERY input (checked exhaustively), but written
+# with selects instead of branches so that LLVM vectorizes the loops that use them.
+TWO_M24 = np.float32(2.0 ** -24)
+TWO_P24 = np.float32(2.0 ** 24)
+TWO_P23 = np.float32(2.0 ** 23)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def h2f(h):
+    h = np.uint32(h)
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    exp = (h >> np.uint32(10)) & np.uint32(0x1F)
+    man = h & np.uint32(0x3FF)
+    normal = sign | (((h & np.uint32(0x7FFF)) << np.uint32(13)) + np.uint32(112 << 23))
+    special = sign | np.uint32(0x7F800000) | (((man | np.uint32(0x200)) << np.uint32(13)) if man != 0
+                                              else np.uint32(0))
+    sub = sign | f32_bits(np.float32(np.int32(man)) * TWO_M24)     # exact: man < 1024, times 2^-24
+    bits = normal if exp != 0 else sub
+    bits = special if exp == 31 else bits
+    return bits_f32(np.uint32(bits))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def f2h(x):
+    b = f32_bits(x)
+    sign = (b >> np.uint32(16)) & np.uint32(0x8000)
+    a = b & np.uint32(0x7FFFFFFF)
+    exp = a >> np.uint32(23)
+    man = a & np.uint32(0x7FFFFF)
+    # normal halves (rebias 127 -> 15, round to nearest even; a carry into the exponent is right, up to inf)
+    normal = (a - np.uint32(112 << 23) + np.uint32(0xFFF) + ((a >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
+    # |x| < 2^-14: the subnormal half round(|x| * 2^24) (exact scaling; +2^23 rounds to nearest even)
+    y = bits_f32(np.uint32(a)) * TWO_P24 + TWO_P23
+    sub = f32_bits(y) & np.uint32(0x7FFFFF)
+    nan = np.uint32(0x7C00) | ((np.uint32(0x200) | (man >> np.uint32(13))) if man != 0 else np.uint32(0))
+    h = normal if exp > 112 else sub
+    h = np.uint32(0x7C00) if exp >= 143 else h
+    h = nan if exp == 255 else h
+    return np.uint16(sign | h)
 
 
 @_jit
@@ -31,11 +73,15 @@ def gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha):
     m = qw[0].scale * qx[0].scale
     sb = qb[0].scale
     inv = ONE / qy[0].scale
+    xc = np.empty(n_in, np.int32)
+    for i in range(n_in):
+        xc[i] = np.int32(x[i]) - zx
     tmin, tmax = BIG, -BIG
     for o in range(n_out):
+        base = o * n_in
         acc = np.int32(0)
         for i in range(n_in):
-            acc += (np.int32(w[o * n_in + i]) - zw) * (np.int32(x[i]) - zx)
+            acc += (np.int32(w[np.uint64(base + i)]) - zw) * xc[i]
         t = np.float32(acc) * m
         t = t + sb * np.float32(np.int32(b[o]) - zb)
         if relu and not t > ZERO:
@@ -59,8 +105,9 @@ def gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, n_in, n_out, active, al
         de = np.int32(e[o]) - ze
         if (active is not None and active[o] == 0) or de == 0:
             continue
+        base = o * n_in
         for i in range(n_in):
-            acc[i] += (np.int32(w[o * n_in + i]) - zw) * de
+            acc[i] += (np.int32(w[np.uint64(base + i)]) - zw) * de
     m = qw[0].scale * qe[0].scale
     inv = ONE / qex[0].scale
     zex = np.int32(qex[0].zero_point)
@@ -93,9 +140,11 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
         if (active is not None and active[o] == 0) or de == 0:
             continue
         gr = m * np.float32(de)
+        base = o * n_in
         for i in range(n_in):
-            gw[o * n_in + i] = f32_to_f16(f16_to_f32(gw[o * n_in + i]) + gr * xr[i])
-        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(de))
+            k = np.uint64(base + i)
+            gw[k] = f2h(h2f(gw[k]) + gr * xr[i])
+        gb[o] = f2h(h2f(gb[o]) + se * np.float32(de))
 
 
 @_jit
