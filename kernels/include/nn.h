@@ -507,4 +507,39 @@ void nn__conv_u8_epilogue_forward(const int32_t *acc, float m, const uint8_t *b,
 void nn__conv_u8_epilogue_error(const int32_t *acc, float m, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
                                 const nn_qparams *qx, int32_t n, float alpha);
 
+/* ======== dynamic sparse updates (sparse_u8.c) ==================================================== */
+/*  Per sample and per layer, choose the structures (Gemm rows / conv output channels) whose
+ * gradients are accumulated: the top-k by error magnitude, with
+ *     k = max(floor((lambda_min + |e_avg / e_max| * (lambda_max - lambda_min)) * N), 1).
+ * Twin: mcusim/ops/sparse_u8.py, bit-exact.
+ *
+ * e: the layer's OUTPUT error, `structures` x `size` uint8 with qparams qe (a Gemm: size 1 per row;
+ * a conv output channel: size = out_h * out_w). state: 4 floats owned by the layer, state[0] = e_max
+ * (start at 0.0f), state[1] = k of the last call (as a float); state[2] += k and state[3] += structures
+ * accumulate the update rate (the host resets them).
+ *   mag[s] = sum over the `size` elements of structure s of |e - ze|       (exact int32)
+ *   total  = sum_s mag[s]                                                   (exact int32)
+ *   Float order (each operation one float32 rounding, no FMA):
+ *     mean  = (float)total / (float)(structures * size);   e_avg = qe->scale * mean;
+ *     if (e_avg > state[0]) state[0] = e_avg;                 (e_max: monotone, a NaN e_avg is ignored)
+ *     ratio = state[0] > 0.0f ? e_avg / state[0] : 1.0f;
+ *     t = lambda_max - lambda_min;  t = ratio * t;  t = lambda_min + t;  t = t * (float)structures;
+ *     k = !(t >= 1.0f) ? 1 (NaN included) : t >= (float)structures ? structures : (int32_t)t (= floor);
+ *     state[1] = (float)k;  state[2] = state[2] + (float)k;  state[3] = state[3] + (float)structures.
+ *   active[s] = 1 for the k structures with the largest mag, ties broken by LOWER index first; 0 for
+ *   the others (every active[] is written).  touched[s] |= active[s] (the structures touched during
+ *   the batch; the update uses it as its mask, then the caller clears it with fill_u8).
+ * structures <= 0 or size <= 0: nothing is read or written.
+ * scratch: sparse_select_u8_buffer_size(structures) BYTES, 4-byte aligned (the magnitudes and a
+ * 256-bin histogram). Any correct selection gives the same mask; the C uses a histogram of |e - ze|
+ * for size 1 (Gemm rows, 4 rows per word with the SIMD instructions), a direct rank for <= 16
+ * structures, otherwise an MSD radix select on mag (8 bits per pass, O(N) per pass). */
+int32_t sparse_select_u8_buffer_size(int32_t structures);
+void sparse_select_u8(const uint8_t *e, const nn_qparams *qe, int32_t structures, int32_t size,
+                      float lambda_min, float lambda_max, float *state, uint8_t *active, uint8_t *touched,
+                      int32_t *scratch);
+
+/* x[i] = (uint8_t)value for i in [0, n) (n <= 0: nothing); clears `touched` after each update. */
+void fill_u8(uint8_t *x, int32_t n, int32_t value);
+
 #endif /* NN_H */
