@@ -101,7 +101,7 @@ def test_k_follows_the_formula_on_a_hand_made_case():
     zero = np.full(10, 127, np.uint8)             # no error at all: e_avg 0, ratio taken as 1 while e_max is 0
     state = np.array([0, 0, 0, 0], F)
     S.sparse_select_u8(zero, qe, 10, 1, F(0.1), F(0.6), state, active, touched)
-    assert state.tolist() == [0, 6] and active.tolist() == [1] * 6 + [0] * 4
+    assert state[:2].tolist() == [0, 6] and active.tolist() == [1] * 6 + [0] * 4
     S.sparse_select_u8(zero, qe, 10, 1, F(1.0), F(2.0), state, active, touched)
     assert state[1] == 10 and active.all()        # clamped to the number of structures
 
