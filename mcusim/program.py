@@ -82,6 +82,7 @@ class Program:
     tensors: dict[str, Tensor] = field(default_factory=dict)
     phases: dict[str, list[Call]] = field(default_factory=lambda: {p: [] for p in PHASES})
     mu: "View | None" = None          # where the encoder's mean ends up (the classifier's features)
+    sparse: bool = False
 
     def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros") -> Tensor:
         if name in self.tensors:
@@ -121,7 +122,7 @@ def build_fp32(model: Model) -> Program:
                               p.tensor(f"{layer.name}.weight_grad", "f32", layer.n_weights, "weights"),
                               p.tensor(f"{layer.name}.bias_grad", "f32", layer.n_bias, "weights"),
                               p.tensor(f"{layer.name}.weight.update_stats", "f32", 2 * layer.structures, "weights"),
-                              p.tensor(f"{layer.name}.bias.update_stats", "f32", 2, "weights"))
+                              p.tensor(f"{layer.name}.bias.update_stats", "f32", 2 * layer.n_bias, "weights"))
     outs = {l.name: p.tensor(f"{l.name}.output", "f32", l.n_out, "activations") for l in model.vae_layers}
     errs = {l.name: p.tensor(f"{l.name}.error", "f32", l.n_out, "activations") for l in model.vae_layers}
     eps = p.tensor("eps", "f32", L, "activations")
@@ -190,7 +191,7 @@ def build_fp32(model: Model) -> Program:
         w, b, gw, gb, nw, nb = params[layer.name]
         p.call("update", "sgd_f32_standardized_update", w, gw, nw, layer.structures,
                layer.n_weights // layer.structures, lr, a_norm, None)
-        p.call("update", "sgd_f32_standardized_update", b, gb, nb, 1, layer.n_bias, lr, a_norm, None)
+        p.call("update", "sgd_f32_standardized_update", b, gb, nb, layer.n_bias, 1, lr, a_norm, None)
     return p
 
 
@@ -206,17 +207,22 @@ def _u8_scratch_bytes(layer: Layer) -> int:
                for direction in ("forward", "backward_input", "backward_weight"))
 
 
-def build_u8(model: Model) -> Program:
+def build_u8(model: Model, sparse: bool = False) -> Program:
     """Fully quantized: uint8 weights, activations and errors with per-tensor qparams, half-float
-    gradients; the reparameterization and the ELBO stay float, as in the paper."""
+    gradients; the reparameterization and the ELBO stay float, as in the paper. With `sparse`, every
+    layer's backward pass updates only the top-k structures chosen per sample (dynamic sparse updates)."""
     p = Program(model, "u8")
+    p.sparse = sparse
     L = model.latent
     n_pix = model.encoder[0].n_in
     alpha_a, alpha_e = Scalar("alpha_a"), Scalar("alpha_e")
     pixels = p.tensor("pixels", "u8", n_pix, "io")
     rng = p.tensor("rng_state", "u32", 1, "io")
     q_pixels = p.tensor("pixels.qparams", "qp", 1, "activations", "qp_pixels")
-    scratch = p.tensor("scratch", "i32", max(_u8_scratch_bytes(l) for l in model.vae_layers) // 4 + 1, "activations")
+    scratch_bytes = max(_u8_scratch_bytes(l) for l in model.vae_layers)
+    if sparse:
+        scratch_bytes = max(scratch_bytes, max(4 * (l.structures + 256) for l in model.vae_layers))
+    scratch = p.tensor("scratch", "i32", scratch_bytes // 4 + 1, "activations")
     params, outs, errs = {}, {}, {}
     for l in model.vae_layers:
         params[l.name] = dict(
@@ -227,7 +233,12 @@ def build_u8(model: Model) -> Program:
             gw=p.tensor(f"{l.name}.weight_grad", "f16", l.n_weights, "weights"),
             gb=p.tensor(f"{l.name}.bias_grad", "f16", l.n_bias, "weights"),
             nw=p.tensor(f"{l.name}.weight.update_stats", "f32", 2 * l.structures, "weights"),
-            nb=p.tensor(f"{l.name}.bias.update_stats", "f32", 2, "weights"))
+            nb=p.tensor(f"{l.name}.bias.update_stats", "f32", 2 * l.n_bias, "weights"))
+        if sparse:
+            params[l.name].update(
+                active=p.tensor(f"{l.name}.active", "u8", l.structures, "activations"),
+                touched=p.tensor(f"{l.name}.touched", "u8", l.structures, "weights"),
+                state=p.tensor(f"{l.name}.sparse_state", "f32", 4, "weights"))
         outs[l.name] = (p.tensor(f"{l.name}.output", "u8", l.n_out, "activations"),
                         p.tensor(f"{l.name}.output.qparams", "qp", 1, "activations", "qp"))
         errs[l.name] = (p.tensor(f"{l.name}.error", "u8", l.n_out, "activations"),
@@ -288,18 +299,22 @@ def build_u8(model: Model) -> Program:
         l, (x, qx) = layers[idx], inputs[idx]
         t = params[l.name]
         e, qe = errs[l.name]
+        active = t["active"] if sparse else None
+        if sparse:
+            p.call(s, "sparse_select_u8", e, qe, l.structures, l.n_out // l.structures, Scalar("lambda_min"),
+                   Scalar("lambda_max"), t["state"], active, t["touched"], Cast(scratch, "int32_t"))
         if l.op == "gemm":
-            p.call(s, "gemm_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], l.n_in, l.n_out, None,
+            p.call(s, "gemm_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], l.n_in, l.n_out, active,
                    Cast(scratch, "float"))
         else:
-            p.call(s, f"{l.op}_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], Dims(l), None,
+            p.call(s, f"{l.op}_u8_backward_weight", x, qx, e, qe, t["gw"], t["gb"], Dims(l), active,
                    Cast(scratch, "int32_t"))
         if idx == 0:
             break
         below = dzq if l is model.decoder[0] else errs[layers[idx - 1].name]
         mask = (None, None) if l is model.decoder[0] or not layers[idx - 1].relu else (x, qx)
         shape = (l.n_in, l.n_out) if l.op == "gemm" else (Dims(l),)
-        p.call(s, f"{l.op}_u8_backward_input", t["w"], t["qw"], e, qe, *below, *mask, *shape, None, alpha_e,
+        p.call(s, f"{l.op}_u8_backward_input", t["w"], t["qw"], e, qe, *below, *mask, *shape, active, alpha_e,
                Cast(scratch, "int32_t"))
         if l is model.decoder[0]:
             p.call(s, "dequantize_u8_f32", dzq[0], dz, L, dzq[1])
@@ -309,9 +324,12 @@ def build_u8(model: Model) -> Program:
     for l in model.vae_layers:
         t = params[l.name]
         lr, a_norm, a_w = Scalar("lr"), Scalar("alpha_norm"), Scalar("alpha_w")
+        touched = t["touched"] if sparse else None
         p.call("update", "sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], l.structures,
-               l.n_weights // l.structures, lr, a_norm, a_w, None)
-        p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], 1, l.n_bias, lr, a_norm, a_w, None)
+               l.n_weights // l.structures, lr, a_norm, a_w, touched)
+        p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], l.n_bias, 1, lr, a_norm, a_w, touched)
+        if sparse:
+            p.call("update", "fill_u8", touched, l.structures, 0)
     return p
 
 
@@ -452,9 +470,11 @@ def twin_name(kernel: str) -> str:
     return kernel.removeprefix("nn_")
 
 
-def build(model: Model, precision: str) -> Program:
+def build(model: Model, precision: str, sparse: bool = False) -> Program:
+    if sparse and precision != "u8":
+        raise ValueError("dynamic sparse updates are a u8 method")
     if precision == "fp32":
         return build_fp32(model)
     if precision == "u8":
-        return build_u8(model)
+        return build_u8(model, sparse)
     raise ValueError(f"precision must be fp32 or u8, not {precision!r}")

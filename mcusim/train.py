@@ -92,7 +92,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.model: Model = load_model(config.variant)
         self._load_data(data_dir)
-        self.program: Program = build(self.model, config.precision)
+        self.program: Program = build(self.model, config.precision, sparse=config.sparse is not None)
         self.host = HostStep(self.program)
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
@@ -168,7 +168,22 @@ class Trainer:
     # -- phases --------------------------------------------------------------------------------
     def _sample_scalars(self) -> dict:
         c = self.cfg
-        return {"alpha_a": c.alpha_a, "alpha_e": c.alpha_e} if c.precision == "u8" else {}
+        scalars = {"alpha_a": c.alpha_a, "alpha_e": c.alpha_e} if c.precision == "u8" else {}
+        if c.sparse is not None:
+            scalars.update(lambda_min=c.sparse[0], lambda_max=c.sparse[1])
+        return scalars
+
+    def _update_rate(self, reset: bool = False) -> float | None:
+        """Fraction of structures updated per sample since the last reset (sparse runs), from the
+        per-layer statistics the selection kernel accumulates."""
+        if self.cfg.sparse is None:
+            return None
+        states = [self.host.view(f"{l.name}.sparse_state") for l in self.model.vae_layers]
+        chosen, offered = sum(float(s[2]) for s in states), sum(float(s[3]) for s in states)
+        if reset:
+            for s in states:
+                s[2:4] = 0.0
+        return chosen / offered if offered else None
 
     def _update_scalars(self) -> dict:
         c = self.cfg
@@ -292,6 +307,7 @@ class Trainer:
             t_epoch = time.perf_counter()
             order = np.random.default_rng([c.seed, epoch]).permutation(len(self.x)).astype(np.int64)
             losses = []
+            self._update_rate(reset=True)
             bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False,
                        disable=None if self.progress else True)          # None: only on a terminal
             for b in bar:
@@ -314,6 +330,7 @@ class Trainer:
                 samples_done += c.batch_size
                 if b % 20 == 0:
                     bar.set_postfix(neg_elbo=f"{float(np.mean(losses[-1])):.1f}")
+            update_rate = self._update_rate()
             train_loss = float(np.mean(np.concatenate(losses)))
             if not np.isfinite(train_loss):
                 raise TrainError(f"training diverged in epoch {epoch + 1} (negative ELBO {train_loss}); "
@@ -322,13 +339,14 @@ class Trainer:
             seconds = time.perf_counter() - t_epoch
             self.results["epochs"].append({"epoch": epoch + 1, "train_neg_elbo": train_loss,
                                            "test_neg_elbo": test_loss, "test_accuracy": accuracy,
-                                           "update_rate": None, "seconds": seconds})
+                                           "update_rate": update_rate, "seconds": seconds})
             self.results["wall_seconds"] = time.perf_counter() - t_start
             total_samples = sum(1 for _ in self.results["epochs"]) * n_batches * c.batch_size
             self.results["samples_per_second"] = total_samples / max(self.results["wall_seconds"], 1e-9)
             acc = " ".join(f"{k}:{100 * v:.1f}%" for k, v in accuracy.items())
+            rate = f", {100 * update_rate:.0f}% of structures updated" if update_rate is not None else ""
             self.log(f"epoch {epoch + 1}/{c.epochs}: train neg. ELBO {train_loss:.1f}, test {test_loss:.1f}"
-                     f"{', accuracy ' + acc if acc else ''} ({seconds:.0f} s)")
+                     f"{', accuracy ' + acc if acc else ''}{rate} ({seconds:.0f} s)")
             self._save()
             self._plots()
         self._samples()

@@ -57,6 +57,14 @@ def test_u8_run_is_bit_exact_with_the_mcu(tmp_path):
     assert plan["weights"] < 0.45 * 483016                     # u8 saves more than half of fp32's weights
 
 
+def test_sparse_run_updates_a_fraction_and_matches_the_mcu(tmp_path):
+    results = Trainer(small("u8", epochs=1, sparse=[0.1, 0.6]), tmp_path / "sp", progress=False,
+                      log=lambda m: None).run()
+    assert results["mcu"]["crosscheck"]["bit_exact"] is True
+    rate = results["epochs"][0]["update_rate"]
+    assert 0.1 <= rate <= 0.65, rate                   # k/N lies between lambda_min and lambda_max (+ rounding)
+
+
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     straight = Trainer(small(epochs=2), tmp_path / "a", progress=False, log=lambda m: None).run()
 
