@@ -1,0 +1,232 @@
+"""Training throughput (samples/s) of the full VAE step: mcusim's Numba twins vs. the same VAE in PyTorch.
+
+One training "batch" is 100 samples: forward + backward of every sample with the gradients accumulated,
+then one weight update.
+
+(a) mcusim's Numba twins (fp32 and u8): `HostStep.run_batch("sample", ...)` over 100 images, then
+    `HostStep.run("update", ...)`, exactly as `mcusim vae train` does it. The twins run serially
+    (mcusim/ops/layers_f32.PARALLEL is off), so their thread count is 1.
+(b) the same fp32 VAE in PyTorch on the CPU (optional: `pip install .[bench]`), built from the layer
+    shapes of `load_model("baseline")`, negative-ELBO loss summed per image, SGD(lr=0.001):
+      batch 1   - 100 forward/backward passes of one image each (gradients accumulate), one optimizer
+                  step per 100 samples: the on-device per-sample pattern;
+      batch 100 - one forward/backward pass on a [100, 1, 28, 28] batch, one optimizer step.
+    Measured with torch.set_num_threads(<cores>) and with 1 thread.
+
+Every case is warmed up first (Numba compiles on the first call; that is excluded), then timed over
+--repeats batches of 100 samples; the table gives the best and the median samples/s. The ratios use
+the best values.
+
+    python benchmarks/ops_speed.py [--repeats 7] [--model baseline] [--no-torch]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from mcusim.datasets import load_embedded
+from mcusim.model import load_model
+from mcusim.program import build
+from mcusim.runtime import HostStep, initial_state
+
+BATCH = 100
+SCALARS = {   # (sample scalars, update scalars) per precision, as in the brief / mcusim vae train
+    "fp32": ({}, {"lr": 0.001, "alpha_norm": 0.85}),
+    "u8": ({"alpha_a": 0.1, "alpha_e": 0.1}, {"lr": 0.001, "alpha_norm": 0.85, "alpha_w": 0.001}),
+}
+
+
+def n_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                                   # not on Linux
+        return os.cpu_count() or 1
+
+
+def rates(batch_fn, repeats: int, warmup: int) -> tuple[float, float]:
+    """(best, median) samples/s of `batch_fn`, which trains on BATCH samples per call."""
+    for i in range(warmup):
+        batch_fn(i)
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        batch_fn(warmup + i)
+        times.append(time.perf_counter() - t0)
+    return BATCH / min(times), BATCH / statistics.median(times)
+
+
+# ---- (a) Numba twins ----------------------------------------------------------------------------
+def bench_numba(model, images: np.ndarray, precision: str, repeats: int):
+    sample_scalars, update_scalars = SCALARS[precision]
+    p = build(model, precision)
+    h = HostStep(p)
+    h.load_state(initial_state(p, 0))
+    order = np.random.default_rng(0).permutation(len(images)).astype(np.int64)
+    n_batches = len(images) // BATCH
+
+    def one_batch(i: int) -> None:
+        start = (i % n_batches) * BATCH
+        h.run_batch("sample", images, order, start, BATCH, **sample_scalars)
+        h.run("update", **update_scalars)
+
+    t0 = time.perf_counter()
+    one_batch(0)                                             # compiles (or loads Numba's cache)
+    compile_s = time.perf_counter() - t0
+    best, med = rates(one_batch, repeats, warmup=1)
+    return best, med, compile_s
+
+
+# ---- (b) PyTorch --------------------------------------------------------------------------------
+def torch_vae(torch, model):
+    """The VAE's layers as torch modules, plus a function giving (x_logits, mu, log_sigma)."""
+    nn = torch.nn
+
+    def make(layer):
+        if layer.op == "gemm":
+            return nn.Linear(layer.n_in, layer.n_out)
+        ic, ih, iw = layer.in_shape
+        oc, oh, ow = layer.out_shape
+        k, s, pad = layer.kernel, layer.stride, layer.padding
+        if layer.op == "conv2d":
+            return nn.Conv2d(ic, oc, k, s, pad)
+        if layer.op == "convtranspose2d":
+            out_pad = oh - ((ih - 1) * s - 2 * pad + k)      # 0 for the built-in models
+            return nn.ConvTranspose2d(ic, oc, k, s, pad, output_padding=out_pad)
+        raise ValueError(f"unsupported op {layer.op!r}")
+
+    layers = list(model.encoder) + [model.head] + list(model.decoder)
+    mods = nn.ModuleList(make(l) for l in layers)
+    enc = list(zip(model.encoder, mods[:len(model.encoder)]))
+    head_mod = mods[len(model.encoder)]
+    dec = list(zip(model.decoder, mods[len(model.encoder) + 1:]))
+    latent = model.latent
+
+    def apply(h, layer, mod):
+        h = mod(h.reshape(h.shape[0], *layer.in_shape))      # flattens / unflattens between layers
+        return torch.relu(h) if layer.relu else h
+
+    def forward(x):
+        h = x
+        for layer, mod in enc:
+            h = apply(h, layer, mod)
+        stats = apply(h, model.head, head_mod)
+        mu, log_sigma = stats[:, :latent], stats[:, latent:]
+        z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+        h = z
+        for layer, mod in dec:
+            h = apply(h, layer, mod)
+        return h.reshape(x.shape[0], -1), mu, log_sigma
+
+    return mods, forward
+
+
+def bench_torch(torch, model, images: np.ndarray, threads: int, batch: int, repeats: int):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    F = torch.nn.functional
+    mods, forward = torch_vae(torch, model)
+    opt = torch.optim.SGD(mods.parameters(), lr=0.001)
+    pixels = torch.from_numpy(images.astype(np.float32) / 255.0)          # [N, 784], in [0, 1]
+    c, hh, ww = model.input_shape
+    n_batches = len(images) // BATCH
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(images)))
+
+    def step(x):
+        logits, mu, log_sigma = forward(x.reshape(-1, c, hh, ww))
+        rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kl = 0.5 * torch.sum(mu * mu + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma)
+        (rec + kl).backward()                                # per image summed, over the batch summed
+
+    def one_batch(i: int) -> None:
+        idx = perm[(i % n_batches) * BATCH:(i % n_batches + 1) * BATCH]
+        if batch == 1:
+            for j in idx.tolist():
+                step(pixels[j:j + 1])
+        else:
+            for k in range(0, BATCH, batch):
+                step(pixels[idx[k:k + batch]])
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    return rates(one_batch, repeats, warmup=2)
+
+
+# ---- main ---------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=7, help="timed batches of 100 samples per case")
+    ap.add_argument("--model", default="baseline")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    args = ap.parse_args()
+
+    model = load_model(args.model)
+    x, _ = load_embedded("train")
+    images = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.uint8)           # [N, 784]
+    from mcusim.ops import layers_f32
+    numba_threads = 1
+    if layers_f32.PARALLEL:
+        import numba
+        numba_threads = numba.get_num_threads()
+
+    rows = []        # (implementation, batch, threads, best, median)
+    notes = []
+    for precision in ("fp32", "u8"):
+        best, med, compile_s = bench_numba(model, images, precision, args.repeats)
+        rows.append((f"mcusim Numba {precision}", 1, numba_threads, best, med))
+        notes.append(f"Numba {precision}: first batch (compile / cache load) {compile_s:.1f} s, excluded")
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    cores = n_cores()
+    if torch is not None:
+        for threads in sorted({cores, 1}, reverse=True):
+            for batch in (1, BATCH):
+                best, med = bench_torch(torch, model, images, threads, batch, args.repeats)
+                rows.append((f"PyTorch {torch.__version__} fp32", batch, threads, best, med))
+
+    print(f"VAE '{model.name}' training step, {model.n_params} parameters, {BATCH} samples per update, "
+          f"{cores} cores, best / median of {args.repeats} batches")
+    if hasattr(os, "getloadavg"):
+        print(f"load average (1/5/15 min) at the end: {' / '.join(f'{v:.2f}' for v in os.getloadavg())} "
+              f"(other processes on the cores slow and scatter every row, multi-threaded PyTorch most)")
+    print()
+    head = f"{'implementation':<28} {'batch':>5} {'threads':>7} {'samples/s best':>15} {'median':>10}"
+    print(head)
+    print("-" * len(head))
+    for name, batch, threads, best, med in rows:
+        print(f"{name:<28} {batch:>5} {threads:>7} {best:>15.1f} {med:>10.1f}")
+    print()
+
+    def best_of(prefix, batch=None, threads=None):
+        for name, b, t, best, _ in rows:
+            if name.startswith(prefix) and (batch is None or b == batch) and (threads is None or t == threads):
+                return best
+        return None
+
+    fp32, u8 = best_of("mcusim Numba fp32"), best_of("mcusim Numba u8")
+    print("ratios (best samples/s):")
+    print(f"  Numba u8 / Numba fp32                        {u8 / fp32:8.2f}")
+    if torch is not None:
+        for threads in sorted({cores, 1}, reverse=True):
+            for batch in (1, BATCH):
+                t = best_of("PyTorch", batch, threads)
+                print(f"  Numba fp32 / PyTorch batch {batch:>3}, {threads} thread{'s' if threads > 1 else ' '}"
+                      f"      {fp32 / t:8.2f}")
+    elif args.no_torch:
+        print("  (PyTorch rows skipped: --no-torch)")
+    else:
+        print("  PyTorch is not installed, so there are no PyTorch rows: pip install .[bench]")
+    for n in notes:
+        print(f"note: {n}")
+
+
+if __name__ == "__main__":
+    main()
