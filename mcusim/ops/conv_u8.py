@@ -1,8 +1,9 @@
 """Numba twins of kernels/conv2d_u8.c and kernels/convtranspose2d_u8.c (contract in nn.h).
 
 Integer sums are exact, so they are computed in any convenient order (int32 im2col / col2im matrix
-products, vectorized); the float steps follow the C order exactly, element by element. qparams are one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the
-nn_conv_dims array (np.int32, 10 values: in_c, in_h, in_w, out_c, out_h, out_w, k_h, k_w, stride, pad).
+products, vectorized); the float steps follow the C order exactly, element by element. qparams are
+one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the nn_conv_dims array (np.int32, 10 values:
+in_c, in_h, in_w, out_c, out_h, out_w, k_h, k_w, stride, pad).
 Empty arrays stand for NULL (`x`/`qx`: no ReLU mask, `active`: every channel). Gradient buffers are
 uint16 arrays of IEEE half floats, as on the device.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .gemm_u8 import f2h, h2f
-from .quant_u8 import observe, quantize
+from .gemm_u8 import f2h, finite, h2f, has_special
+from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 BIG = np.float32(3.0e38)
@@ -91,7 +92,7 @@ def convtranspose2d_backward_weight_buffer_size(d):
 # Integer sums are exact, so any order gives the C's values. Both cores are written as small int32
 # matrix products whose innermost loop runs over independent outputs (vectorized by LLVM):
 #   strided:     cols[(c, ky, kx)][q] = x[c][iy][ix] - zx (im2col, 0 outside), acc[o] += w'[o][k] * cols[k]
-#   transposed:  part[(o, ky, kx)][p] = sum_c w'[c][(o, ky, kx)] * x'[c][p], then scattered (col2im)
+#   transposed:  part[p][(o, ky, kx)] = sum_c x'[c][p] * w'[c][(o, ky, kx)], then scattered (col2im)
 #                into acc[o][iy*s - pad + ky][ix*s - pad + kx] for the in-range positions.
 @_jit
 def _lo(k, pad, s):
@@ -154,15 +155,28 @@ def _strided(x, zx, w, zw, d, active):
     n_k = in_c * kh * kw
     cols = _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, active)
     acc = np.zeros((out_c, plane), np.int32)
-    for o in range(out_c):
-        a = acc[o]
-        for k in range(n_k):
-            wv = np.int32(w[o * n_k + k]) - zw
-            if wv == 0:
-                continue
-            row = cols[k]
+    if n_k >= 48:                       # long taps: dot products over k
+        cols_t = np.ascontiguousarray(cols.T)
+        wr = np.empty(n_k, np.int32)
+        for o in range(out_c):
+            for k in range(n_k):
+                wr[k] = np.int32(w[np.uint64(o * n_k + k)]) - zw
             for q in range(plane):
-                a[q] += wv * row[q]
+                row = cols_t[q]
+                a = np.int32(0)
+                for k in range(n_k):
+                    a += wr[k] * row[k]
+                acc[o, q] = a
+    else:                               # few taps: the innermost loop over the output positions q
+        for o in range(out_c):
+            a = acc[o]
+            for k in range(n_k):
+                wv = np.int32(w[o * n_k + k]) - zw
+                if wv == 0:
+                    continue
+                row = cols[k]
+                for q in range(plane):
+                    a[q] += wv * row[q]
     return acc.reshape(out_c * plane)
 
 
@@ -174,31 +188,53 @@ def _transposed(x, zx, w, zw, d, active):
         d[8], d[9]
     in_plane = in_h * in_w
     n_r = out_c * kh * kw
-    xc = _centred(x, zx, in_c, in_plane, active)
-    part = np.zeros((n_r, in_plane), np.int32)
-    for r in range(n_r):
-        a = part[r]
+    # part[p][r]: w'[c] = w[c][(o, ky, kx)] - zw is a contiguous row, the innermost loop runs over r
+    # (long when out_c * kh * kw is); else part[r][p] with the innermost loop over the input positions p.
+    by_r = n_r >= 32
+    part = np.zeros((in_plane, n_r), np.int32) if by_r else np.zeros((n_r, in_plane), np.int32)
+    if by_r:
+        wc = np.empty(n_r, np.int32)
         for c in range(in_c):
             if active is not None and active[c] == 0:
                 continue
-            wv = np.int32(w[c * n_r + r]) - zw
-            if wv == 0:
-                continue
-            row = xc[c]
+            for r in range(n_r):
+                wc[r] = np.int32(w[np.uint64(c * n_r + r)]) - zw
             for p in range(in_plane):
-                a[p] += wv * row[p]
+                xv = np.int32(x[np.uint64(c * in_plane + p)]) - zx
+                if xv == 0:
+                    continue
+                a = part[p]
+                for r in range(n_r):
+                    a[r] += wc[r] * xv
+    else:
+        xc = _centred(x, zx, in_c, in_plane, active)
+        for r in range(n_r):
+            a = part[r]
+            for c in range(in_c):
+                if active is not None and active[c] == 0:
+                    continue
+                wv = np.int32(w[np.uint64(c * n_r + r)]) - zw
+                if wv == 0:
+                    continue
+                row = xc[c]
+                for p in range(in_plane):
+                    a[p] += wv * row[p]
     acc = np.zeros(out_c * out_h * out_w, np.int32)
     for o in range(out_c):
         for ky in range(kh):
             y0, y1 = _lo(ky, pad, s), _hi(ky, pad, s, out_h, in_h)
             for kx in range(kw):
                 x0, x1 = _lo(kx, pad, s), _hi(kx, pad, s, out_w, in_w)
-                row = part[(o * kh + ky) * kw + kx]
+                r = (o * kh + ky) * kw + kx
                 for iy in range(y0, y1):
                     dst = (o * out_h + iy * s - pad + ky) * out_w - pad + kx
                     src = iy * in_w
-                    for ix in range(x0, x1):
-                        acc[np.uint64(dst + ix * s)] += row[np.uint64(src + ix)]
+                    if by_r:
+                        for ix in range(x0, x1):
+                            acc[np.uint64(dst + ix * s)] += part[src + ix, r]
+                    else:
+                        for ix in range(x0, x1):
+                            acc[np.uint64(dst + ix * s)] += part[r, src + ix]
     return acc
 
 
@@ -252,6 +288,61 @@ def _epilogue_error(acc, m, ex, qex, x, qx, n, alpha):
 
 
 @_jit
+def _isum(a, cols):
+    """isum[r][k] = sum_p a[r][p] * cols[k][p] (exact int32): for many k as outer products with the
+    innermost loop over k, else as dot products over p."""
+    n_rows, n_p = a.shape
+    n_k = cols.shape[0]
+    isum = np.zeros((n_rows, n_k), np.int32)
+    if n_k >= 32:
+        cols_t = np.ascontiguousarray(cols.T)
+        for r in range(n_rows):
+            out = isum[r]
+            for p in range(n_p):
+                v = a[r, p]
+                if v == 0:
+                    continue
+                row = cols_t[p]
+                for k in range(n_k):
+                    out[k] += v * row[k]
+    else:
+        for r in range(n_rows):
+            ar = a[r]
+            for k in range(n_k):
+                row = cols[k]
+                acc = np.int32(0)
+                for p in range(n_p):
+                    acc += ar[p] * row[p]
+                isum[r, k] = acc
+    return isum
+
+
+@_jit
+def _update_half(gw, isum, m, n_rows, n_k, active, per_row, per_channel):
+    """gw[r][k] = half(float(gw[r][k]) + m * (float)isum[r][k]) for every weight whose output channel is
+    active: the row r if per_row, else k // per_channel. Exact fallback when an inf/NaN is involved."""
+    fast = finite(m) and not has_special(gw, 0, n_rows * n_k)
+    for r in range(n_rows):
+        if per_row and active is not None and active[r] == 0:
+            continue
+        a = isum[r]
+        base = r * n_k
+        if fast and (per_row or active is None):
+            for k in range(n_k):
+                g = np.uint64(base + k)
+                gw[g] = f2h(h2f(gw[g]) + m * np.float32(a[k]))
+        else:
+            for k in range(n_k):
+                if not per_row and active is not None and active[k // per_channel] == 0:
+                    continue
+                g = base + k
+                if fast:
+                    gw[g] = f2h(h2f(gw[g]) + m * np.float32(a[k]))
+                else:
+                    gw[g] = f32_to_f16(f16_to_f32(gw[g]) + m * np.float32(a[k]))
+
+
+@_jit
 def _swap(d):
     return np.array([d[3], d[4], d[5], d[0], d[1], d[2], d[6], d[7], d[8], d[9]], np.int32)
 
@@ -281,23 +372,17 @@ def conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
     se = qe[0].scale
     plane = out_h * out_w
     n_k = in_c * kh * kw
-    cols = _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, None)
+    # isum[o][k] = sum_p e'[o][p] * cols[k][p] (inactive channels: zero rows, not written back)
     ec = _centred(e, ze, out_c, plane, active)
+    isum = _isum(ec, _im2col(x, zx, in_c, in_h, in_w, out_h, out_w, kh, kw, s, pad, None))
     for o in range(out_c):
         if active is not None and active[o] == 0:
             continue
-        er = ec[o]
         sd = np.int32(0)
         for p in range(plane):
-            sd += er[p]
-        gb[o] = f2h(h2f(gb[o]) + se * np.float32(sd))
-        for k in range(n_k):
-            row = cols[k]
-            isum = np.int32(0)
-            for p in range(plane):
-                isum += er[p] * row[p]
-            g = o * n_k + k
-            gw[g] = f2h(h2f(gw[g]) + m * np.float32(isum))
+            sd += ec[o, p]
+        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
+    _update_half(gw, isum, m, out_c, n_k, active, True, 1)
 
 
 # ---- convtranspose2d -----------------------------------------------------------------------------
@@ -324,24 +409,15 @@ def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
     in_plane = in_h * in_w
     kk = kh * kw
     n_k = out_c * kk
-    # cols[(o, ky, kx)][iy * in_w + ix] = e[o][iy*s - pad + ky][ix*s - pad + kx] - ze (0 outside)
-    cols = _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active)
-    xc = _centred(x, zx, in_c, in_plane, None)
+    # isum[c][(o, ky, kx)] = sum_p x'[c][p] * cols[(o, ky, kx)][p] with cols[.][iy * in_w + ix] =
+    # e[o][iy*s - pad + ky][ix*s - pad + kx] - ze (0 outside and for inactive o, not written back)
     for o in range(out_c):
         if active is not None and active[o] == 0:
             continue
         sd = np.int32(0)
         for p in range(plane):
             sd += np.int32(e[o * plane + p]) - ze
-        gb[o] = f2h(h2f(gb[o]) + se * np.float32(sd))
-    for c in range(in_c):
-        xr = xc[c]
-        for k in range(n_k):
-            if active is not None and active[k // kk] == 0:
-                continue
-            row = cols[k]
-            isum = np.int32(0)
-            for p in range(in_plane):
-                isum += xr[p] * row[p]
-            g = c * n_k + k
-            gw[g] = f2h(h2f(gw[g]) + m * np.float32(isum))
+        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
+    isum = _isum(_centred(x, zx, in_c, in_plane, None),
+                 _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active))
+    _update_half(gw, isum, m, in_c, n_k, active, False, kk)

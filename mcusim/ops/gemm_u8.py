@@ -1,7 +1,9 @@
 """Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn.h).
 Gradient buffers are uint16 arrays of IEEE half floats, as on the device.
 
-Integer sums are exact, so they are written plainly; the float steps follow the C order exactly.
+Integer sums are exact (int32 loops, vectorized); the float steps follow the C order exactly, element by
+element. The half-float gradient loops use vectorizable conversions (h2f / f2h, bit-identical to
+quant_u8's on every input they are used for; the exact references otherwise).
 qparams arguments are one-element record arrays of `quant_u8.QP_DTYPE`.
 """
 from __future__ import annotations
@@ -19,9 +21,14 @@ STD_EPS = np.float32(1.0e-8)
 _jit = njit(cache=True, error_model="numpy")
 
 
-# ---- branch-free IEEE half conversions ---------------------------------------------------------
-# Bit-identical to quant_u8.f16_to_f32 / f32_to_f16 for EVERY input (checked exhaustively), but written
-# with selects instead of branches so that LLVM vectorizes the loops that use them.
+# ---- vectorizable IEEE half conversions ----------------------------------------------------------
+# quant_u8.f16_to_f32 / f32_to_f16 are the exact references (every input, NaN payloads included) but
+# branchy, so loops over them run scalar. h2f / f2h below are bit-identical to them (checked
+# exhaustively) on the inputs that occur in practice -- h2f: every half whose exponent field is not 31
+# (not inf/NaN); f2h: every float32 that is not NaN (overflow to inf included) -- and vectorize.
+# Callers take the fast path only when no inf/NaN half is read and the float factor is finite (then
+# no NaN can arise: finite + finite * finite is never NaN), else the exact references.
+_U = np.uint32
 TWO_M24 = np.float32(2.0 ** -24)
 TWO_P24 = np.float32(2.0 ** 24)
 TWO_P23 = np.float32(2.0 ** 23)
@@ -29,36 +36,39 @@ TWO_P23 = np.float32(2.0 ** 23)
 
 @njit(cache=True, error_model="numpy", inline="always")
 def h2f(h):
-    h = np.uint32(h)
-    sign = (h & np.uint32(0x8000)) << np.uint32(16)
-    exp = (h >> np.uint32(10)) & np.uint32(0x1F)
-    man = h & np.uint32(0x3FF)
-    normal = sign | (((h & np.uint32(0x7FFF)) << np.uint32(13)) + np.uint32(112 << 23))
-    special = sign | np.uint32(0x7F800000) | (((man | np.uint32(0x200)) << np.uint32(13)) if man != 0
-                                              else np.uint32(0))
-    sub = sign | f32_bits(np.float32(np.int32(man)) * TWO_M24)     # exact: man < 1024, times 2^-24
-    bits = normal if exp != 0 else sub
-    bits = special if exp == 31 else bits
-    return bits_f32(np.uint32(bits))
+    """f16_to_f32(h) for every half h that is not inf/NaN."""
+    h = _U(h)
+    exp = (h >> _U(10)) & _U(0x1F)
+    normal = _U(((h & _U(0x7FFF)) << _U(13)) + _U(112 << 23))               # rebias 15 -> 127
+    sub = f32_bits(np.float32(np.int32(h & _U(0x3FF))) * TWO_M24)           # exact: man * 2^-24
+    bits = sub if exp == _U(0) else normal
+    return bits_f32(_U(bits | _U(_U(h & _U(0x8000)) << _U(16))))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def f2h(x):
+    """f32_to_f16(x) for every float32 x that is not NaN (round to nearest even, overflow to inf)."""
     b = f32_bits(x)
-    sign = (b >> np.uint32(16)) & np.uint32(0x8000)
-    a = b & np.uint32(0x7FFFFFFF)
-    exp = a >> np.uint32(23)
-    man = a & np.uint32(0x7FFFFF)
-    # normal halves (rebias 127 -> 15, round to nearest even; a carry into the exponent is right, up to inf)
-    normal = (a - np.uint32(112 << 23) + np.uint32(0xFFF) + ((a >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
-    # |x| < 2^-14: the subnormal half round(|x| * 2^24) (exact scaling; +2^23 rounds to nearest even)
-    y = bits_f32(np.uint32(a)) * TWO_P24 + TWO_P23
-    sub = f32_bits(y) & np.uint32(0x7FFFFF)
-    nan = np.uint32(0x7C00) | ((np.uint32(0x200) | (man >> np.uint32(13))) if man != 0 else np.uint32(0))
-    h = normal if exp > 112 else sub
-    h = np.uint32(0x7C00) if exp >= 143 else h
-    h = nan if exp == 255 else h
-    return np.uint16(sign | h)
+    a = _U(b & _U(0x7FFFFFFF))
+    normal = _U(_U(a + _U(0xFFF) + _U(_U(a >> _U(13)) & _U(1)) - _U(112 << 23)) >> _U(13))
+    normal = normal if normal < _U(0x7C00) else _U(0x7C00)
+    sub = _U(f32_bits(bits_f32(a) * TWO_P24 + TWO_P23) & _U(0x7FFFFF))      # round(|x| * 2^24), even
+    h = normal if a >= _U(113 << 23) else sub
+    return np.uint16(h | _U(_U(b >> _U(16)) & _U(0x8000)))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def finite(v):
+    return v - v == ZERO
+
+
+@_jit
+def has_special(g, start, n):
+    """Any inf/NaN half among g[start:start + n]?"""
+    acc = 0
+    for i in range(n):
+        acc |= (np.int32(g[np.uint64(start + i)]) & 0x7C00) == 0x7C00
+    return acc != 0
 
 
 @_jit
@@ -135,32 +145,45 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
     xr = np.empty(n_in, np.float32)
     for i in range(n_in):
         xr[i] = np.float32(np.int32(x[i]) - zx)
+    fast = not has_special(gw, 0, n_in * n_out)
     for o in range(n_out):
         de = np.int32(e[o]) - ze
         if (active is not None and active[o] == 0) or de == 0:
             continue
         gr = m * np.float32(de)
         base = o * n_in
-        for i in range(n_in):
-            k = np.uint64(base + i)
-            gw[k] = f2h(h2f(gw[k]) + gr * xr[i])
-        gb[o] = f2h(h2f(gb[o]) + se * np.float32(de))
+        if fast and finite(gr):
+            for i in range(n_in):
+                k = np.uint64(base + i)
+                gw[k] = f2h(h2f(gw[k]) + gr * xr[i])
+        else:
+            for i in range(n_in):
+                gw[base + i] = f32_to_f16(f16_to_f32(gw[base + i]) + gr * xr[i])
+        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(de))
 
 
 @_jit
 def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
     lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
     inv_cols = ONE / np.float32(cols)
+    n = rows * cols
+    gf = np.empty(n, np.float32)                 # float(g), converted once (same values, same order below)
+    if has_special(g, 0, n):
+        for k in range(n):
+            gf[k] = f16_to_f32(g[k])
+    else:
+        for k in range(n):
+            gf[k] = h2f(g[k])
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
         s = ZERO
         for c in range(cols):
-            s = s + f16_to_f32(g[r * cols + c])
+            s = s + gf[r * cols + c]
         mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
         sq = ZERO
         for c in range(cols):
-            d = f16_to_f32(g[r * cols + c]) - mean
+            d = gf[r * cols + c] - mean
             sq = sq + d * d
         var = sq * inv_cols
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
@@ -179,7 +202,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
                 k = r * cols + c
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
                 if on:
-                    d = f16_to_f32(g[k]) - mean
+                    d = gf[k] - mean
                     d = d * inv_std
                     v = v - lr * d
                 if pass_ == 0:
