@@ -12,7 +12,7 @@ from .ops.train_f32 import cross_entropy_f32, relu_f32_backward, relu_f32_forwar
 
 HEAD_BATCH = 10          # samples per update (the labelled subsets are small: 100 to 2000 images)
 HEAD_LR = 0.01
-HEAD_ALPHA_NORM = 0.85
+HEAD_ALPHA_NORM = 0.15          # weight of the new batch in the update statistics (see train.py)
 
 
 @njit(cache=True, error_model="numpy")
