@@ -24,6 +24,8 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale) {
 }
 
 #define NN_STD_EPS 1.0e-8f
+#define NN_MAX_Z 3.0f             /* a standardized step never exceeds 3 sigma: rows whose
+                                        spread collapses cannot throw their weights away */
 
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
                                  float alpha_norm, const uint8_t *active) {
@@ -47,6 +49,8 @@ void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, 
         for (int32_t c = 0; c < cols; c++) {
             float d = gr[c] - m;
             d = d * inv_std;
+            if (d > NN_MAX_Z) d = NN_MAX_Z;
+            if (d < -NN_MAX_Z) d = -NN_MAX_Z;
             wr[c] = wr[c] - lr * d;
             gr[c] = 0.0f;
         }

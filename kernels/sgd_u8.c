@@ -4,6 +4,8 @@
 
 #define NN_BIG 3.0e38f
 #define NN_STD_EPS 1.0e-8f
+#define NN_MAX_Z 3.0f             /* a standardized step never exceeds 3 sigma: rows whose
+                                        spread collapses cannot throw their weights away */
 
 void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
                    float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
@@ -41,6 +43,8 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
                 if (on) {
                     float d = nn_half_to_float(gr[c]) - mean;
                     d = d * inv_std;
+                    if (d > NN_MAX_Z) d = NN_MAX_Z;
+                    if (d < -NN_MAX_Z) d = -NN_MAX_Z;
                     v = v - lr * d;
                 }
                 if (pass == 0) {

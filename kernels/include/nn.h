@@ -291,7 +291,7 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale);
  *   mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   ((1.0f / cols) multiplied)
  *   norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *   m = norm[2r], inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)   (cols == 1: mean taken as 0)
- *   d = (g - m) * inv_std;  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
+ *   d = clamp((g - m) * inv_std, -3, 3);  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
                                  float alpha_norm, const uint8_t *active);
 
@@ -409,7 +409,7 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
  *   (cols == 1: mean is taken as 0, so the statistics track the gradient's magnitude, RMSprop-like)
- *                      w_new = sw * (float)(w - zw) - lr * ((g - norm[2r]) * inv_std)
+ *                      w_new = sw * (float)(w - zw) - lr * clamp((g - norm[2r]) * inv_std, -3, 3)
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.

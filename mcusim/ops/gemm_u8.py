@@ -17,6 +17,7 @@ from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 BIG = np.float32(3.0e38)
 STD_EPS = np.float32(1.0e-8)
+MAX_Z = np.float32(3.0)            # standardized steps are clipped to +-3 sigma (as the C)
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -204,6 +205,10 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
                 if on:
                     d = gf[k] - mean
                     d = d * inv_std
+                    if d > MAX_Z:
+                        d = MAX_Z
+                    if d < -MAX_Z:
+                        d = -MAX_Z
                     v = v - lr * d
                 if pass_ == 0:
                     if v < tmin:

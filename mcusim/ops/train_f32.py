@@ -20,6 +20,7 @@ __all__ = ["relu_f32_forward", "relu_f32_backward", "sigmoid_f32_forward", "repa
            "sgd_f32_update", "sgd_f32_standardized_update", "pixels_f32_forward", "INV255", "pixel_targets"]
 
 STD_EPS = np.float32(1.0e-8)
+MAX_Z = np.float32(3.0)            # standardized steps are clipped to +-3 sigma (as the C)
 INV255 = np.uint32(0x3B808081).view(np.float32)      # float32 nearest 1/255, NN_INV255
 ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 SIGN = np.uint32(0x80000000)
@@ -187,6 +188,10 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, lr, alpha_norm, active):
         for c in range(cols):
             d = g[base + c] - m
             d = d * inv_std
+            if d > MAX_Z:
+                d = MAX_Z
+            if d < -MAX_Z:
+                d = -MAX_Z
             w[base + c] = w[base + c] - lr * d
             g[base + c] = ZERO
 
