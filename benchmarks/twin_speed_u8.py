@@ -121,7 +121,7 @@ def cases(G, C, seed=0):
             "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gw, gb=gb, i=n_in, o=n_out:
                                 G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, i, o, None), _mirrored(rng, qe, n_out)),
             "sgd": lambda w=w, qw=qw, gw=gs, norm=norm, i=n_in, o=n_out:
-                G.sgd_u8_update(w, qw, gw, norm, o, i, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
+                G.sgd_u8_update(w, qw, gw, norm, o, i, i, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
         }))
     for op, dims in CONVS:
         d = np.array(dims, np.int32)
@@ -142,7 +142,7 @@ def cases(G, C, seed=0):
             "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gw, gb=gb, d=d, bw=bw:
                                 bw(x, qx, e, qe, gw, gb, d, None), _mirrored(rng, qe, n_y)),
             "sgd": lambda w=w, qw=qw, gw=gs, norm=norm, r=rows, c=n_w // rows:
-                G.sgd_u8_update(w, qw, gw, norm, r, c, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
+                G.sgd_u8_update(w, qw, gw, norm, r, c, c, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
         }))
     return out
 

@@ -27,32 +27,37 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale) {
 #define NN_MAX_Z 3.0f             /* a standardized step never exceeds 3 sigma: rows whose
                                         spread collapses cannot throw their weights away */
 
-void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
-                                 float alpha_norm, const uint8_t *active) {
+void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
+                                 float lr, float alpha_norm, const uint8_t *active) {
     const float inv_cols = 1.0f / (float)cols;
+    const int32_t runs = cols / run, stride = rows * run;
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        float *wr = w + r * cols, *gr = g + r * cols;
         float sum = 0.0f;
-        for (int32_t c = 0; c < cols; c++) sum = sum + gr[c];
+        for (int32_t j = 0; j < runs; j++)
+            for (int32_t t = 0; t < run; t++) sum = sum + g[j * stride + r * run + t];
         const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
         float sq = 0.0f;
-        for (int32_t c = 0; c < cols; c++) {
-            const float d = gr[c] - mean;
-            sq = sq + d * d;
-        }
+        for (int32_t j = 0; j < runs; j++)
+            for (int32_t t = 0; t < run; t++) {
+                const float d = g[j * stride + r * run + t] - mean;
+                sq = sq + d * d;
+            }
         const float var = sq * inv_cols;
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
         norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
         const float m = norm[2 * r];
         const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
-        for (int32_t c = 0; c < cols; c++) {
-            float d = gr[c] - m;
-            d = d * inv_std;
-            if (d > NN_MAX_Z) d = NN_MAX_Z;
-            if (d < -NN_MAX_Z) d = -NN_MAX_Z;
-            wr[c] = wr[c] - lr * d;
-            gr[c] = 0.0f;
+        for (int32_t j = 0; j < runs; j++) {
+            float *wr = w + j * stride + r * run, *gr = g + j * stride + r * run;
+            for (int32_t t = 0; t < run; t++) {
+                float d = gr[t] - m;
+                d = d * inv_std;
+                if (d > NN_MAX_Z) d = NN_MAX_Z;
+                if (d < -NN_MAX_Z) d = -NN_MAX_Z;
+                wr[t] = wr[t] - lr * d;
+                gr[t] = 0.0f;
+            }
         }
     }
 }

@@ -8,20 +8,22 @@
                                         spread collapses cannot throw their weights away */
 
 void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
-                   float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
+                   int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
     const float inv_cols = 1.0f / (float)cols;
+    const int32_t runs = cols / run, stride = rows * run;
     /* Row statistics and their moving averages (active rows only). */
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        const uint16_t *gr = g + r * cols;
         float sum = 0.0f;
-        for (int32_t c = 0; c < cols; c++) sum = sum + nn_half_to_float(gr[c]);
+        for (int32_t j = 0; j < runs; j++)
+            for (int32_t t = 0; t < run; t++) sum = sum + nn_half_to_float(g[j * stride + r * run + t]);
         const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
         float sq = 0.0f;
-        for (int32_t c = 0; c < cols; c++) {
-            const float d = nn_half_to_float(gr[c]) - mean;
-            sq = sq + d * d;
-        }
+        for (int32_t j = 0; j < runs; j++)
+            for (int32_t t = 0; t < run; t++) {
+                const float d = nn_half_to_float(g[j * stride + r * run + t]) - mean;
+                sq = sq + d * d;
+            }
         const float var = sq * inv_cols;
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
         norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
@@ -36,12 +38,11 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
             const int on = !active || active[r];
             const float mean = norm[2 * r];
             const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
-            uint8_t *wr = w + r * cols;
-            const uint16_t *gr = g + r * cols;
             for (int32_t c = 0; c < cols; c++) {
-                float v = s_old * (float)((int32_t)wr[c] - z_old);
+                const int32_t k = (c / run) * stride + r * run + c % run;
+                float v = s_old * (float)((int32_t)w[k] - z_old);
                 if (on) {
-                    float d = nn_half_to_float(gr[c]) - mean;
+                    float d = nn_half_to_float(g[k]) - mean;
                     d = d * inv_std;
                     if (d > NN_MAX_Z) d = NN_MAX_Z;
                     if (d < -NN_MAX_Z) d = -NN_MAX_Z;
@@ -51,7 +52,7 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
                     if (v < tmin) tmin = v;
                     if (v > tmax) tmax = v;
                 } else {
-                    wr[c] = nn_quantize(v, inv, z_new);
+                    w[k] = nn_quantize(v, inv, z_new);
                 }
             }
         }

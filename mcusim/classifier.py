@@ -34,10 +34,10 @@ def _head_epoch(x, y, order, w1, b1, w2, b2, g1, gb1, g2, gb2, n1, nb1, n2, nb2,
         relu_f32_backward(h, dh, dh, n_hid)
         gemm_f32_backward_weight(x[i], dh, g1, gb1, n_in, n_hid, None)
         if (k + 1) % batch == 0 or k + 1 == order.size:
-            sgd_f32_standardized_update(w1, g1, n1, n_hid, n_in, lr, alpha_norm, None)
-            sgd_f32_standardized_update(b1, gb1, nb1, 1, n_hid, lr, alpha_norm, None)
-            sgd_f32_standardized_update(w2, g2, n2, n_out, n_hid, lr, alpha_norm, None)
-            sgd_f32_standardized_update(b2, gb2, nb2, 1, n_out, lr, alpha_norm, None)
+            sgd_f32_standardized_update(w1, g1, n1, n_hid, n_in, n_in, lr, alpha_norm, None)
+            sgd_f32_standardized_update(b1, gb1, nb1, n_hid, 1, 1, lr, alpha_norm, None)
+            sgd_f32_standardized_update(w2, g2, n2, n_out, n_hid, n_hid, lr, alpha_norm, None)
+            sgd_f32_standardized_update(b2, gb2, nb2, n_out, 1, 1, lr, alpha_norm, None)
     return total / np.float32(order.size)
 
 
@@ -83,8 +83,8 @@ def train_head(model: Model, x_train: np.ndarray, y_train: np.ndarray, x_test: n
     w1, b1 = init(first.n_out, first.n_in)
     w2, b2 = init(second.n_out, second.n_in)
     grads = [np.zeros_like(a) for a in (w1, b1, w2, b2)]
-    norms = [np.zeros(2 * first.n_out, np.float32), np.zeros(2, np.float32),
-             np.zeros(2 * second.n_out, np.float32), np.zeros(2, np.float32)]
+    norms = [np.zeros(2 * first.n_out, np.float32), np.zeros(2 * first.n_out, np.float32),
+             np.zeros(2 * second.n_out, np.float32), np.zeros(2 * second.n_out, np.float32)]
     x_train = np.ascontiguousarray(x_train, np.float32)
     y_train = np.ascontiguousarray(y_train, np.int32)
     for _ in range(epochs):

@@ -106,6 +106,14 @@ class Program:
         return list(seen.values())
 
 
+def update_layout(layer: Layer) -> tuple[int, int, int]:
+    """(rows, cols, run) of a layer's weights for the standardized update: one row per structure."""
+    if layer.op == "convtranspose2d":                     # [IC][OC][KH][KW]: an output channel is strided
+        return layer.structures, layer.n_weights // layer.structures, layer.kernel * layer.kernel
+    cols = layer.n_weights // layer.structures
+    return layer.structures, cols, cols
+
+
 # ---- fp32 -------------------------------------------------------------------------------------
 
 def build_fp32(model: Model) -> Program:
@@ -189,9 +197,8 @@ def build_fp32(model: Model) -> Program:
     lr, a_norm = Scalar("lr"), Scalar("alpha_norm")
     for layer in model.vae_layers:
         w, b, gw, gb, nw, nb = params[layer.name]
-        p.call("update", "sgd_f32_standardized_update", w, gw, nw, layer.structures,
-               layer.n_weights // layer.structures, lr, a_norm, None)
-        p.call("update", "sgd_f32_standardized_update", b, gb, nb, layer.n_bias, 1, lr, a_norm, None)
+        p.call("update", "sgd_f32_standardized_update", w, gw, nw, *update_layout(layer), lr, a_norm, None)
+        p.call("update", "sgd_f32_standardized_update", b, gb, nb, layer.n_bias, 1, 1, lr, a_norm, None)
     return p
 
 
@@ -325,9 +332,9 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
         t = params[l.name]
         lr, a_norm, a_w = Scalar("lr"), Scalar("alpha_norm"), Scalar("alpha_w")
         touched = t["touched"] if sparse else None
-        p.call("update", "sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], l.structures,
-               l.n_weights // l.structures, lr, a_norm, a_w, touched)
-        p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], l.n_bias, 1, lr, a_norm, a_w, touched)
+        p.call("update", "sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], *update_layout(l), lr, a_norm, a_w,
+               touched)
+        p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], l.n_bias, 1, 1, lr, a_norm, a_w, touched)
         if sparse:
             p.call("update", "fill_u8", touched, l.structures, 0)
     return p

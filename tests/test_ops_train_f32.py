@@ -199,3 +199,16 @@ def test_cross_entropy_null_dlogits(kernels):
     assert np.array_equal(r.outputs[0], z)               # logits untouched
     assert F32(r.result.return_value) == F32(T.cross_entropy_f32(z, 10, 4, None))
     assert F32(r.result.return_value) == F32(T.cross_entropy_f32(z, 10, 4, np.empty(10, F32)))
+
+
+def test_standardized_update_follows_strided_structures():
+    """A ConvTranspose2D output channel's weights are strided ([IC][OC][KH][KW]); the update's
+    (rows, cols, run) layout must touch exactly that channel's weights."""
+    ic, oc, kk = 3, 4, 4
+    w = np.zeros(ic * oc * kk, np.float32)
+    g = np.random.default_rng(0).standard_normal(ic * oc * kk).astype(np.float32)
+    norm = np.zeros(2 * oc, np.float32)
+    active = np.array([0, 1, 0, 0], np.uint8)
+    T.sgd_f32_standardized_update(w, g, norm, oc, ic * kk, kk, F(0.1), F(1.0), active)
+    moved = (w != 0).reshape(ic, oc, kk)
+    assert moved[:, 1, :].all() and not moved[:, [0, 2, 3], :].any()

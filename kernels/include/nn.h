@@ -285,15 +285,16 @@ float cross_entropy_f32(const float *logits, int32_t n, int32_t label, float *dl
  *   t = scale * g[i];  w[i] = w[i] - t;  g[i] = 0.0f. */
 void sgd_f32_update(float *w, float *g, int32_t n, float scale);
 
-/* Gradient-standardized SGD, the same update as sgd_u8_update without the quantization (mcusim
+/* Gradient-standardized SGD, the same update as sgd_u8_update without the quantization, with the same
+ * (rows, cols, run) structure layout (mcusim
  * trains fp32 with it too: plain SGD at the paper's lr 0.001 does not learn a VAE). Per active row r
  * of `cols` weights (sums ascending from 0.0f):
  *   mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   ((1.0f / cols) multiplied)
  *   norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *   m = norm[2r], inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)   (cols == 1: mean taken as 0)
  *   d = clamp((g - m) * inv_std, -3, 3);  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
-void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, float lr,
-                                 float alpha_norm, const uint8_t *active);
+void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
+                                 float lr, float alpha_norm, const uint8_t *active);
 
 /* ======== uint8 quantization, layers and update =================================================== */
 /*  per-tensor uint8 quantization shared by every u8 training kernel (to be merged into
@@ -402,8 +403,11 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
                              float *scratch);
 
 /* ---- update, uint8 -------------------------------------------------------------------------
- * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters) of
- * `cols` weights, without any float copy of the weights:
+ * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters,
+ * ConvTranspose output channels) of `cols` weights each, without any float copy of the weights.
+ * Structure r is made of contiguous runs of `run` weights spaced rows*run apart: its c-th weight is
+ * at (c / run) * rows * run + r * run + c % run (run = cols for Gemm and Conv2D rows; run = k_h*k_w
+ * for a ConvTranspose2D output channel, whose weights [IC][OC][KH][KW] are strided). Sums go in c order.
  *   g is the half-float gradient buffer; every g below means float(g).
  *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
  *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
@@ -415,7 +419,7 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
  *   Finally every g is set to 0. */
 void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
-                   float lr, float alpha_norm, float alpha_w, const uint8_t *active);
+                   int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active);
 
 /* ---- conv2d / convtranspose2d, uint8 ----------------------------------------------------------
  * Shapes and index conventions as the fp32 convolutions in nn.h (nn_conv_dims; activations [C][H][W];

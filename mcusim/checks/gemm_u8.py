@@ -85,9 +85,10 @@ def _update(rng, size, kernels):
     norm = np.abs(rng.standard_normal(2 * n_out)).astype(np.float32)
     active = _mask(rng, n_out)
     lr, a_norm, a_w = np.float32(0.001 * rng.choice([1, 10, 100])), np.float32(0.85), np.float32(0.001)
-    call = kernels.call("sgd_u8_update", w, _raw(qw), g, norm, n_out, n_in, float(lr), float(a_norm),
+    run = int(rng.choice([n_in, 1] + [d for d in (16, 9, 4) if n_in % d == 0]))
+    call = kernels.call("sgd_u8_update", w, _raw(qw), g, norm, n_out, n_in, run, float(lr), float(a_norm),
                         float(a_w), active, warm=False)
-    G.sgd_u8_update(w, qw, g, norm, n_out, n_in, lr, a_norm, a_w, active)
+    G.sgd_u8_update(w, qw, g, norm, n_out, n_in, run, lr, a_norm, a_w, active)
     return CaseOutput(call.outputs[:4], [w, _raw(qw), g, norm], call.cycles)
 
 

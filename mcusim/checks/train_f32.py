@@ -183,8 +183,9 @@ def _sgd_standardized(rng, size, kernels: KernelLibrary) -> CaseOutput:
     norm = np.abs(rng.standard_normal(2 * rows)).astype(F32)
     active = (rng.random(rows) < 0.5).astype(np.uint8) if rng.random() < 0.5 else None
     lr, a_norm = F32(rng.choice([0.001, 0.01])), F32(rng.choice([0.85, 0.7]))
-    r = kernels.call("sgd_f32_standardized_update", w, g, norm, rows, cols, lr, a_norm, active)
-    T.sgd_f32_standardized_update(w, g, norm, rows, cols, lr, a_norm, active)
+    run = int(rng.choice([cols, 1] + [d for d in (16, 9, 4) if cols % d == 0]))
+    r = kernels.call("sgd_f32_standardized_update", w, g, norm, rows, cols, run, lr, a_norm, active)
+    T.sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, a_norm, active)
     return CaseOutput(r.outputs[:3], [w, g, norm], r.cycles)
 
 

@@ -164,9 +164,11 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active):
 
 
 @_jit
-def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
+def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, active):
+    """Row r holds the elements (c // run) * rows * run + r * run + c % run (see nn.h)."""
     lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
     inv_cols = ONE / np.float32(cols)
+    stride = rows * run
     n = rows * cols
     gf = np.empty(n, np.float32)                 # float(g), converted once (same values, same order below)
     if has_special(g, 0, n):
@@ -180,11 +182,11 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
             continue
         s = ZERO
         for c in range(cols):
-            s = s + gf[r * cols + c]
+            s = s + gf[(c // run) * stride + r * run + c % run]
         mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
         sq = ZERO
         for c in range(cols):
-            d = gf[r * cols + c] - mean
+            d = gf[(c // run) * stride + r * run + c % run] - mean
             sq = sq + d * d
         var = sq * inv_cols
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
@@ -200,7 +202,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, lr, alpha_norm, alpha_w, active):
             mean = norm[2 * r]
             inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
             for c in range(cols):
-                k = r * cols + c
+                k = (c // run) * stride + r * run + c % run
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
                 if on:
                     d = gf[k] - mean

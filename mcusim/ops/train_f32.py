@@ -164,21 +164,22 @@ def sgd_f32_update(w, g, n, scale):
 
 
 @_jit
-def sgd_f32_standardized_update(w, g, norm, rows, cols, lr, alpha_norm, active):
-    """Gradient-standardized SGD per row, twin of the C (order in nn.h)."""
+def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, active):
+    """Gradient-standardized SGD per structure, twin of the C (order in nn.h); row r holds the
+    elements (c // run) * rows * run + r * run + c % run."""
     lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
     inv_cols = ONE / np.float32(cols)
+    stride = rows * run
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        base = r * cols
         s = ZERO
         for c in range(cols):
-            s = s + g[base + c]
+            s = s + g[(c // run) * stride + r * run + c % run]
         mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
         sq = ZERO
         for c in range(cols):
-            d = g[base + c] - mean
+            d = g[(c // run) * stride + r * run + c % run] - mean
             sq = sq + d * d
         var = sq * inv_cols
         norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
@@ -186,14 +187,15 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, lr, alpha_norm, active):
         m = norm[2 * r]
         inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
         for c in range(cols):
-            d = g[base + c] - m
+            k = (c // run) * stride + r * run + c % run
+            d = g[k] - m
             d = d * inv_std
             if d > MAX_Z:
                 d = MAX_Z
             if d < -MAX_Z:
                 d = -MAX_Z
-            w[base + c] = w[base + c] - lr * d
-            g[base + c] = ZERO
+            w[k] = w[k] - lr * d
+            g[k] = ZERO
 
 
 @_jit
