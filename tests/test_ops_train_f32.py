@@ -209,6 +209,6 @@ def test_standardized_update_follows_strided_structures():
     g = np.random.default_rng(0).standard_normal(ic * oc * kk).astype(np.float32)
     norm = np.zeros(2 * oc, np.float32)
     active = np.array([0, 1, 0, 0], np.uint8)
-    T.sgd_f32_standardized_update(w, g, norm, oc, ic * kk, kk, F(0.1), F(1.0), active)
+    T.sgd_f32_standardized_update(w, g, norm, oc, ic * kk, kk, np.float32(0.1), np.float32(1.0), active)
     moved = (w != 0).reshape(ic, oc, kk)
     assert moved[:, 1, :].all() and not moved[:, [0, 2, 3], :].any()
