@@ -46,16 +46,22 @@ def _twin_fingerprint() -> bytes:
     return h.digest()
 
 
-def _generated_module(source: str, stem: str):
-    """Import generated source from a file in the cache (Numba caches file-backed functions)."""
-    digest = hashlib.sha256(source.encode() + _twin_fingerprint()).hexdigest()[:16]
+def _generated_file(source: str, stem: str, suffix: str, salt: bytes = b"") -> tuple[Path, str]:
+    """Write generated source once into the cache, named by its content; returns (path, digest)."""
+    digest = hashlib.sha256(source.encode() + salt).hexdigest()[:16]
     folder = cache_dir().parent / "generated"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}_{digest}.py"
+    path = folder / f"{stem}_{digest}{suffix}"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(source)
         os.replace(tmp, path)
+    return path, digest
+
+
+def _generated_module(source: str, stem: str):
+    """Import generated source from a file in the cache (Numba caches file-backed functions)."""
+    path, digest = _generated_file(source, stem, ".py", _twin_fingerprint())
     name = f"mcusim_generated_{stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
@@ -107,15 +113,7 @@ class DeviceStep:
 
     def __init__(self, program: Program, opt: str = "-O2", hclk_mhz: float | None = None, stack_size: int = 4096):
         self.program = program
-        source = c_source(program)
-        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        folder = cache_dir().parent / "generated"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step_{program.model.name}_{program.precision}_{digest}.c"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(source)
-            os.replace(tmp, path)
+        path, _ = _generated_file(c_source(program), f"step_{program.model.name}_{program.precision}", ".c")
         self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size)
         self.machine = Machine(self.elf, hclk_mhz=hclk_mhz)
 

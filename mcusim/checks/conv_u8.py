@@ -6,7 +6,7 @@ import numpy as np
 
 from ..crosscheck import CaseOutput, Check
 from ..ops import conv_u8 as C
-from ..ops.quant_u8 import make_qparams
+from .gemm_u8 import _qp, _raw, _u8
 
 # (in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad) of the VAE
 VAE_CONV2D = [(1, 28, 28, 16, 14, 14, 3, 2, 1), (16, 14, 14, 32, 7, 7, 3, 2, 1)]
@@ -42,19 +42,6 @@ def random_dims(rng: np.random.Generator, size: float, transposed: bool) -> np.n
         ih, iw = max(ih, kh - 2 * p), max(iw, kw - 2 * p)
         oh, ow = max((ih + 2 * p - kh) // s + 1, 1), max((iw + 2 * p - kw) // s + 1, 1)
     return C.conv_dims(ic, ih, iw, oc, oh, ow, kh, kw, s, p)
-
-
-def _qp(rng, positive=False):
-    lo = np.float32(0.0 if positive else -rng.uniform(0.01, 2.0))
-    return make_qparams(lo, np.float32(rng.uniform(0.01, 2.0)))
-
-
-def _raw(q):
-    return q.view(np.uint8).copy()
-
-
-def _u8(rng, n):
-    return rng.integers(0, 256, int(n)).astype(np.uint8)
 
 
 def _mask(rng, n):

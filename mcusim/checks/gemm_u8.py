@@ -27,7 +27,7 @@ def _raw(q):
 
 
 def _u8(rng, n):
-    return rng.integers(0, 256, n).astype(np.uint8)
+    return rng.integers(0, 256, int(n)).astype(np.uint8)
 
 
 def _mask(rng, n):
