@@ -75,6 +75,9 @@ class TrainConfig:
                 raise TrainError(f"--sparse LMIN,LMAX needs 0 <= LMIN <= LMAX <= 1, got {lo},{hi}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise TrainError("--epochs, the batch size and --eval-every must be at least 1")
+        if not 1 <= self.crosscheck_samples <= self.batch_size:
+            raise TrainError(f"--crosscheck-samples must be between 1 and the batch size ({self.batch_size}): "
+                             f"the MCU's cycles are measured on those samples")
         if self.alpha_norm is None:
             self.alpha_norm = ALPHA_NORM[self.dataset]
         if self.lr is None:
@@ -226,10 +229,9 @@ class Trainer:
             subsets = {n: balanced_subset(self.y, n, c.seed + n) for n in c.labels_per_class}
             needed = np.unique(np.concatenate(list(subsets.values())))
             feats = self.host.run_batch("encode", self.x, needed, 0, len(needed))
-            index = {int(i): k for k, i in enumerate(needed)}
             test_feats = self.host.run_batch("encode", self.xt, order, 0, len(order))
             for n, idx in subsets.items():
-                rows = np.array([index[int(i)] for i in idx])
+                rows = np.searchsorted(needed, idx)                  # needed is sorted and unique
                 accuracy[str(n)] = train_head(self.model, feats[rows], self.y[idx], test_feats, self.yt,
                                               c.head_epochs, c.seed + n)
         return test_loss, accuracy
@@ -242,7 +244,7 @@ class Trainer:
             self.log(f"the {self.cfg.precision} '{self.model.name}' model does not fit the MCU: {exc}")
             return None
 
-    def _mcu_report(self, device: DeviceStep | None, cycles: list[int], bit_exact: bool, steps: int,
+    def _mcu_report(self, device: DeviceStep | None, cycles: list[int], bit_exact: bool | None, steps: int,
                     stack: int) -> dict:
         board = load_board()
         p = self.program
@@ -324,16 +326,13 @@ class Trainer:
             for b in bar:
                 if epoch == 0 and b == 0 and self.results["mcu"] is None:
                     device = self._device()
-                    if device is not None:
+                    if device is None:                               # does not fit: no MCU figures
+                        self.results["mcu"] = self._mcu_report(None, [], None, 0, 0)
+                    else:                                            # the first batch runs on both
                         batch_losses, cycles, stack = self._crosschecked_batch(device, order)
                         losses.append(batch_losses)
-                    else:
-                        cycles, stack = [], 0
-                    steps = len(cycles) + (1 if len(cycles) == c.batch_size else 0)
-                    self.results["mcu"] = self._mcu_report(device, cycles, device is not None, steps, stack)
-                    if device is None:
-                        self.results["mcu"]["crosscheck"]["bit_exact"] = None
-                    if device is not None:
+                        steps = len(cycles) + (1 if len(cycles) == c.batch_size else 0)
+                        self.results["mcu"] = self._mcu_report(device, cycles, True, steps, stack)
                         continue
                 losses.append(self.host.run_batch("sample", self.x, order, b * c.batch_size, c.batch_size,
                                                   **self._sample_scalars()))

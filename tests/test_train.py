@@ -118,6 +118,15 @@ def test_memory_fit_verdict(variant, precision, fits):
             DeviceStep(program)
 
 
+def test_a_run_that_does_not_fit_still_trains_and_says_so(tmp_path):
+    results = Trainer(small(epochs=1, variant="latent"), tmp_path / "big", progress=False,
+                      log=lambda m: None).run()
+    mcu = results["mcu"]
+    assert mcu["fits"] is False and mcu["crosscheck"]["bit_exact"] is None and mcu["latency_ms"] is None
+    assert mcu["sram_bytes"]["planned_total"] > mcu["sram_bytes"]["limit"]
+    assert (tmp_path / "big" / "sram.png").exists()
+
+
 def test_cli_names_a_missing_data_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mcusim.cli", "vae", "train", "--dataset", "mnist", "--epochs", "1",
                            "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
