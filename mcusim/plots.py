@@ -110,7 +110,7 @@ def _plot_sram(results: dict, path: Path) -> Path:
     bars = ["this run"]
     weights = [sram["weights"] / KB]
     acts = [sram["activations"] / KB]
-    other = [(sram.get("static", 0) + sram.get("stack", 0)) / KB]
+    other = [((sram.get("static") or 0) + (sram.get("stack") or 0)) / KB]   # None when the model did not fit
     pw = paper_value("sram_weights", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     pa = paper_value("sram_activations", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     if pw is not None and pa is not None:
