@@ -33,10 +33,8 @@ void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, 
     const int32_t runs = cols / run, stride = rows * run;
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        float sum = 0.0f;
-        for (int32_t j = 0; j < runs; j++)
-            for (int32_t t = 0; t < run; t++) sum = sum + g[j * stride + r * run + t];
-        const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
+        const float mean = 0.0f;    /* not centred: a row's common direction (e.g. the KL pull on
+                                       log-sigma through non-negative ReLU inputs) must survive */
         float sq = 0.0f;
         for (int32_t j = 0; j < runs; j++)
             for (int32_t t = 0; t < run; t++) {

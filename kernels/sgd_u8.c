@@ -14,10 +14,8 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
     /* Row statistics and their moving averages (active rows only). */
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        float sum = 0.0f;
-        for (int32_t j = 0; j < runs; j++)
-            for (int32_t t = 0; t < run; t++) sum = sum + nn_half_to_float(g[j * stride + r * run + t]);
-        const float mean = cols > 1 ? sum * inv_cols : 0.0f;   /* one weight: spread about 0 */
+        const float mean = 0.0f;    /* not centred: a row's common direction (e.g. the KL pull on
+                                       log-sigma through non-negative ReLU inputs) must survive */
         float sq = 0.0f;
         for (int32_t j = 0; j < runs; j++)
             for (int32_t t = 0; t < run; t++) {

@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="baseline, filters, latent, classes, or the path of a model TOML")
     tr.add_argument("--epochs", type=int, default=100)
     tr.add_argument("--lr", type=float, default=None,
-                    help="learning rate (default: the paper's 0.001 for u8, 0.0003 for fp32; see README)")
+                    help="learning rate (default: the paper's 0.001)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-every", type=int, default=1, help="train the classifier heads every K epochs")
     tr.add_argument("--labels", type=_ints, default=[10, 100, 200], metavar="N,N,...",

@@ -25,10 +25,9 @@ from .program import Program, build
 from .runtime import DeviceStep, HostStep, initial_state
 
 ALPHA_NORM = {"mnist": 0.85, "fashion-mnist": 0.7}       # the paper's rates for the update statistics
-# The paper's learning rate is 0.001. u8 trains stably with it (its weights are held in a slowly moving
-# quantization range); fp32 with the same gradient-standardized update diverged after 2 to 16 MNIST
-# epochs in our runs at 0.001 and was stable at 0.0003, so fp32 defaults to that.
-DEFAULT_LR = {"u8": 0.001, "fp32": 0.0003}
+# The paper's learning rate, for both precisions (with the un-centred standardized update; the centred one
+# diverged in fp32, see README "Training dynamics").
+DEFAULT_LR = {"u8": 0.001, "fp32": 0.001}
 
 
 class TrainError(McusimError):

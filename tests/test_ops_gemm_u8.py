@@ -68,7 +68,7 @@ def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
     G.sgd_u8_update(w, qw, g.view(np.uint16).copy(), norm, rows, cols, cols, np.float32(0.1), np.float32(1.0), np.float32(0.0), active)
     moved = _real(w, qw).reshape(rows, cols)
     gr = g.astype(np.float64).reshape(rows, cols)
-    std = np.clip((gr - gr.mean(1, keepdims=True)) / gr.std(1, keepdims=True), -3, 3)   # steps clipped at 3 sigma
+    std = np.clip(gr / np.sqrt((gr ** 2).mean(1, keepdims=True)), -3, 3)     # RMS-scaled, clipped at 3
     assert np.all(moved[3] == 0)                                         # inactive row untouched
     on = active.astype(bool)
     assert np.max(np.abs(moved[on] - (-0.1 * std[on]))) <= qw["scale"][0] / 2 + 1e-6

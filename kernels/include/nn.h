@@ -289,9 +289,9 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale);
  * (rows, cols, run) structure layout (mcusim
  * trains fp32 with it too: plain SGD at the paper's lr 0.001 does not learn a VAE). Per active row r
  * of `cols` weights (sums ascending from 0.0f):
- *   mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   ((1.0f / cols) multiplied)
+ *   mean = 0 (not centred);  var = (sum_c g^2) / cols   ((1.0f / cols) multiplied)
  *   norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
- *   m = norm[2r], inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)   (cols == 1: mean taken as 0)
+ *   m = norm[2r] (stays 0), inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
  *   d = clamp((g - m) * inv_std, -3, 3);  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
                                  float lr, float alpha_norm, const uint8_t *active);
@@ -409,10 +409,11 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  * at (c / run) * rows * run + r * run + c % run (run = cols for Gemm and Conv2D rows; run = k_h*k_w
  * for a ConvTranspose2D output channel, whose weights [IC][OC][KH][KW] are strided). Sums go in c order.
  *   g is the half-float gradient buffer; every g below means float(g).
- *   per active row r:  mean = (sum_c g) / cols;  var = (sum_c (g - mean)^2) / cols   (sums ascending)
+ *   per active row r:  mean = 0 (NOT centred: centring removed the common direction of a row's gradient,
+ *                      e.g. the KL pull on log-sigma, and fp32 training diverged);  var = (sum_c g^2) / cols
  *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
  *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
- *   (cols == 1: mean is taken as 0, so the statistics track the gradient's magnitude, RMSprop-like)
+ *   (so the statistics track the rows' gradient magnitude, RMSprop-like)
  *                      w_new = sw * (float)(w - zw) - lr * clamp((g - norm[2r]) * inv_std, -3, 3)
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);

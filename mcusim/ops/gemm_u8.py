@@ -180,10 +180,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        s = ZERO
-        for c in range(cols):
-            s = s + gf[(c // run) * stride + r * run + c % run]
-        mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
+        mean = ZERO                   # not centred (see nn.h)
         sq = ZERO
         for c in range(cols):
             d = gf[(c // run) * stride + r * run + c % run] - mean

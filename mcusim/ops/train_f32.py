@@ -173,10 +173,7 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, act
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        s = ZERO
-        for c in range(cols):
-            s = s + g[(c // run) * stride + r * run + c % run]
-        mean = s * inv_cols if cols > 1 else ZERO     # one weight: spread about 0
+        mean = ZERO                   # not centred (see nn.h)
         sq = ZERO
         for c in range(cols):
             d = g[(c // run) * stride + r * run + c % run] - mean
