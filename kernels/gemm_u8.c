@@ -1,20 +1,10 @@
 /* gemm_u8.c: fully connected layer on uint8 tensors, forward and backward (see nn.h).
  * Integer dot products use the Cortex-M4 DSP extension: UXTB16 widens two bytes at a time, SMLAD
  * does two 16-bit multiply-accumulates per cycle, USADA8 sums four bytes. Twin: mcusim/ops/gemm_u8.py. */
-#include <arm_acle.h>
 #include "nn.h"
+#include "nn_simd.h"
 
 #define NN_BIG 3.0e38f
-
-static inline uint32_t nn__load32(const uint8_t *p) {
-    uint32_t v;
-    __builtin_memcpy(&v, p, 4);          /* the M4 allows unaligned LDR */
-    return v;
-}
-
-/* (lo half of a, lo half of b) and (hi half of a, hi half of b): clang emits PKHBT / PKHTB. */
-static inline uint32_t nn__pack_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
-static inline uint32_t nn__pack_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
 
 /* sum_i a[i] * b[i] and sum_i a[i] over n bytes, exact in int32 for n < 33000. */
 static int32_t nn__dot_u8(const uint8_t *a, const uint8_t *b, int32_t n, int32_t *sum_a) {
@@ -22,7 +12,7 @@ static int32_t nn__dot_u8(const uint8_t *a, const uint8_t *b, int32_t n, int32_t
     uint32_t sa = 0;
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        uint32_t wa = nn__load32(a + i), wb = nn__load32(b + i);
+        uint32_t wa = nn__ld32(a + i), wb = nn__ld32(b + i);
         acc = __smlad(__uxtb16(wa), __uxtb16(wb), acc);
         acc = __smlad(__uxtb16(__ror(wa, 8)), __uxtb16(__ror(wb, 8)), acc);
         sa = __usada8(wa, 0, sa);
@@ -33,14 +23,6 @@ static int32_t nn__dot_u8(const uint8_t *a, const uint8_t *b, int32_t n, int32_t
     }
     *sum_a = (int32_t)sa;
     return acc;
-}
-
-static int32_t nn__sum_u8(const uint8_t *a, int32_t n) {
-    uint32_t s = 0;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) s = __usada8(nn__load32(a + i), 0, s);
-    for (; i < n; i++) s += a[i];
-    return (int32_t)s;
 }
 
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -86,7 +68,7 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
             const uint32_t de = ((uint32_t)de0 & 0xFFFFu) | ((uint32_t)de1 << 16);
             int32_t i = 0;
             for (; i + 4 <= in; i += 4) {
-                uint32_t a = nn__load32(r0 + i), c = nn__load32(r1 + i);
+                uint32_t a = nn__ld32(r0 + i), c = nn__ld32(r1 + i);
                 uint32_t a02 = __uxtb16(a), c02 = __uxtb16(c);
                 uint32_t a13 = __uxtb16(__ror(a, 8)), c13 = __uxtb16(__ror(c, 8));
                 scratch[i] = __smlad(nn__pack_lo(a02, c02), de, scratch[i]);

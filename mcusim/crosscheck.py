@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -43,10 +43,9 @@ class CheckResult:
     max_abs_diff: float = 0.0
     cycles_per_call: int = 0
     macs_per_cycle: float | None = None
-    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "errors" or v}
+        return dict(self.__dict__)
 
 
 def all_checks() -> list[Check]:

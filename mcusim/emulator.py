@@ -137,12 +137,6 @@ class Machine:
     def free_all(self) -> None:
         self.allocator.reset()
 
-    def read_symbol(self, name: str, dtype=np.uint8, count: int | None = None) -> np.ndarray:
-        sym = self.fw.symbol(name)
-        dtype = np.dtype(dtype)
-        count = count if count is not None else max(sym.size // dtype.itemsize, 1)
-        return np.frombuffer(bytes(self.uc.mem_read(sym.addr, count * dtype.itemsize)), dtype).copy()
-
     # -- calls ---------------------------------------------------------------------------------
     def call(self, symbol: str, *args, max_cycles: int | None = None) -> CallResult:
         entry = self.fw.address(symbol)

@@ -117,10 +117,6 @@ class SramAllocator:
         self.cursor = self.lo
         self.blocks.clear()
 
-    @property
-    def in_use(self) -> int:
-        return self.cursor - self.lo
-
 
 def paint_stack(sram: np.ndarray, sram_origin: int, lo: int, hi: int) -> None:
     sram[lo - sram_origin: hi - sram_origin] = STACK_PAINT

@@ -91,7 +91,6 @@ class CycleModel:
         self.hclk_mhz = hclk_mhz
         self.wait_states = board.wait_states(hclk_mhz)
         self.insns = decode(firmware)
-        self.by_address = {d.address: d for d in self.insns}
         self._addresses = [d.address for d in self.insns]
         ranges = firmware.code_ranges()
         self.code_lo = min(a for a, _ in ranges) if ranges else board.flash.origin
