@@ -111,7 +111,7 @@ def cases(G, C, seed=0):
         x, w, b, e = u8(n_in), u8(n_in * n_out), u8(n_out), u8(n_out)
         qx, qw, qb, qy, qe, qex = _qp(rng, True), _qp(rng), _qp(rng), _qp(rng, True), _qp(rng), _qp(rng)
         y, ex = np.zeros(n_out, np.uint8), np.zeros(n_in, np.uint8)
-        gw, gb, norm = f16(n_in * n_out), f16(n_out), np.full(2 * n_out, 1e-4, np.float32)
+        gw, gb, norm = f16(n_in * n_out), f16(n_out), np.full(n_out, 1e-4, np.float32)
         gs = f16(n_in * n_out)                                  # sgd's own gradient (it zeroes it)
         out.append((f"gemm {n_in}->{n_out}", {
             "fwd": lambda x=x, qx=qx, w=w, qw=qw, b=b, qb=qb, y=y, qy=qy, i=n_in, o=n_out:
@@ -132,7 +132,7 @@ def cases(G, C, seed=0):
         y, ex = np.zeros(n_y, np.uint8), np.zeros(n_x, np.uint8)
         gw, gb, gs = f16(n_w), f16(oc), f16(n_w)
         rows = oc if op == "conv2d" else ic
-        norm = np.full(2 * rows, 1e-4, np.float32)
+        norm = np.full(rows, 1e-4, np.float32)
         fw, bi, bw = (getattr(C, f"{op}_u8_{k}") for k in ("forward", "backward_input", "backward_weight"))
         out.append((f"{op} {ic}x{ih}x{iw}->{oc}x{oh}x{ow} k{kh}s{s}p{p}", {
             "fwd": lambda x=x, qx=qx, w=w, qw=qw, b=b, qb=qb, y=y, qy=qy, d=d, fw=fw:

@@ -48,12 +48,7 @@ void relu_f32_backward(const float *y, const float *dy, float *dx, int32_t n) {
 }
 
 void sigmoid_f32_forward(const float *x, float *y, int32_t n) {
-    for (int32_t i = 0; i < n; i++) {
-        float v = x[i];
-        float e = nn_expf(-__builtin_fabsf(v));
-        float d = 1.0f + e;
-        y[i] = (v >= 0.0f ? 1.0f : e) / d;
-    }
+    for (int32_t i = 0; i < n; i++) y[i] = nn_sigmoid(x[i]);
 }
 
 void pixels_f32_forward(const uint8_t *pixels, float *x, int32_t n) {

@@ -1,5 +1,5 @@
 /* conv2d_u8.c: Conv2D on uint8 tensors, forward and backward (contract in nn.h), plus the
- * strided integer core and the float epilogues shared with convtranspose2d_u8.c.
+ * strided integer core and the output stages shared with convtranspose2d_u8.c.
  * Integer sums use the Cortex-M4 DSP extension (UXTB16 / SMLAD / USADA8). Twin: mcusim/ops/conv_u8.py. */
 #include "nn.h"
 #include "nn_simd.h"
@@ -101,35 +101,43 @@ void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t 
 }
 
 /* ---- strided integer core ------------------------------------------------------------------- */
-/* work: the weights re-packed as rows of n4 = align4(in_c*k_h*k_w) bytes padded with zw, widened to
- * halfword pairs [out_c][n4/2] words (kept as bytes [out_c][n4] when out_c <= 2),
- * sum_w [out_c] int32, the receptive-field column [n4] bytes and its widened copy [n4/2] words, the
- * offset of every tap in the padded input [n4] int32 (position independent), then the input copied with a border of zx (and zx in inactive channels) [in_c][in_h + pad + bottom]
- * [in_w + pad + right], so that the gather needs no bounds checks. Per output position the column is
- * gathered once (padding, inactive channels and the tail hold zx, so their (x - zx) is 0) and dotted
- * with every row. */
+/* work: the sums of one output row acc [out_c][out_w] int32, the weights re-packed as rows of n4 = align4(in_c*k_h*k_w)
+ * bytes padded with zw, widened to halfword pairs [out_c][n4/2] words (kept as bytes [out_c][n4] when
+ * out_c <= 2), sum_w [out_c] int32, the receptive-field column [n4] bytes and its widened copy [n4/2]
+ * words, the offset of every tap in the padded input [n4] int32 (position independent), then the input
+ * copied with a border of zx (and zx in inactive channels) [in_c][in_h + pad + bottom][in_w + pad +
+ * right], so that the gather needs no bounds checks. Per output position the column is gathered once
+ * (padding, inactive channels and the tail hold zx, so their (x - zx) is 0) and dotted with every row. */
 static inline int32_t nn__strided_far(int32_t out, int32_t s, int32_t pad, int32_t k, int32_t in) {
     const int32_t m = (out - 1) * s - pad + k - in;             /* rows / columns beyond the input */
     return m > 0 ? m : 0;
 }
 
+/* Output channels per pass: all of them, unless their widened rows would pass NN_CONV_U8_ROW_BYTES. */
+static inline int32_t nn__strided_group(int32_t out_c, int32_t n4) {
+    if (out_c <= 2) return out_c;
+    const int32_t g = NN_CONV_U8_ROW_BYTES / (2 * n4);
+    return g < 1 ? 1 : (g < out_c ? g : out_c);
+}
+
 int32_t nn__conv_u8_strided_work_size(const nn_conv_dims *d) {
-    const int32_t n4 = nn__align4(d->in_c * d->k_h * d->k_w);
+    const int32_t n4 = nn__align4(d->in_c * d->k_h * d->k_w), g = nn__strided_group(d->out_c, n4);
     const int32_t hp = d->in_h + d->pad + nn__strided_far(d->out_h, d->stride, d->pad, d->k_h, d->in_h);
     const int32_t wp = d->in_w + d->pad + nn__strided_far(d->out_w, d->stride, d->pad, d->k_w, d->in_w);
-    return d->out_c * (2 * n4 + 4) + 7 * n4 + nn__align4(d->in_c * hp * wp);
+    return g * (2 * n4 + 4 + 4 * d->out_w) + 7 * n4 + nn__align4(d->in_c * hp * wp);
 }
 
 void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
-                         const uint8_t *in_active, int32_t *acc, int32_t *work) {
+                         const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work) {
     const int32_t in_c = d->in_c, out_c = d->out_c, out_h = d->out_h, out_w = d->out_w, kh = d->k_h,
                   kw = d->k_w, s = d->stride, pad = d->pad;
-    const int32_t n = in_c * kh * kw, n4 = nn__align4(n), plane = out_h * out_w;
+    const int32_t n = in_c * kh * kw, n4 = nn__align4(n), plane = out_h * out_w, group = nn__strided_group(out_c, n4);
     const int32_t hp = d->in_h + pad + nn__strided_far(out_h, s, pad, kh, d->in_h);
     const int32_t wp = d->in_w + pad + nn__strided_far(out_w, s, pad, kw, d->in_w), cstep = hp * wp;
-    uint8_t *wr = (uint8_t *)work;
-    int32_t *sum_w = (int32_t *)(wr + 2 * out_c * n4);
-    uint8_t *col = (uint8_t *)(sum_w + out_c);
+    int32_t *acc = work;
+    uint8_t *wr = (uint8_t *)(acc + group * out_w);
+    int32_t *sum_w = (int32_t *)(wr + 2 * group * n4);
+    uint8_t *col = (uint8_t *)(sum_w + group);
     uint32_t *cw = (uint32_t *)(col + n4);
     int32_t *offs = (int32_t *)(cw + n4 / 2);
     uint8_t *xp = (uint8_t *)(offs + n4);
@@ -141,92 +149,114 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
             for (int32_t ky = 0; ky < kh; ky++)
                 for (int32_t kx = 0; kx < kw; kx++) offs[t++] = c * cstep + ky * wp + kx;
     }
-    for (int32_t o = 0; o < out_c; o++) {
-        uint8_t *r = out_c <= 2 ? wr + o * n4 : col;
-        const uint8_t *src = w + o * n;
-        for (int32_t i = 0; i < n; i++) r[i] = src[i];
-        for (int32_t i = n; i < n4; i++) r[i] = zw8;
-        sum_w[o] = out_c <= 2 ? nn__sum_u8(r, n4) : nn__conv_u8_widen(r, n4, (uint32_t *)wr + o * (n4 >> 1));
-    }
-    for (int32_t i = n; i < n4; i++) col[i] = zx8;
-    for (int32_t oy = 0; oy < out_h; oy++) {
-        for (int32_t ox = 0; ox < out_w; ox++) {
-            const uint8_t *xb = xp + oy * s * wp + ox * s;     /* padded (iy, ix) of tap (0, 0, 0) */
-            if (out_c <= 2) {
-                nn__conv_u8_direct(xb, offs, n, wr, n4, sum_w, out_c, zx, zw, acc + oy * out_w + ox, plane);
-                continue;
+    for (int32_t o0 = 0; o0 < out_c; o0 += group) {
+        const int32_t g = out_c - o0 < group ? out_c - o0 : group;
+        for (int32_t o = 0; o < g; o++) {
+            uint8_t *r = out_c <= 2 ? wr + o * n4 : col;
+            const uint8_t *src = w + (o0 + o) * n;
+            for (int32_t i = 0; i < n; i++) r[i] = src[i];
+            for (int32_t i = n; i < n4; i++) r[i] = zw8;
+            sum_w[o] = out_c <= 2 ? nn__sum_u8(r, n4) : nn__conv_u8_widen(r, n4, (uint32_t *)wr + o * (n4 >> 1));
+        }
+        for (int32_t i = n; i < n4; i++) col[i] = zx8;
+        for (int32_t oy = 0; oy < out_h; oy++) {
+            for (int32_t ox = 0; ox < out_w; ox++) {
+                const uint8_t *xb = xp + oy * s * wp + ox * s;     /* padded (iy, ix) of tap (0, 0, 0) */
+                if (out_c <= 2) {
+                    nn__conv_u8_direct(xb, offs, n, wr, n4, sum_w, g, zx, zw, acc + ox, out_w);
+                    continue;
+                }
+                for (int32_t t = 0; t < n; t++) col[t] = xb[offs[t]];
+                nn__conv_u8_column(col, n4, (const uint32_t *)wr, sum_w, g, zx, zw, acc + ox, out_w, cw);
             }
-            for (int32_t t = 0; t < n; t++) col[t] = xb[offs[t]];
-            nn__conv_u8_column(col, n4, (const uint32_t *)wr, sum_w, out_c, zx, zw, acc + oy * out_w + ox, plane, cw);
+            nn__conv_u8_emit(out, acc, o0, g, out_w, oy * out_w, 1, plane);
         }
     }
 }
 
-/* ---- epilogues ------------------------------------------------------------------------------ */
-void nn__conv_u8_epilogue_forward(const int32_t *acc, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
-                                  nn_qparams *qy, int32_t out_c, int32_t plane, int32_t relu, float alpha) {
-    const int32_t zb = qb->zero_point, zy = qy->zero_point;
-    const float sb = qb->scale, inv = 1.0f / qy->scale;
-    float tmin = NN_BIG, tmax = -NN_BIG;
-    for (int32_t o = 0; o < out_c; o++) {
-        const float bias = sb * (float)((int32_t)b[o] - zb);
-        const int32_t *a = acc + o * plane;
-        uint8_t *yo = y + o * plane;
-        for (int32_t p = 0; p < plane; p++) {
-            float t = (float)a[p] * m;
-            t = t + bias;
-            if (relu && !(t > 0.0f)) t = 0.0f;
-            if (t < tmin) tmin = t;
-            if (t > tmax) tmax = t;
-            yo[p] = nn_quantize(t, inv, zy);
+/* ---- output stages ---------------------------------------------------------------------------- */
+void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
+                      int32_t pos0, int32_t step, int32_t plane) {
+    const float m = out->m, inv = out->inv, *bias = out->bias;     /* locals: the uint8 stores may alias out */
+    const int32_t zy = out->zy, zmask = out->zmask, relu = out->relu;
+    const uint8_t *mask = out->mask;
+    float tmin = out->tmin, tmax = out->tmax;
+    for (int32_t o = o0; o < o0 + rows; o++) {
+        const int32_t *a = acc + (o - o0) * npos;
+        const int32_t base = o * plane + pos0;
+        uint8_t *y = out->y + base;
+        if (bias) {                                                /* forward: bias, ReLU */
+            const float b = bias[o];
+            for (int32_t k = 0; k < npos; k++) {
+                float t = (float)a[k] * m;
+                t = t + b;
+                if (relu && !(t > 0.0f)) t = 0.0f;
+                if (t < tmin) tmin = t;
+                if (t > tmax) tmax = t;
+                y[k * step] = nn_quantize(t, inv, zy);
+            }
+        } else {                                                   /* error: the x mask */
+            const uint8_t *x = mask ? mask + base : 0;
+            for (int32_t k = 0; k < npos; k++) {
+                float t = (float)a[k] * m;
+                if (x && x[k * step] <= zmask) t = 0.0f;
+                if (t < tmin) tmin = t;
+                if (t > tmax) tmax = t;
+                y[k * step] = nn_quantize(t, inv, zy);
+            }
         }
     }
-    if (out_c > 0 && plane > 0) nn_qparams_observe(qy, tmin, tmax, alpha);
+    out->tmin = tmin;
+    out->tmax = tmax;
 }
 
-void nn__conv_u8_epilogue_error(const int32_t *acc, float m, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
-                                const nn_qparams *qx, int32_t n, float alpha) {
-    const int32_t zex = qex->zero_point, zx = (x && qx) ? qx->zero_point : 0;
-    const float inv = 1.0f / qex->scale;
-    float tmin = NN_BIG, tmax = -NN_BIG;
-    for (int32_t i = 0; i < n; i++) {
-        float t = (float)acc[i] * m;
-        if (x && x[i] <= zx) t = 0.0f;
-        if (t < tmin) tmin = t;
-        if (t > tmax) tmax = t;
-        ex[i] = nn_quantize(t, inv, zex);
-    }
-    if (n > 0) nn_qparams_observe(qex, tmin, tmax, alpha);
+void nn__conv_u8_out_forward(nn__conv_u8_out *out, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                             const nn_qparams *qy, int32_t out_c, int32_t relu, float *bias_out) {
+    for (int32_t o = 0; o < out_c; o++) bias_out[o] = qb->scale * (float)((int32_t)b[o] - qb->zero_point);
+    *out = (nn__conv_u8_out){.m = m, .inv = 1.0f / qy->scale, .zy = qy->zero_point, .relu = relu, .bias = bias_out,
+                             .y = y, .tmin = NN_BIG, .tmax = -NN_BIG};
+}
+
+void nn__conv_u8_out_error(nn__conv_u8_out *out, float m, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
+                           const nn_qparams *qx) {
+    *out = (nn__conv_u8_out){.m = m, .inv = 1.0f / qex->scale, .zy = qex->zero_point,
+                             .zmask = (x && qx) ? qx->zero_point : 0, .mask = x, .y = ex,
+                             .tmin = NN_BIG, .tmax = -NN_BIG};
+}
+
+void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, int32_t n, float alpha) {
+    if (n > 0) nn_qparams_observe(q, out->tmin, out->tmax, alpha);
 }
 
 /* ---- conv2d --------------------------------------------------------------------------------- */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d) {
-    return d->out_c * d->out_h * d->out_w * 4 + nn__conv_u8_strided_work_size(d);
+    return d->out_c * 4 + nn__conv_u8_strided_work_size(d);           /* the float biases, the core */
 }
 
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                        const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                        const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch) {
-    const int32_t plane = d->out_h * d->out_w;
-    int32_t *acc = scratch;
-    nn__conv_u8_strided(x, qx->zero_point, w, qw->zero_point, d, 0, acc, scratch + d->out_c * plane);
-    nn__conv_u8_epilogue_forward(acc, qw->scale * qx->scale, b, qb, y, qy, d->out_c, plane, relu, alpha);
+    nn__conv_u8_out out;
+    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, (float *)scratch);
+    nn__conv_u8_strided(x, qx->zero_point, w, qw->zero_point, d, 0, &out, scratch + d->out_c);
+    nn__conv_u8_finish(&out, qy, d->out_c * d->out_h * d->out_w, alpha);
 }
 
 /* The adjoint of the strided convolution is the transposed one on the swapped geometry; the weights
  * [oc][ic][kh][kw] are exactly its [in][out][kh][kw] layout. Inactive oc count as zero error. */
 int32_t conv2d_u8_backward_input_buffer_size(const nn_conv_dims *d) {
     const nn_conv_dims t = nn__conv_dims_swap(d);
-    return d->in_c * d->in_h * d->in_w * 4 + nn__conv_u8_transposed_work_size(&t);
+    return nn__conv_u8_transposed_work_size(&t);
 }
 
 void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
                               uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
                               const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch) {
     const nn_conv_dims t = nn__conv_dims_swap(d);
-    const int32_t n = d->in_c * d->in_h * d->in_w;
-    nn__conv_u8_transposed(e, qe->zero_point, w, qw->zero_point, &t, active, scratch, scratch + n);
-    nn__conv_u8_epilogue_error(scratch, qw->scale * qe->scale, ex, qex, x, qx, n, alpha);
+    nn__conv_u8_out out;
+    nn__conv_u8_out_error(&out, qw->scale * qe->scale, ex, qex, x, qx);
+    nn__conv_u8_transposed(e, qe->zero_point, w, qw->zero_point, &t, active, &out, scratch);
+    nn__conv_u8_finish(&out, qex, d->in_c * d->in_h * d->in_w, alpha);
 }
 
 /* work: the errors (e - ze) of the active channels as int16 rows [n_active][P] (P = out_h*out_w rounded

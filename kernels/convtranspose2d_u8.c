@@ -6,16 +6,17 @@
 
 /* ---- transposed integer core ---------------------------------------------------------------- */
 /* Gather form, split by stride phase: output row oy only receives the taps ky = py, py + s, ... with
- * py = (oy + pad) mod s (from input row iy = (oy + pad - ky) / s), and the same for columns. For each of
- * the s*s phases (py, px) the weights are re-packed once into rows [out_c][n4] (n4 = align4 of
- * in_c * #ky * #kx, padded with zw; widened to halfword pairs, 2*n4 bytes a row, when out_c > 2) with
- * their sums; each output position then gathers its column
- * from a copy of the input with a border of zx (zx also in inactive channels), so taps outside the
- * input contribute (zx - zx) = 0, and runs the same column dot product as the strided core.
- * work: phase bases [2][s*s] int32 (rows, offsets), sum_w [s*s][out_c] int32, the packed rows (bytes),
- * the column [n4max] bytes and its widened copy [n4max/2] words (n4max = align4(in_c * ceil(k_h/s) *
- * ceil(k_w/s))), the offsets of every phase's taps in the padded input [in_c*k_h*k_w] int32 (position
- * independent), the weight offsets of one phase's taps [n4max] int32, then the padded input [in_c][top + in_h + bottom][left + in_w + right]. */
+ * py = (oy + pad) mod s (from input row iy = (oy + pad - ky) / s), and the same for columns. The s*s
+ * phases (py, px) are taken one after the other: the phase's weights are packed into rows [out_c][n4]
+ * (n4 = align4 of in_c * #ky * #kx, padded with zw; widened to halfword pairs, 2*n4 bytes a row, when
+ * out_c > 2) with their sums, then every output position of the phase gathers its column from a copy of
+ * the input with a border of zx (zx also in inactive channels), so taps outside the input contribute
+ * (zx - zx) = 0, and runs the same column dot product as the strided core. Packing one phase at a time
+ * keeps one phase's rows in the scratch instead of all s*s (each output is still one exact dot product).
+ * work: the sums of one output row of a phase acc [out_c][ceil(out_w/s)] int32, sum_w [out_c] int32, the phase's tap offsets in the padded input and in the weights [n4max]
+ * int32 each, the packed rows [2 * n4max * out_c] bytes, the column [n4max] bytes and its widened copy
+ * [n4max/2] words (n4max = align4(in_c * ceil(k_h/s) * ceil(k_w/s)), the largest phase), then the
+ * padded input [in_c][top + in_h + bottom][left + in_w + right]. */
 static inline int32_t nn__taps(int32_t k, int32_t p, int32_t s) { return p < k ? (k - p + s - 1) / s : 0; }
 
 /* Border of the padded input: taps reach input rows down to -near and up to in - 1 + far. */
@@ -25,109 +26,90 @@ static inline int32_t nn__t_far(int32_t out, int32_t s, int32_t pad, int32_t in)
     return m > 0 ? m : 0;
 }
 
-static int32_t nn__transposed_rows_bytes(const nn_conv_dims *d) {
-    const int32_t s = d->stride;
-    int32_t total = 0;
-    for (int32_t py = 0; py < s; py++)
-        for (int32_t px = 0; px < s; px++)
-            total += ((d->in_c * nn__taps(d->k_h, py, s) * nn__taps(d->k_w, px, s) + 3) & ~3) * d->out_c * 2;
-    return total;
+static inline int32_t nn__t_n4max(const nn_conv_dims *d) {
+    return nn__align4(d->in_c * nn__taps(d->k_h, 0, d->stride) * nn__taps(d->k_w, 0, d->stride));
 }
 
 int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d) {
-    const int32_t s = d->stride;
-    const int32_t n4max = (d->in_c * nn__taps(d->k_h, 0, s) * nn__taps(d->k_w, 0, s) + 3) & ~3;
+    const int32_t s = d->stride, n4max = nn__t_n4max(d);
     const int32_t hp = nn__t_near(d->k_h, s) + d->in_h + nn__t_far(d->out_h, s, d->pad, d->in_h);
     const int32_t wp = nn__t_near(d->k_w, s) + d->in_w + nn__t_far(d->out_w, s, d->pad, d->in_w);
-    return s * s * 4 * (2 + d->out_c) + nn__transposed_rows_bytes(d) + 7 * n4max + 4 * d->in_c * d->k_h * d->k_w +
-           ((d->in_c * hp * wp + 3) & ~3);
+    const int32_t row = (d->out_w + s - 1) / s;
+    return d->out_c * (8 + 4 * row) + 11 * n4max + 2 * n4max * d->out_c + nn__align4(d->in_c * hp * wp);
 }
 
 void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
-                            const uint8_t *in_active, int32_t *acc, int32_t *work) {
+                            const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work) {
     const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
                   out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
-    const int32_t kk = kh * kw, plane = out_h * out_w, per_c = out_c * kk;
+    const int32_t plane = out_h * out_w, per_c = out_c * kh * kw, n4max = nn__t_n4max(d);
     const int32_t top = nn__t_near(kh, s), left = nn__t_near(kw, s);
     const int32_t hp = top + in_h + nn__t_far(out_h, s, pad, in_h), wp = left + in_w + nn__t_far(out_w, s, pad, in_w);
     const int32_t cstep = hp * wp;
-    int32_t *base = work, *obase = work + s * s, *sum_w = work + 2 * s * s;
-    uint8_t *rows = (uint8_t *)(sum_w + s * s * out_c);
-    uint8_t *col = rows + nn__transposed_rows_bytes(d);
-    const int32_t n4max = (in_c * nn__taps(kh, 0, s) * nn__taps(kw, 0, s) + 3) & ~3;
+    const int32_t row = (out_w + s - 1) / s;                  /* positions of one output row in a phase */
+    int32_t *acc = work, *sum_w = work + out_c * row, *offs = sum_w + out_c, *wo = offs + n4max;
+    uint8_t *rows = (uint8_t *)(wo + n4max);
+    uint8_t *col = rows + 2 * n4max * out_c;
     uint32_t *cw = (uint32_t *)(col + n4max);
-    int32_t *offs = (int32_t *)(cw + n4max / 2);
-    uint8_t *xp = (uint8_t *)(offs + in_c * kk + n4max);
+    uint8_t *xp = (uint8_t *)(cw + n4max / 2);
     const uint8_t zx8 = (uint8_t)zx, zw8 = (uint8_t)zw;
     nn__conv_u8_pad(x, in_c, in_h, in_w, top, hp - top - in_h, left, wp - left - in_w, in_active, zx8, xp);
-    int32_t off = 0, ooff = 0;
     for (int32_t py = 0; py < s; py++) {
-        const int32_t nky = nn__taps(kh, py, s);
+        const int32_t nky = nn__taps(kh, py, s), oy0 = ((py - pad) % s + s) % s;
         for (int32_t px = 0; px < s; px++) {
-            const int32_t nkx = nn__taps(kw, px, s), n = in_c * nky * nkx, n4 = (n + 3) & ~3;
-            base[py * s + px] = off;
-            obase[py * s + px] = ooff;
-            for (int32_t c = 0; c < in_c; c++)                 /* tap j, i reads input (iy0 - j, ix0 - i) */
+            const int32_t nkx = nn__taps(kw, px, s), n = in_c * nky * nkx, n4 = nn__align4(n);
+            const int32_t ox0 = ((px - pad) % s + s) % s, nk = ox0 < out_w ? (out_w - ox0 + s - 1) / s : 0;
+            int32_t t = 0;                                     /* tap j, i reads input (iy0 - j, ix0 - i) */
+            for (int32_t c = 0; c < in_c; c++)
                 for (int32_t j = 0; j < nky; j++)
-                    for (int32_t i = 0; i < nkx; i++) offs[ooff++] = c * cstep - j * wp - i;
-            int32_t *wo = offs + in_c * kk;                    /* weight offsets of this phase's taps */
-            {
-                int32_t t = 0;
-                for (int32_t c = 0; c < in_c; c++)
-                    for (int32_t j = 0; j < nky; j++)
-                        for (int32_t i = 0; i < nkx; i++) wo[t++] = c * per_c + (py + j * s) * kw + px + i * s;
-            }
+                    for (int32_t i = 0; i < nkx; i++, t++) {
+                        offs[t] = c * cstep - j * wp - i;
+                        wo[t] = c * per_c + (py + j * s) * kw + px + i * s;
+                    }
             for (int32_t o = 0; o < out_c; o++) {
-                uint8_t *r = out_c <= 2 ? rows + off + o * n4 : col;
-                const uint8_t *wb = w + o * kk;
-                for (int32_t t = 0; t < n; t++) r[t] = wb[wo[t]];
-                for (int32_t t = n; t < n4; t++) r[t] = zw8;
-                sum_w[(py * s + px) * out_c + o] =
-                    out_c <= 2 ? nn__sum_u8(r, n4) : nn__conv_u8_widen(r, n4, (uint32_t *)(rows + off) + o * (n4 >> 1));
+                uint8_t *r = out_c <= 2 ? rows + o * n4 : col;
+                const uint8_t *wb = w + o * kh * kw;
+                for (t = 0; t < n; t++) r[t] = wb[wo[t]];
+                for (t = n; t < n4; t++) r[t] = zw8;
+                sum_w[o] = out_c <= 2 ? nn__sum_u8(r, n4) : nn__conv_u8_widen(r, n4, (uint32_t *)rows + o * (n4 >> 1));
             }
-            off += 2 * n4 * out_c;
-        }
-    }
-    for (int32_t oy = 0; oy < out_h; oy++) {
-        const int32_t py = (oy + pad) % s, nky = nn__taps(kh, py, s);
-        const int32_t iy0 = (oy + pad - py) / s;           /* input row of tap ky = py; tap j: iy0 - j */
-        for (int32_t ox = 0; ox < out_w; ox++) {
-            const int32_t px = (ox + pad) % s, nkx = nn__taps(kw, px, s), n = in_c * nky * nkx;
-            const int32_t n4 = (n + 3) & ~3, ix0 = (ox + pad - px) / s;
-            const int32_t ph = py * s + px;
-            const uint8_t *xb = xp + (iy0 + top) * wp + ix0 + left;
-            const int32_t *ot = offs + obase[ph];
-            if (out_c <= 2) {
-                nn__conv_u8_direct(xb, ot, n, rows + base[ph], n4, sum_w + ph * out_c, out_c, zx, zw,
-                                   acc + oy * out_w + ox, plane);
-                continue;
+            for (int32_t oy = oy0; oy < out_h; oy += s) {
+                const int32_t iy0 = (oy + pad - py) / s;       /* input row of tap ky = py; tap j: iy0 - j */
+                for (int32_t k = 0, ox = ox0; k < nk; k++, ox += s) {
+                    const uint8_t *xb = xp + (iy0 + top) * wp + (ox + pad - px) / s + left;
+                    if (out_c <= 2) {
+                        nn__conv_u8_direct(xb, offs, n, rows, n4, sum_w, out_c, zx, zw, acc + k, nk);
+                        continue;
+                    }
+                    for (t = 0; t < n; t++) col[t] = xb[offs[t]];
+                    for (t = n; t < n4; t++) col[t] = zx8;
+                    nn__conv_u8_column(col, n4, (const uint32_t *)rows, sum_w, out_c, zx, zw, acc + k, nk, cw);
+                }
+                nn__conv_u8_emit(out, acc, 0, out_c, nk, oy * out_w + ox0, s, plane);
             }
-            for (int32_t t = 0; t < n; t++) col[t] = xb[ot[t]];
-            for (int32_t i = n; i < n4; i++) col[i] = zx8;
-            nn__conv_u8_column(col, n4, (const uint32_t *)(rows + base[ph]), sum_w + ph * out_c, out_c, zx, zw,
-                               acc + oy * out_w + ox, plane, cw);
         }
     }
 }
 
 /* ---- convtranspose2d ------------------------------------------------------------------------ */
 int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d) {
-    return d->out_c * d->out_h * d->out_w * 4 + nn__conv_u8_transposed_work_size(d);
+    return d->out_c * 4 + nn__conv_u8_transposed_work_size(d);        /* the float biases, the core */
 }
 
 void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                                 const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                                 const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch) {
-    const int32_t plane = d->out_h * d->out_w;
-    nn__conv_u8_transposed(x, qx->zero_point, w, qw->zero_point, d, 0, scratch, scratch + d->out_c * plane);
-    nn__conv_u8_epilogue_forward(scratch, qw->scale * qx->scale, b, qb, y, qy, d->out_c, plane, relu, alpha);
+    nn__conv_u8_out out;
+    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, (float *)scratch);
+    nn__conv_u8_transposed(x, qx->zero_point, w, qw->zero_point, d, 0, &out, scratch + d->out_c);
+    nn__conv_u8_finish(&out, qy, d->out_c * d->out_h * d->out_w, alpha);
 }
 
 /* The adjoint is the strided convolution of e on the swapped geometry; the weights [ic][oc][kh][kw]
  * are exactly its [out][in][kh][kw] layout. Inactive oc count as zero error. */
 int32_t convtranspose2d_u8_backward_input_buffer_size(const nn_conv_dims *d) {
     const nn_conv_dims t = nn__conv_dims_swap(d);
-    return d->in_c * d->in_h * d->in_w * 4 + nn__conv_u8_strided_work_size(&t);
+    return nn__conv_u8_strided_work_size(&t);
 }
 
 void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e,
@@ -135,9 +117,10 @@ void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, c
                                        const nn_qparams *qx, const nn_conv_dims *d, const uint8_t *active,
                                        float alpha, int32_t *scratch) {
     const nn_conv_dims t = nn__conv_dims_swap(d);
-    const int32_t n = d->in_c * d->in_h * d->in_w;
-    nn__conv_u8_strided(e, qe->zero_point, w, qw->zero_point, &t, active, scratch, scratch + n);
-    nn__conv_u8_epilogue_error(scratch, qw->scale * qe->scale, ex, qex, x, qx, n, alpha);
+    nn__conv_u8_out out;
+    nn__conv_u8_out_error(&out, qw->scale * qe->scale, ex, qex, x, qx);
+    nn__conv_u8_strided(e, qe->zero_point, w, qw->zero_point, &t, active, &out, scratch);
+    nn__conv_u8_finish(&out, qex, d->in_c * d->in_h * d->in_w, alpha);
 }
 
 /* work: the inputs (x - zx) as int16 [in_c][P] (P = in_h*in_w rounded up to even), one gathered error

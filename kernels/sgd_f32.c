@@ -33,24 +33,18 @@ void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, 
     const int32_t runs = cols / run, stride = rows * run;
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        const float mean = 0.0f;    /* not centred: a row's common direction (e.g. the KL pull on
-                                       log-sigma through non-negative ReLU inputs) must survive */
         float sq = 0.0f;
         for (int32_t j = 0; j < runs; j++)
             for (int32_t t = 0; t < run; t++) {
-                const float d = g[j * stride + r * run + t] - mean;
-                sq = sq + d * d;
+                const float v = g[j * stride + r * run + t];
+                sq = sq + v * v;
             }
-        const float var = sq * inv_cols;
-        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
-        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
-        const float m = norm[2 * r];
-        const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
+        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r]);
+        const float inv_rms = 1.0f / (nn_sqrtf(norm[r]) + NN_STD_EPS);
         for (int32_t j = 0; j < runs; j++) {
             float *wr = w + j * stride + r * run, *gr = g + j * stride + r * run;
             for (int32_t t = 0; t < run; t++) {
-                float d = gr[t] - m;
-                d = d * inv_std;
+                float d = gr[t] * inv_rms;
                 if (d > NN_MAX_Z) d = NN_MAX_Z;
                 if (d < -NN_MAX_Z) d = -NN_MAX_Z;
                 wr[t] = wr[t] - lr * d;

@@ -14,17 +14,13 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
     /* Row statistics and their moving averages (active rows only). */
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
-        const float mean = 0.0f;    /* not centred: a row's common direction (e.g. the KL pull on
-                                       log-sigma through non-negative ReLU inputs) must survive */
         float sq = 0.0f;
         for (int32_t j = 0; j < runs; j++)
             for (int32_t t = 0; t < run; t++) {
-                const float d = nn_half_to_float(g[j * stride + r * run + t]) - mean;
-                sq = sq + d * d;
+                const float v = nn_half_to_float(g[j * stride + r * run + t]);
+                sq = sq + v * v;
             }
-        const float var = sq * inv_cols;
-        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r]);
-        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1]);
+        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r]);
     }
     const float s_old = qw->scale;
     const int32_t z_old = qw->zero_point;
@@ -34,14 +30,12 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
         const int32_t z_new = qw->zero_point;
         for (int32_t r = 0; r < rows; r++) {
             const int on = !active || active[r];
-            const float mean = norm[2 * r];
-            const float inv_std = 1.0f / (nn_sqrtf(norm[2 * r + 1]) + NN_STD_EPS);
+            const float inv_rms = 1.0f / (nn_sqrtf(norm[r]) + NN_STD_EPS);
             for (int32_t c = 0; c < cols; c++) {
                 const int32_t k = (c / run) * stride + r * run + c % run;
                 float v = s_old * (float)((int32_t)w[k] - z_old);
                 if (on) {
-                    float d = nn_half_to_float(g[k]) - mean;
-                    d = d * inv_std;
+                    float d = nn_half_to_float(g[k]) * inv_rms;
                     if (d > NN_MAX_Z) d = NN_MAX_Z;
                     if (d < -NN_MAX_Z) d = -NN_MAX_Z;
                     v = v - lr * d;

@@ -83,8 +83,8 @@ def train_head(model: Model, x_train: np.ndarray, y_train: np.ndarray, x_test: n
     w1, b1 = init(first.n_out, first.n_in)
     w2, b2 = init(second.n_out, second.n_in)
     grads = [np.zeros_like(a) for a in (w1, b1, w2, b2)]
-    norms = [np.zeros(2 * first.n_out, np.float32), np.zeros(2 * first.n_out, np.float32),
-             np.zeros(2 * second.n_out, np.float32), np.zeros(2 * second.n_out, np.float32)]
+    norms = [np.zeros(first.n_out, np.float32), np.zeros(first.n_out, np.float32),
+             np.zeros(second.n_out, np.float32), np.zeros(second.n_out, np.float32)]
     x_train = np.ascontiguousarray(x_train, np.float32)
     y_train = np.ascontiguousarray(y_train, np.int32)
     for _ in range(epochs):

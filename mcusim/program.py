@@ -129,8 +129,8 @@ def build_fp32(model: Model) -> Program:
                               p.tensor(f"{layer.name}.bias", "f32", layer.n_bias, "weights", "bias"),
                               p.tensor(f"{layer.name}.weight_grad", "f32", layer.n_weights, "weights"),
                               p.tensor(f"{layer.name}.bias_grad", "f32", layer.n_bias, "weights"),
-                              p.tensor(f"{layer.name}.weight.update_stats", "f32", 2 * layer.structures, "weights"),
-                              p.tensor(f"{layer.name}.bias.update_stats", "f32", 2 * layer.n_bias, "weights"))
+                              p.tensor(f"{layer.name}.weight.update_stats", "f32", layer.structures, "weights"),
+                              p.tensor(f"{layer.name}.bias.update_stats", "f32", layer.n_bias, "weights"))
     outs = {l.name: p.tensor(f"{l.name}.output", "f32", l.n_out, "activations") for l in model.vae_layers}
     errs = {l.name: p.tensor(f"{l.name}.error", "f32", l.n_out, "activations") for l in model.vae_layers}
     eps = p.tensor("eps", "f32", L, "activations")
@@ -239,8 +239,8 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
             qb=p.tensor(f"{l.name}.bias.qparams", "qp", 1, "weights", "qp_bias"),
             gw=p.tensor(f"{l.name}.weight_grad", "f16", l.n_weights, "weights"),
             gb=p.tensor(f"{l.name}.bias_grad", "f16", l.n_bias, "weights"),
-            nw=p.tensor(f"{l.name}.weight.update_stats", "f32", 2 * l.structures, "weights"),
-            nb=p.tensor(f"{l.name}.bias.update_stats", "f32", 2 * l.n_bias, "weights"))
+            nw=p.tensor(f"{l.name}.weight.update_stats", "f32", l.structures, "weights"),
+            nb=p.tensor(f"{l.name}.bias.update_stats", "f32", l.n_bias, "weights"))
         if sparse:
             params[l.name].update(
                 active=p.tensor(f"{l.name}.active", "u8", l.structures, "activations"),
@@ -260,8 +260,6 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
     zq = (p.tensor("z.quantized", "u8", L, "activations"), p.tensor("z.qparams", "qp", 1, "activations", "qp"))
     dzq = (p.tensor("z.error.quantized", "u8", L, "activations"),
            p.tensor("z.error.qparams", "qp", 1, "activations", "qp"))
-    logits = p.tensor("logits", "f32", n_pix, "activations")
-    dlogits = p.tensor("logits.error", "f32", n_pix, "activations")
     mu, ls = View(mu_ls, 0), View(mu_ls, L)
     p.mu = mu
 
@@ -284,21 +282,18 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
         p.call(phase, "reparameterize_f32_forward", mu, ls, eps, z, L)
         p.call(phase, "quantize_f32_u8", z, zq[0], L, zq[1], alpha)
         forward(phase, model.decoder, zq, alpha)
-        y_last, qy_last = outs[model.decoder[-1].name]
-        p.call(phase, "dequantize_u8_f32", y_last, logits, n_pix, qy_last)
-        p.call(phase, "elbo_f32_forward", logits, pixels, mu, ls, n_pix, L, returns="loss")
+        p.call(phase, "elbo_u8_forward", *outs[model.decoder[-1].name], pixels, mu, ls, n_pix, L, returns="loss")
 
     image = p.tensor("generated_image", "f32", n_pix, "decode")
     p.call("decode", "quantize_f32_u8", z, zq[0], L, zq[1], 0.0)      # the host writes z ~ N(0, 1)
     forward("decode", model.decoder, zq, 0.0)
-    p.call("decode", "dequantize_u8_f32", outs[model.decoder[-1].name][0], logits, n_pix,
-           outs[model.decoder[-1].name][1])
-    p.call("decode", "sigmoid_f32_forward", logits, image, n_pix)
+    y_last, qy_last = outs[model.decoder[-1].name]
+    p.call("decode", "dequantize_u8_f32", y_last, image, n_pix, qy_last)
+    p.call("decode", "sigmoid_f32_forward", image, image, n_pix)
 
     s = "sample"
-    p.call(s, "elbo_f32_backward", logits, pixels, mu, ls, dlogits, View(d_mu_ls, 0), View(d_mu_ls, L), n_pix, L)
-    e_last, qe_last = errs[model.decoder[-1].name]
-    p.call(s, "quantize_f32_u8", dlogits, e_last, n_pix, qe_last, 0.0)      # fixed [-1, 1] range
+    p.call(s, "elbo_u8_backward", *outs[model.decoder[-1].name], pixels, mu, ls, *errs[model.decoder[-1].name],
+           View(d_mu_ls, 0), View(d_mu_ls, L), n_pix, L)
     layers = list(model.vae_layers)
     inputs = [(pixels, q_pixels)] + [outs[l.name] for l in layers[:-1]]
     inputs[layers.index(model.decoder[0])] = zq

@@ -21,7 +21,7 @@ from .toolchain import build, cache_dir
 
 NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "f16": np.uint16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
 TWIN_MODULES = ("mcusim.ops.layers_f32", "mcusim.ops.train_f32", "mcusim.ops.nn_math", "mcusim.ops.quant_u8",
-                "mcusim.ops.gemm_u8", "mcusim.ops.conv_u8", "mcusim.ops.sparse_u8")
+                "mcusim.ops.gemm_u8", "mcusim.ops.conv_u8", "mcusim.ops.sparse_u8", "mcusim.ops.elbo_u8")
 
 
 def _twin_modules(p: Program) -> dict[str, str]:

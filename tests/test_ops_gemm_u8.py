@@ -63,7 +63,7 @@ def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
     qw = make_qparams(-1, 1)
     w = np.full(rows * cols, qw["zero_point"][0], np.uint8)            # all weights exactly 0.0
     g = rng.standard_normal(rows * cols).astype(np.float16)
-    norm = np.zeros(2 * rows, np.float32)
+    norm = np.zeros(rows, np.float32)
     active = np.array([1, 1, 1, 0, 1, 1], np.uint8)
     G.sgd_u8_update(w, qw, g.view(np.uint16).copy(), norm, rows, cols, cols, np.float32(0.1), np.float32(1.0), np.float32(0.0), active)
     moved = _real(w, qw).reshape(rows, cols)

@@ -207,7 +207,7 @@ def test_standardized_update_follows_strided_structures():
     ic, oc, kk = 3, 4, 4
     w = np.zeros(ic * oc * kk, np.float32)
     g = np.random.default_rng(0).standard_normal(ic * oc * kk).astype(np.float32)
-    norm = np.zeros(2 * oc, np.float32)
+    norm = np.zeros(oc, np.float32)
     active = np.array([0, 1, 0, 0], np.uint8)
     T.sgd_f32_standardized_update(w, g, norm, oc, ic * kk, kk, np.float32(0.1), np.float32(1.0), active)
     moved = (w != 0).reshape(ic, oc, kk)

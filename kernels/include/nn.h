@@ -268,6 +268,37 @@ float elbo_f32_forward(const float *logits, const uint8_t *pixels, const float *
 void elbo_f32_backward(const float *logits, const uint8_t *pixels, const float *mu, const float *log_sigma,
                        float *dlogits, float *dmu, float *dlog_sigma, int32_t n_pixels, int32_t n_latent);
 
+/* The per-pixel and latent steps of the two functions above, shared with elbo_u8 (inline: hot loops). */
+static inline float nn_sigmoid(float z) {
+    float e = nn_expf(-__builtin_fabsf(z));
+    return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+static inline float nn_bce_logit(float z, float t) {
+    float a = z > 0.0f ? z : 0.0f;
+    float b = z * t;
+    float l = nn_logf(1.0f + nn_expf(-__builtin_fabsf(z)));
+    return (a - b) + l;
+}
+
+static inline float nn_kl_normal(const float *mu, const float *log_sigma, int32_t n_latent) {
+    float kl = 0.0f;
+    for (int32_t j = 0; j < n_latent; j++) {
+        float m = mu[j], l2 = log_sigma[j] + log_sigma[j];
+        kl = kl + (((m * m + nn_expf(l2)) - 1.0f) - l2);
+    }
+    return kl;
+}
+
+static inline void nn_kl_normal_backward(const float *mu, const float *log_sigma, float *dmu, float *dlog_sigma,
+                                         int32_t n_latent) {
+    for (int32_t j = 0; j < n_latent; j++) {
+        float m = mu[j], ls = log_sigma[j];
+        dmu[j] = m;
+        dlog_sigma[j] = nn_expf(ls + ls) - 1.0f;
+    }
+}
+
 /* ---- classifier loss -------------------------------------------------------------------------- */
 
 /* Softmax cross-entropy of one sample with n >= 1 logits and 0 <= label < n (not checked):
@@ -286,13 +317,12 @@ float cross_entropy_f32(const float *logits, int32_t n, int32_t label, float *dl
 void sgd_f32_update(float *w, float *g, int32_t n, float scale);
 
 /* Gradient-standardized SGD, the same update as sgd_u8_update without the quantization, with the same
- * (rows, cols, run) structure layout (mcusim
- * trains fp32 with it too: plain SGD at the paper's lr 0.001 does not learn a VAE). Per active row r
- * of `cols` weights (sums ascending from 0.0f):
- *   mean = 0 (not centred);  var = (sum_c g^2) / cols   ((1.0f / cols) multiplied)
- *   norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
- *   m = norm[2r] (stays 0), inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
- *   d = clamp((g - m) * inv_std, -3, 3);  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
+ * (rows, cols, run) structure layout and statistics norm [rows] (mcusim trains fp32 with it too: plain
+ * SGD at the paper's lr 0.001 does not learn a VAE). Per active row r of `cols` weights (sums
+ * ascending from 0.0f):
+ *   norm[r] += alpha_norm * ((sum_c g * g) * (1.0f / cols) - norm[r]);
+ *   inv_rms = 1.0f / (nn_sqrtf(norm[r]) + 1e-8f);
+ *   d = clamp(g * inv_rms, -3, 3);  w = w - lr * d;  g = 0.   Inactive rows are untouched. */
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
                                  float lr, float alpha_norm, const uint8_t *active);
 
@@ -363,6 +393,17 @@ void quantize_f32_u8(const float *x, uint8_t *y, int32_t n, nn_qparams *q, float
 /* uint8 -> float: y = scale * (float)(q - zero_point). */
 void dequantize_u8_f32(const uint8_t *x, float *y, int32_t n, const nn_qparams *q);
 
+/* The ELBO on the decoder's uint8 logits y (qparams qy), with no float copy of them: logit i is
+ * z = qy->scale * (float)((int32_t)y[i] - qy->zero_point) (as dequantize_u8_f32), then every step is
+ * elbo_f32_forward's. The backward writes the logits' error sigmoid(z) - t, which lies in [-1, 1], as
+ * uint8 with the error's qparams qe as they are (no observation: qe holds the fixed range [-1, 1]),
+ * e[i] = nn_quantize(sigmoid(z) - t, 1.0f / qe->scale, qe->zero_point); dmu, dlog_sigma as elbo_f32. */
+float elbo_u8_forward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, const float *mu,
+                      const float *log_sigma, int32_t n_pixels, int32_t n_latent);
+void elbo_u8_backward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, const float *mu,
+                      const float *log_sigma, uint8_t *e, const nn_qparams *qe, float *dmu, float *dlog_sigma,
+                      int32_t n_pixels, int32_t n_latent);
+
 /* int32 accumulators -> uint8: y = rounding rule applied to t = (float)acc * multiplier, with
  * inv_scale 1 (the multiplier already folds s_in * s_w / s_out). */
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point);
@@ -409,12 +450,12 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  * at (c / run) * rows * run + r * run + c % run (run = cols for Gemm and Conv2D rows; run = k_h*k_w
  * for a ConvTranspose2D output channel, whose weights [IC][OC][KH][KW] are strided). Sums go in c order.
  *   g is the half-float gradient buffer; every g below means float(g).
- *   per active row r:  mean = 0 (NOT centred: centring removed the common direction of a row's gradient,
- *                      e.g. the KL pull on log-sigma, and fp32 training diverged);  var = (sum_c g^2) / cols
- *                      norm[2r] += alpha_norm * (mean - norm[2r]);  norm[2r+1] += alpha_norm * (var - norm[2r+1])
- *                      inv_std = 1.0f / (nn_sqrtf(norm[2r+1]) + 1e-8f)
- *   (so the statistics track the rows' gradient magnitude, RMSprop-like)
- *                      w_new = sw * (float)(w - zw) - lr * clamp((g - norm[2r]) * inv_std, -3, 3)
+ *   norm [rows] holds the moving average of each row's mean square gradient. The gradient is scaled,
+ *   NOT centred (the paper writes (g - mean) / std; centring removed the common direction of a row's
+ *   gradient, e.g. the KL pull on log-sigma, and fp32 training diverged), RMSprop-like:
+ *   per active row r:  norm[r] += alpha_norm * ((sum_c g * g) * (1.0f / cols) - norm[r]);
+ *                      inv_rms = 1.0f / (nn_sqrtf(norm[r]) + 1e-8f)
+ *                      w_new = sw * (float)(w - zw) - lr * clamp(g * inv_rms, -3, 3)
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
@@ -474,16 +515,37 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
                                         const uint8_t *active, int32_t *scratch);
 
 /* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
- * write acc[o][oy][ox] (int32, exact) for the geometry d, with input channels c where
- * in_active[c] == 0 counting as zero (in_active may be NULL), weights indexed as noted.
- * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes. */
+ * compute, output position by output position, acc[o] = the exact int32 sum of output o at that
+ * position for the geometry d (input channels c with in_active[c] == 0 count as zero; in_active may
+ * be NULL; weights indexed as noted) and hand the sums of one output row (of one stride phase for the
+ * transposed core) to nn__conv_u8_emit, so no int32 plane of the whole output is kept.
+ * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes.
+ * The strided core keeps at most NN_CONV_U8_ROW_BYTES of packed weight rows and takes more output
+ * channels in groups (a memory bound: each group gathers the input columns again). */
+#define NN_CONV_U8_ROW_BYTES 4096
+typedef struct {                   /* the output stage, see nn__conv_u8_emit */
+    float m, inv;                  /* acc -> float multiplier; 1 / the output's CURRENT scale */
+    int32_t zy, relu, zmask;       /* output zero point; ReLU (forward); the mask's zero point */
+    const float *bias;             /* [out_c] float biases (forward) or NULL */
+    const uint8_t *mask;           /* [out_c][plane] error mask x (backward: t = 0 where x <= zmask) or NULL */
+    uint8_t *y;                    /* [out_c][plane] uint8 output */
+    float tmin, tmax;              /* range of t seen so far */
+} nn__conv_u8_out;
+/* Output stage of npos positions pos0 + k * step (k < npos) of plane for the channels o0 .. o0 + rows - 1,
+ * acc [rows][npos]: for each channel o:
+ * t = (float)acc * m; with bias (forward): t = t + bias[o], t = 0 if relu and !(t > 0); without:
+ * t = 0 if mask and mask[i] <= zmask (i = o * plane + pos); track the range of t;
+ * y[i] = nn_quantize(t, inv, zy). The caller observes the range after the core (min and max do not
+ * depend on the visiting order). */
+void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
+                      int32_t pos0, int32_t step, int32_t plane);
 int32_t nn__conv_u8_strided_work_size(const nn_conv_dims *d);
 void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
-                         const uint8_t *in_active, int32_t *acc, int32_t *work);
+                         const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work);
 /* Transposed (convtranspose2d geometry), w [in_c][out_c][k_h][k_w]; work: nn__conv_u8_transposed_work_size(d). */
 int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d);
 void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
-                            const uint8_t *in_active, int32_t *acc, int32_t *work);
+                            const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work);
 
 /* Copy x [c][h][w] into xp [c][top + h + bottom][left + w + right] with zx in the border and in the
  * channels where in_active[ch] == 0 (in_active may be NULL). */
@@ -505,12 +567,13 @@ void nn__conv_u8_direct(const uint8_t *xb, const int32_t *offs, int32_t n, const
                         const int32_t *sum_w, int32_t rows, int32_t zx, int32_t zw, int32_t *acc,
                         int32_t acc_stride);
 
-/* Epilogues: forward over acc [out_c][plane] (bias, ReLU, quantize, observe) and error over acc [n]
- * (x mask, quantize, observe), in the float order documented above. */
-void nn__conv_u8_epilogue_forward(const int32_t *acc, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
-                                  nn_qparams *qy, int32_t out_c, int32_t plane, int32_t relu, float alpha);
-void nn__conv_u8_epilogue_error(const int32_t *acc, float m, uint8_t *ex, nn_qparams *qex, const uint8_t *x,
-                                const nn_qparams *qx, int32_t n, float alpha);
+/* Output stages of the operators: forward (bias floats written to bias_out [out_c], ReLU, y's qparams)
+ * and error (x mask, ex's qparams); nn__conv_u8_finish observes the range seen into q. */
+void nn__conv_u8_out_forward(nn__conv_u8_out *out, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                             const nn_qparams *qy, int32_t out_c, int32_t relu, float *bias_out);
+void nn__conv_u8_out_error(nn__conv_u8_out *out, float m, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
+                           const nn_qparams *qx);
+void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, int32_t n, float alpha);
 
 /* ======== dynamic sparse updates (sparse_u8.c) ==================================================== */
 /*  Per sample and per layer, choose the structures (Gemm rows / conv output channels) whose

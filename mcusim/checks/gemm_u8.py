@@ -82,7 +82,7 @@ def _update(rng, size, kernels):
     w = _u8(rng, n_in * n_out)
     qw = _qp(rng)
     g = (rng.standard_normal(n_in * n_out) * rng.uniform(1e-4, 1.0)).astype(np.float16).view(np.uint16)
-    norm = np.abs(rng.standard_normal(2 * n_out)).astype(np.float32)
+    norm = np.abs(rng.standard_normal(n_out)).astype(np.float32)
     active = _mask(rng, n_out)
     lr, a_norm, a_w = np.float32(0.001 * rng.choice([1, 10, 100])), np.float32(0.85), np.float32(0.001)
     run = int(rng.choice([n_in, 1] + [d for d in (16, 9, 4) if n_in % d == 0]))

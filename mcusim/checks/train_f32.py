@@ -180,7 +180,7 @@ def _sgd_standardized(rng, size, kernels: KernelLibrary) -> CaseOutput:
     cols = int(rng.choice([1, 2, max(2, int(784 * size))]))
     w = (rng.standard_normal(rows * cols) * 0.1).astype(F32)
     g = (rng.standard_normal(rows * cols) * rng.choice([1e-3, 1.0, 100.0])).astype(F32)
-    norm = np.abs(rng.standard_normal(2 * rows)).astype(F32)
+    norm = np.abs(rng.standard_normal(rows)).astype(F32)
     active = (rng.random(rows) < 0.5).astype(np.uint8) if rng.random() < 0.5 else None
     lr, a_norm = F32(rng.choice([0.001, 0.01])), F32(rng.choice([0.85, 0.7]))
     run = int(rng.choice([cols, 1] + [d for d in (16, 9, 4) if cols % d == 0]))

@@ -31,6 +31,9 @@ def swap_dims(d: np.ndarray) -> np.ndarray:
 
 
 # ---- scratch sizes in bytes (as the C <fn>_buffer_size) -------------------------------------------
+ROW_BYTES = 4096          # NN_CONV_U8_ROW_BYTES: packed weight rows a strided core keeps
+
+
 def _align4(n):
     return (int(n) + 3) & ~3
 
@@ -42,26 +45,26 @@ def _taps(k, p, s):
 def _strided_work(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
     n4 = _align4(ic * kh * kw)
+    group = oc if oc <= 2 else max(1, min(oc, ROW_BYTES // (2 * n4)))
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return oc * (2 * n4 + 4) + 7 * n4 + _align4(ic * hp * wp)
+    return group * (2 * n4 + 4 + 4 * ow) + 7 * n4 + _align4(ic * hp * wp)
 
 
 def _transposed_work(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
-    rows = sum(_align4(ic * _taps(kh, py, s) * _taps(kw, px, s)) * oc * 2 for py in range(s) for px in range(s))
     n4max = _align4(ic * _taps(kh, 0, s) * _taps(kw, 0, s))
     hp = (kh - 1 + s - 1) // s + ih + max(0, (oh - 1 + p) // s - (ih - 1))
     wp = (kw - 1 + s - 1) // s + iw + max(0, (ow - 1 + p) // s - (iw - 1))
-    return s * s * 4 * (2 + oc) + rows + 7 * n4max + 4 * ic * kh * kw + _align4(ic * hp * wp)
+    return oc * (8 + 4 * ((ow + s - 1) // s)) + 11 * n4max + 2 * n4max * oc + _align4(ic * hp * wp)
 
 
 def conv2d_forward_buffer_size(d):
-    return int(d[3] * d[4] * d[5]) * 4 + _strided_work(d)
+    return int(d[3]) * 4 + _strided_work(d)
 
 
 def conv2d_backward_input_buffer_size(d):
-    return int(d[0] * d[1] * d[2]) * 4 + _transposed_work(swap_dims(d))
+    return _transposed_work(swap_dims(d))
 
 
 def conv2d_backward_weight_buffer_size(d):
@@ -73,11 +76,11 @@ def conv2d_backward_weight_buffer_size(d):
 
 
 def convtranspose2d_forward_buffer_size(d):
-    return int(d[3] * d[4] * d[5]) * 4 + _transposed_work(d)
+    return int(d[3]) * 4 + _transposed_work(d)
 
 
 def convtranspose2d_backward_input_buffer_size(d):
-    return int(d[0] * d[1] * d[2]) * 4 + _strided_work(swap_dims(d))
+    return _strided_work(swap_dims(d))
 
 
 def convtranspose2d_backward_weight_buffer_size(d):

@@ -180,14 +180,11 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        mean = ZERO                   # not centred (see nn.h)
         sq = ZERO
         for c in range(cols):
-            d = gf[(c // run) * stride + r * run + c % run] - mean
-            sq = sq + d * d
-        var = sq * inv_cols
-        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
-        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1])
+            v = gf[(c // run) * stride + r * run + c % run]
+            sq = sq + v * v
+        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r])
     s_old = qw[0].scale
     z_old = np.int32(qw[0].zero_point)
     tmin, tmax = BIG, -BIG
@@ -196,14 +193,12 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
         z_new = np.int32(qw[0].zero_point)
         for r in range(rows):
             on = active is None or active[r] != 0
-            mean = norm[2 * r]
-            inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
+            inv_rms = ONE / (sqrtf(norm[r]) + STD_EPS)
             for c in range(cols):
                 k = (c // run) * stride + r * run + c % run
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
                 if on:
-                    d = gf[k] - mean
-                    d = d * inv_std
+                    d = gf[k] * inv_rms
                     if d > MAX_Z:
                         d = MAX_Z
                     if d < -MAX_Z:

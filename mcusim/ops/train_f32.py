@@ -35,7 +35,8 @@ def _neg_abs(x):
 
 
 @_jit
-def _sigmoid(z):
+def sigmoid(z):
+    """exp(-|z|) based, never overflowing (nn_sigmoid)."""
     e = expf(_neg_abs(z))
     d = ONE + e
     num = ONE if z >= ZERO else e
@@ -63,7 +64,7 @@ def relu_f32_backward(y, dy, dx, n):
 def sigmoid_f32_forward(x, y, n):
     """e = exp(-|x|); y = (x >= 0 ? 1 : e) / (1 + e)."""
     for i in range(n):
-        y[i] = _sigmoid(x[i])
+        y[i] = sigmoid(x[i])
 
 
 @_jit
@@ -91,39 +92,50 @@ def reparameterize_f32_backward(log_sigma, eps, dz, dmu, dlog_sigma, n):
 
 
 @_jit
+def bce_logit(z, t):
+    """One pixel's reconstruction term max(z, 0) - z t + log(1 + exp(-|z|)) (nn_bce_logit)."""
+    a = z if z > ZERO else ZERO
+    b = z * t
+    l = logf(ONE + expf(_neg_abs(z)))
+    return (a - b) + l
+
+
+@_jit
+def kl_normal(mu, log_sigma, n_latent):
+    """sum_j mu^2 + exp(2 ls) - 1 - 2 ls, in index order (nn_kl_normal)."""
+    kl = ZERO
+    for j in range(n_latent):
+        m = mu[j]
+        l2 = log_sigma[j] + log_sigma[j]
+        kl = kl + (((m * m + expf(l2)) - ONE) - l2)
+    return kl
+
+
+@_jit
+def kl_normal_backward(mu, log_sigma, dmu, dlog_sigma, n_latent):
+    """OVERWRITES dmu = mu, dlog_sigma = exp(2 ls) - 1 (nn_kl_normal_backward)."""
+    for j in range(n_latent):
+        m = mu[j]
+        ls = log_sigma[j]
+        dmu[j] = m
+        dlog_sigma[j] = expf(ls + ls) - ONE
+
+
+@_jit
 def elbo_f32_forward(logits, pixels, mu, log_sigma, n_pixels, n_latent):
     """Negative ELBO of one image (Bernoulli likelihood on logits + KL to N(0, 1)), as a float32."""
     rec = ZERO
     for i in range(n_pixels):
-        z = logits[i]
-        t = np.float32(pixels[i]) * INV255
-        a = z if z > ZERO else ZERO
-        b = z * t
-        e = expf(_neg_abs(z))
-        l = logf(ONE + e)
-        rec = rec + ((a - b) + l)
-    kl = ZERO
-    for j in range(n_latent):
-        m = mu[j]
-        ls = log_sigma[j]
-        l2 = ls + ls
-        s2 = expf(l2)
-        kl = kl + (((m * m + s2) - ONE) - l2)
-    return rec + HALF * kl
+        rec = rec + bce_logit(logits[i], np.float32(pixels[i]) * INV255)
+    return rec + HALF * kl_normal(mu, log_sigma, n_latent)
 
 
 @_jit
 def elbo_f32_backward(logits, pixels, mu, log_sigma, dlogits, dmu, dlog_sigma, n_pixels, n_latent):
     """OVERWRITES dlogits = sigmoid(z) - t, dmu = mu, dlog_sigma = exp(2 ls) - 1."""
     for i in range(n_pixels):
-        z = logits[i]
-        t = np.float32(pixels[i]) * INV255
-        dlogits[i] = _sigmoid(z) - t
-    for j in range(n_latent):
-        m = mu[j]
-        ls = log_sigma[j]
-        dmu[j] = m
-        dlog_sigma[j] = expf(ls + ls) - ONE
+        dlogits[i] = sigmoid(logits[i]) - np.float32(pixels[i]) * INV255
+    kl_normal_backward(mu, log_sigma, dmu, dlog_sigma, n_latent)
 
 
 @_jit
@@ -173,20 +185,15 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, act
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        mean = ZERO                   # not centred (see nn.h)
         sq = ZERO
         for c in range(cols):
-            d = g[(c // run) * stride + r * run + c % run] - mean
-            sq = sq + d * d
-        var = sq * inv_cols
-        norm[2 * r] = norm[2 * r] + alpha_norm * (mean - norm[2 * r])
-        norm[2 * r + 1] = norm[2 * r + 1] + alpha_norm * (var - norm[2 * r + 1])
-        m = norm[2 * r]
-        inv_std = ONE / (sqrtf(norm[2 * r + 1]) + STD_EPS)
+            v = g[(c // run) * stride + r * run + c % run]
+            sq = sq + v * v
+        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r])
+        inv_rms = ONE / (sqrtf(norm[r]) + STD_EPS)
         for c in range(cols):
             k = (c // run) * stride + r * run + c % run
-            d = g[k] - m
-            d = d * inv_std
+            d = g[k] * inv_rms
             if d > MAX_Z:
                 d = MAX_Z
             if d < -MAX_Z:

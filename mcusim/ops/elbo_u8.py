@@ -1,0 +1,35 @@
+"""Numba twins of kernels/elbo_u8.c: the negative ELBO and its gradient on the decoder's uint8
+logits, with the float steps of mcusim/ops/train_f32.py and the rounding rule of quant_u8.py."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .quant_u8 import quantize
+from .train_f32 import HALF, INV255, ONE, ZERO, bce_logit, kl_normal, kl_normal_backward, sigmoid
+
+_jit = njit(cache=True, error_model="numpy")
+
+
+@_jit
+def elbo_u8_forward(y, qy, pixels, mu, log_sigma, n_pixels, n_latent):
+    s = qy[0].scale
+    zp = np.int32(qy[0].zero_point)
+    rec = ZERO
+    for i in range(n_pixels):
+        z = s * np.float32(np.int32(y[i]) - zp)
+        rec = rec + bce_logit(z, np.float32(pixels[i]) * INV255)
+    return rec + HALF * kl_normal(mu, log_sigma, n_latent)
+
+
+@_jit
+def elbo_u8_backward(y, qy, pixels, mu, log_sigma, e, qe, dmu, dlog_sigma, n_pixels, n_latent):
+    """e = the logits' error sigmoid(z) - t quantized with qe as it is (its fixed [-1, 1] range)."""
+    s = qy[0].scale
+    zp = np.int32(qy[0].zero_point)
+    inv = ONE / qe[0].scale
+    ze = np.int32(qe[0].zero_point)
+    for i in range(n_pixels):
+        d = sigmoid(s * np.float32(np.int32(y[i]) - zp)) - np.float32(pixels[i]) * INV255
+        e[i] = quantize(d, inv, ze)
+    kl_normal_backward(mu, log_sigma, dmu, dlog_sigma, n_latent)
