@@ -167,6 +167,7 @@ def cmd_vae_train(args) -> int:
         print(f"downloaded {args.dataset} into {download(args.dataset, args.data_dir)}", file=sys.stderr)
     cfg = TrainConfig(dataset=args.dataset, precision=args.precision, sparse=args.sparse, variant=args.variant,
                       epochs=args.epochs, seed=args.seed, eval_every=args.eval_every, lr=args.lr,
+                      lr_schedule=args.lr_schedule,
                       labels_per_class=args.labels, head_epochs=args.head_epochs, hclk_mhz=args.hclk_mhz,
                       crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=100)
     tr.add_argument("--lr", type=float, default=None,
                     help="learning rate (default: the paper's 0.001)")
+    tr.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                    help="constant (the paper's) or cosine-annealed to 0 over --epochs")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-every", type=int, default=1, help="train the classifier heads every K epochs")
     tr.add_argument("--labels", type=_ints, default=[10, 100, 200], metavar="N,N,...",

@@ -8,6 +8,7 @@ A run writes into its output directory, atomically, after every epoch: results.j
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from .model import Model, load_model
 from .program import Program, build
 from .runtime import DeviceStep, HostStep, initial_state
 
+LR_SCHEDULES = ("constant", "cosine")
 ALPHA_NORM = {"mnist": 0.85, "fashion-mnist": 0.7}       # the paper's rates for the update statistics
 # The paper's learning rate, for both precisions (with the un-centred standardized update; the centred one
 # diverged in fp32, see README "Training dynamics").
@@ -48,6 +50,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 100
     lr: float | None = None                    # None: DEFAULT_LR of the precision
+    lr_schedule: str = "constant"              # "constant" (the paper) or "cosine" (to 0 over the epochs)
     seed: int = 0
     head_epochs: int = 25
     labels_per_class: list[int] = field(default_factory=lambda: [10, 100, 200])
@@ -83,6 +86,14 @@ class TrainConfig:
             self.lr = DEFAULT_LR[self.precision]
         if not self.lr > 0:
             raise TrainError(f"--lr must be positive, not {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of an epoch (0-based): constant, or cosine-annealed from lr towards 0."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return self.lr
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -162,10 +173,15 @@ class Trainer:
         except (OSError, ValueError, KeyError) as exc:
             raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
         mine = asdict(self.cfg)
-        for key in ("dataset", "precision", "sparse", "variant", "batch_size", "lr", "seed", "train_limit"):
-            if saved["config"].get(key) != mine.get(key):
+        keys = ["dataset", "precision", "sparse", "variant", "batch_size", "lr", "lr_schedule", "seed", "train_limit"]
+        if self.cfg.lr_schedule == "cosine":
+            keys.append("epochs")                      # the schedule's length
+        defaults = asdict(TrainConfig())                # keys older checkpoints lack had these values
+        for key in keys:
+            theirs = saved["config"].get(key, defaults[key])
+            if theirs != mine.get(key):
                 raise TrainError(f"--resume: the checkpoint in {self.out} was made with {key}="
-                                 f"{saved['config'].get(key)!r}, this run asks for {mine.get(key)!r}")
+                                 f"{theirs!r}, this run asks for {mine.get(key)!r}")
         for name, arena in arenas.items():
             if name not in self.host.arenas or self.host.arenas[name].shape != arena.shape:
                 raise TrainError(f"--resume: {path} does not match model {self.model.name} ({name} arena)")
@@ -195,12 +211,12 @@ class Trainer:
                 s[2:4] = 0.0
         return chosen / offered if offered else None
 
-    def _update_scalars(self) -> dict:
+    def _update_scalars(self, epoch: int) -> dict:
         """The paper's alpha_norm is read as the decay of the statistics' moving average (the weight of
         the previous value); the kernels take the weight of the new one. Read the other way, fp32
         training at lr 0.001 diverges after about 16 MNIST epochs (measured)."""
         c = self.cfg
-        scalars = {"lr": c.lr, "alpha_norm": 1.0 - c.alpha_norm}
+        scalars = {"lr": c.lr_at(epoch), "alpha_norm": 1.0 - c.alpha_norm}
         if c.precision == "u8":
             scalars["alpha_w"] = c.alpha_w
         return scalars
@@ -291,9 +307,9 @@ class Trainer:
                 cycles.append(r.cycles)
                 stack = max(stack, r.stack_peak_bytes)
                 self._compare(device, f"training sample {k + 1}")
-        self.host.run("update", **self._update_scalars())
+        self.host.run("update", **self._update_scalars(0))
         if n == self.cfg.batch_size:
-            device.run("update", **self._update_scalars())
+            device.run("update", **self._update_scalars(0))
             self._compare(device, "the first update")
         return np.array(losses, np.float32), cycles, stack
 
@@ -335,7 +351,7 @@ class Trainer:
                         continue
                 losses.append(self.host.run_batch("sample", self.x, order, b * c.batch_size, c.batch_size,
                                                   **self._sample_scalars()))
-                self.host.run("update", **self._update_scalars())
+                self.host.run("update", **self._update_scalars(epoch))
                 samples_done += c.batch_size
                 if b % 20 == 0:
                     bar.set_postfix(neg_elbo=f"{float(np.mean(losses[-1])):.1f}")

@@ -133,3 +133,14 @@ def test_cli_names_a_missing_data_directory(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "nowhere" in proc.stderr and "mnist" in proc.stderr.lower()
+
+
+def test_cosine_schedule_anneals_from_lr_towards_zero_and_is_checked_on_resume():
+    cfg = TrainConfig(dataset="mnist", precision="u8", epochs=10, lr=0.002, lr_schedule="cosine")
+    cfg.validate()
+    rates = [cfg.lr_at(e) for e in range(10)]
+    assert rates[0] == 0.002 and all(a > b > 0 for a, b in zip(rates, rates[1:]))
+    assert abs(rates[5] - 0.001) < 1e-12
+    assert TrainConfig(epochs=10, lr=0.002).lr_at(9) == 0.002
+    with pytest.raises(TrainError, match="--lr-schedule"):
+        TrainConfig(lr_schedule="step").validate()
