@@ -305,7 +305,7 @@ def build_report(runs: list[dict]) -> str:
         extra = f", {sps:.1f} samples/s" if isinstance(sps, (int, float)) else ""
         out.append(f"- `{_run_name(run, i)}`: {cfg['dataset']}, {cfg['variant']}, {_setting_label(cfg)}, "
                    f"{len(run['epochs'])}/{cfg['epochs']} epochs, batch {cfg.get('batch_size', '?')}, "
-                   f"lr {cfg.get('lr', '?')}, seed {cfg['seed']}, {mcu.get('board', '?')} @ "
+                   f"lr {cfg.get('lr', '?')} {cfg.get('lr_schedule', 'constant')}, seed {cfg['seed']}, {mcu.get('board', '?')} @ "
                    f"{_num(mcu.get('hclk_mhz', cfg.get('hclk_mhz')))} MHz; wall time {_duration(run['wall_seconds'])}"
                    f"{extra}")
     out.append("")
