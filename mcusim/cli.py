@@ -257,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=100)
     tr.add_argument("--lr", type=float, default=None,
                     help="learning rate (default: the paper's 0.001)")
-    tr.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                    help="constant (the paper's) or cosine-annealed to 0 over --epochs")
+    tr.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                    help="constant (the paper's) or cosine-annealed to 0 over --epochs (default: constant for "
+                         "fp32, cosine for u8)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-every", type=int, default=1, help="train the classifier heads every K epochs")
     tr.add_argument("--labels", type=_ints, default=[10, 100, 200], metavar="N,N,...",

@@ -141,6 +141,11 @@ def test_cosine_schedule_anneals_from_lr_towards_zero_and_is_checked_on_resume()
     rates = [cfg.lr_at(e) for e in range(10)]
     assert rates[0] == 0.002 and all(a > b > 0 for a, b in zip(rates, rates[1:]))
     assert abs(rates[5] - 0.001) < 1e-12
-    assert TrainConfig(epochs=10, lr=0.002).lr_at(9) == 0.002
+    constant = TrainConfig(precision="fp32", epochs=10, lr=0.002)
+    constant.validate()
+    assert constant.lr_schedule == "constant" and constant.lr_at(9) == 0.002
+    u8 = TrainConfig(precision="u8")
+    u8.validate()
+    assert u8.lr_schedule == "cosine"
     with pytest.raises(TrainError, match="--lr-schedule"):
         TrainConfig(lr_schedule="step").validate()
