@@ -184,3 +184,13 @@ def test_plot_samples(tmp_path):
     _assert_png(plot_samples(rng.random((4, 784)), tmp_path / "flat.png", "flat"))
     with pytest.raises(ValueError, match="28, 28"):
         plot_samples(rng.random((3, 5)), tmp_path / "x.png", "bad")
+
+
+def test_sparse_timing_row_follows_the_measured_update_rate():
+    from mcusim.report import _update_fraction
+    run = {"config": {"sparse": [0.5, 1.0]}, "epochs": [{"update_rate": 0.58}, {"update_rate": 0.60}]}
+    assert _update_fraction(run) == 0.6
+    run["epochs"] = [{"update_rate": 0.3}]
+    assert _update_fraction(run) == -1.0                      # neither 60% nor 10%: no paper row
+    assert _update_fraction({"config": {"sparse": [0.0, 0.1]}, "epochs": []}) == 0.1
+    assert _update_fraction({"config": {"sparse": None}}) is None
