@@ -18,12 +18,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 from mcusim.ops import conv_u8, gemm_u8
 from mcusim.ops.quant_u8 import make_qparams
+from twin_speed import best_us                          # benchmarks/ is the script's directory
 
 BASELINE = "7c27955"                 # plain-loop twins, before the speed-up
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,27 +35,6 @@ CONVS = [("conv2d", (1, 28, 28, 8, 14, 14, 3, 3, 2, 1)),
          ("convtranspose2d", (16, 7, 7, 8, 14, 14, 4, 4, 2, 1)),
          ("convtranspose2d", (8, 14, 14, 1, 28, 28, 4, 4, 2, 1))]
 FIRST_LAYER = "conv2d 1x28x28->8x14x14 k3s2p1"       # no backward_input in training
-
-
-def best_us(fn, repeats: int, min_time: float) -> float:
-    """Best-of-`repeats` time of one call, in microseconds; each repeat loops for >= min_time s."""
-    fn()                                                        # compile / warm up
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            break
-        n *= 2
-    best = dt / n
-    for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best * 1e6
 
 
 def load_revision(rev: str, tmpdir: str):
