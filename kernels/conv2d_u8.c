@@ -101,13 +101,15 @@ void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t 
 }
 
 /* ---- strided integer core ------------------------------------------------------------------- */
-/* work: the sums of one output row acc [out_c][out_w] int32, the weights re-packed as rows of n4 = align4(in_c*k_h*k_w)
- * bytes padded with zw, widened to halfword pairs [out_c][n4/2] words (kept as bytes [out_c][n4] when
- * out_c <= 2), sum_w [out_c] int32, the receptive-field column [n4] bytes and its widened copy [n4/2]
- * words, the offset of every tap in the padded input [n4] int32 (position independent), then the input
- * copied with a border of zx (and zx in inactive channels) [in_c][in_h + pad + bottom][in_w + pad +
- * right], so that the gather needs no bounds checks. Per output position the column is gathered once
- * (padding, inactive channels and the tail hold zx, so their (x - zx) is 0) and dotted with every row. */
+/* Output channels are taken in groups of G (all of them unless their widened rows would pass
+ * NN_CONV_U8_ROW_BYTES). work: the sums of one output row acc [G][out_w] int32, the group's weights
+ * re-packed as rows of n4 = align4(in_c*k_h*k_w) bytes padded with zw, widened to halfword pairs
+ * [G][n4/2] words (kept as bytes [G][n4] when out_c <= 2), sum_w [G] int32, the receptive-field column
+ * [n4] bytes and its widened copy [n4/2] words, the offset of every tap in the padded input [n4] int32
+ * (position independent), then the input copied with a border of zx (and zx in inactive channels)
+ * [in_c][in_h + pad + bottom][in_w + pad + right], so that the gather needs no bounds checks. Per output
+ * position the column is gathered once per group (padding, inactive channels and the tail hold zx, so
+ * their (x - zx) is 0) and dotted with every row of the group. */
 static inline int32_t nn__strided_far(int32_t out, int32_t s, int32_t pad, int32_t k, int32_t in) {
     const int32_t m = (out - 1) * s - pad + k - in;             /* rows / columns beyond the input */
     return m > 0 ? m : 0;

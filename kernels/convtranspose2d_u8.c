@@ -13,10 +13,11 @@
  * the input with a border of zx (zx also in inactive channels), so taps outside the input contribute
  * (zx - zx) = 0, and runs the same column dot product as the strided core. Packing one phase at a time
  * keeps one phase's rows in the scratch instead of all s*s (each output is still one exact dot product).
- * work: the sums of one output row of a phase acc [out_c][ceil(out_w/s)] int32, sum_w [out_c] int32, the phase's tap offsets in the padded input and in the weights [n4max]
- * int32 each, the packed rows [2 * n4max * out_c] bytes, the column [n4max] bytes and its widened copy
- * [n4max/2] words (n4max = align4(in_c * ceil(k_h/s) * ceil(k_w/s)), the largest phase), then the
- * padded input [in_c][top + in_h + bottom][left + in_w + right]. */
+ * work: the sums of one output row of a phase acc [out_c][ceil(out_w/s)] int32, sum_w [out_c] int32,
+ * the phase's tap offsets in the padded input and in the weights [n4max] int32 each, the packed rows
+ * [2 * n4max * out_c] bytes, the column [n4max] bytes and its widened copy [n4max/2] words
+ * (n4max = align4(in_c * ceil(k_h/s) * ceil(k_w/s)), the largest phase), then the padded input
+ * [in_c][top + in_h + bottom][left + in_w + right]. */
 static inline int32_t nn__taps(int32_t k, int32_t p, int32_t s) { return p < k ? (k - p + s - 1) / s : 0; }
 
 /* Border of the padded input: taps reach input rows down to -near and up to in - 1 + far. */

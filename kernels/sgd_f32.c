@@ -23,10 +23,6 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale) {
     }
 }
 
-#define NN_STD_EPS 1.0e-8f
-#define NN_MAX_Z 3.0f             /* a standardized step never exceeds 3 sigma: rows whose
-                                        spread collapses cannot throw their weights away */
-
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
                                  float lr, float alpha_norm, const uint8_t *active) {
     const float inv_cols = 1.0f / (float)cols;
@@ -39,15 +35,12 @@ void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, 
                 const float v = g[j * stride + r * run + t];
                 sq = sq + v * v;
             }
-        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r]);
-        const float inv_rms = 1.0f / (nn_sqrtf(norm[r]) + NN_STD_EPS);
+        nn_rms_track(&norm[r], sq, inv_cols, alpha_norm);
+        const float inv_rms = nn_inv_rms(norm[r]);
         for (int32_t j = 0; j < runs; j++) {
             float *wr = w + j * stride + r * run, *gr = g + j * stride + r * run;
             for (int32_t t = 0; t < run; t++) {
-                float d = gr[t] * inv_rms;
-                if (d > NN_MAX_Z) d = NN_MAX_Z;
-                if (d < -NN_MAX_Z) d = -NN_MAX_Z;
-                wr[t] = wr[t] - lr * d;
+                wr[t] = wr[t] - lr * nn_standardized_step(gr[t], inv_rms);
                 gr[t] = 0.0f;
             }
         }

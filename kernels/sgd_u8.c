@@ -3,9 +3,6 @@
 #include "nn.h"
 
 #define NN_BIG 3.0e38f
-#define NN_STD_EPS 1.0e-8f
-#define NN_MAX_Z 3.0f             /* a standardized step never exceeds 3 sigma: rows whose
-                                        spread collapses cannot throw their weights away */
 
 void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
                    int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
@@ -20,7 +17,7 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
                 const float v = nn_half_to_float(g[j * stride + r * run + t]);
                 sq = sq + v * v;
             }
-        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r]);
+        nn_rms_track(&norm[r], sq, inv_cols, alpha_norm);
     }
     const float s_old = qw->scale;
     const int32_t z_old = qw->zero_point;
@@ -30,16 +27,11 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
         const int32_t z_new = qw->zero_point;
         for (int32_t r = 0; r < rows; r++) {
             const int on = !active || active[r];
-            const float inv_rms = 1.0f / (nn_sqrtf(norm[r]) + NN_STD_EPS);
+            const float inv_rms = nn_inv_rms(norm[r]);
             for (int32_t c = 0; c < cols; c++) {
                 const int32_t k = (c / run) * stride + r * run + c % run;
                 float v = s_old * (float)((int32_t)w[k] - z_old);
-                if (on) {
-                    float d = nn_half_to_float(g[k]) * inv_rms;
-                    if (d > NN_MAX_Z) d = NN_MAX_Z;
-                    if (d < -NN_MAX_Z) d = -NN_MAX_Z;
-                    v = v - lr * d;
-                }
+                if (on) v = v - lr * nn_standardized_step(nn_half_to_float(g[k]), inv_rms);
                 if (pass == 0) {
                     if (v < tmin) tmin = v;
                     if (v > tmax) tmax = v;

@@ -326,6 +326,23 @@ void sgd_f32_update(float *w, float *g, int32_t n, float scale);
 void sgd_f32_standardized_update(float *w, float *g, float *norm, int32_t rows, int32_t cols, int32_t run,
                                  float lr, float alpha_norm, const uint8_t *active);
 
+/* The statistics and the step shared by both standardized updates (inline: hot loops). A step never
+ * exceeds 3 sigma, so rows whose spread collapses cannot throw their weights away. */
+#define NN_STD_EPS 1.0e-8f
+#define NN_MAX_Z 3.0f
+static inline void nn_rms_track(float *norm_r, float sum_sq, float inv_cols, float alpha_norm) {
+    *norm_r = *norm_r + alpha_norm * (sum_sq * inv_cols - *norm_r);
+}
+
+static inline float nn_inv_rms(float norm_r) { return 1.0f / (nn_sqrtf(norm_r) + NN_STD_EPS); }
+
+static inline float nn_standardized_step(float g, float inv_rms) {
+    float d = g * inv_rms;
+    if (d > NN_MAX_Z) d = NN_MAX_Z;
+    if (d < -NN_MAX_Z) d = -NN_MAX_Z;
+    return d;
+}
+
 /* ======== uint8 quantization, layers and update =================================================== */
 /*  per-tensor uint8 quantization shared by every u8 training kernel (to be merged into
  * the single public header nn.h). Twin: mcusim/ops/quant_u8.py, bit-exact.

@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .nn_math import bits_f32, f32_bits, sqrtf
+from .nn_math import bits_f32, f32_bits
 from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
+from .train_f32 import inv_rms, row_sum_squares, rms_track, standardized_step
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 BIG = np.float32(3.0e38)
-STD_EPS = np.float32(1.0e-8)
-MAX_Z = np.float32(3.0)            # standardized steps are clipped to +-3 sigma (as the C)
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -180,11 +179,7 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        sq = ZERO
-        for c in range(cols):
-            v = gf[(c // run) * stride + r * run + c % run]
-            sq = sq + v * v
-        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r])
+        rms_track(norm, r, row_sum_squares(gf, r, cols, run, stride), inv_cols, alpha_norm)
     s_old = qw[0].scale
     z_old = np.int32(qw[0].zero_point)
     tmin, tmax = BIG, -BIG
@@ -193,17 +188,12 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
         z_new = np.int32(qw[0].zero_point)
         for r in range(rows):
             on = active is None or active[r] != 0
-            inv_rms = ONE / (sqrtf(norm[r]) + STD_EPS)
+            scale = inv_rms(norm[r])
             for c in range(cols):
                 k = (c // run) * stride + r * run + c % run
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
                 if on:
-                    d = gf[k] * inv_rms
-                    if d > MAX_Z:
-                        d = MAX_Z
-                    if d < -MAX_Z:
-                        d = -MAX_Z
-                    v = v - lr * d
+                    v = v - lr * standardized_step(gf[k], scale)
                 if pass_ == 0:
                     if v < tmin:
                         tmin = v

@@ -26,6 +26,7 @@ ZERO, HALF, ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
 SIGN = np.uint32(0x80000000)
 
 _jit = njit(cache=True, error_model="numpy")
+_inline = njit(cache=True, error_model="numpy", inline="always")     # small helpers of hot loops
 
 
 @_jit
@@ -175,6 +176,38 @@ def sgd_f32_update(w, g, n, scale):
         g[i] = ZERO
 
 
+@_inline
+def row_sum_squares(g, r, cols, run, stride):
+    """sum_c g^2 over structure r, in c order: its c-th element is (c // run) * stride + r * run + c % run."""
+    sq = ZERO
+    for c in range(cols):
+        v = g[(c // run) * stride + r * run + c % run]
+        sq = sq + v * v
+    return sq
+
+
+@_inline
+def rms_track(norm, r, sum_sq, inv_cols, alpha_norm):
+    """norm[r] moves towards the row's mean square gradient (nn_rms_track)."""
+    norm[r] = norm[r] + alpha_norm * (sum_sq * inv_cols - norm[r])
+
+
+@_inline
+def inv_rms(norm_r):
+    return ONE / (sqrtf(norm_r) + STD_EPS)
+
+
+@_inline
+def standardized_step(g, inv_rms_r):
+    """g / rms clipped to +-3 (nn_standardized_step)."""
+    d = g * inv_rms_r
+    if d > MAX_Z:
+        d = MAX_Z
+    if d < -MAX_Z:
+        d = -MAX_Z
+    return d
+
+
 @_jit
 def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, active):
     """Gradient-standardized SGD per structure, twin of the C (order in nn.h); row r holds the
@@ -185,20 +218,11 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, act
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
-        sq = ZERO
-        for c in range(cols):
-            v = g[(c // run) * stride + r * run + c % run]
-            sq = sq + v * v
-        norm[r] = norm[r] + alpha_norm * (sq * inv_cols - norm[r])
-        inv_rms = ONE / (sqrtf(norm[r]) + STD_EPS)
+        rms_track(norm, r, row_sum_squares(g, r, cols, run, stride), inv_cols, alpha_norm)
+        scale = inv_rms(norm[r])
         for c in range(cols):
             k = (c // run) * stride + r * run + c % run
-            d = g[k] * inv_rms
-            if d > MAX_Z:
-                d = MAX_Z
-            if d < -MAX_Z:
-                d = -MAX_Z
-            w[k] = w[k] - lr * d
+            w[k] = w[k] - lr * standardized_step(g[k], scale)
             g[k] = ZERO
 
 
