@@ -262,6 +262,7 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
            p.tensor("z.error.qparams", "qp", 1, "activations", "qp"))
     mu, ls = View(mu_ls, 0), View(mu_ls, L)
     p.mu = mu
+    logits, logits_error = outs[model.decoder[-1].name], errs[model.decoder[-1].name]    # (uint8, qparams)
 
     def forward(phase, layers, inp, alpha):
         for l in layers:
@@ -282,18 +283,17 @@ def build_u8(model: Model, sparse: bool = False) -> Program:
         p.call(phase, "reparameterize_f32_forward", mu, ls, eps, z, L)
         p.call(phase, "quantize_f32_u8", z, zq[0], L, zq[1], alpha)
         forward(phase, model.decoder, zq, alpha)
-        p.call(phase, "elbo_u8_forward", *outs[model.decoder[-1].name], pixels, mu, ls, n_pix, L, returns="loss")
+        p.call(phase, "elbo_u8_forward", *logits, pixels, mu, ls, n_pix, L, returns="loss")
 
     image = p.tensor("generated_image", "f32", n_pix, "decode")
     p.call("decode", "quantize_f32_u8", z, zq[0], L, zq[1], 0.0)      # the host writes z ~ N(0, 1)
     forward("decode", model.decoder, zq, 0.0)
-    y_last, qy_last = outs[model.decoder[-1].name]
-    p.call("decode", "dequantize_u8_f32", y_last, image, n_pix, qy_last)
+    p.call("decode", "dequantize_u8_f32", logits[0], image, n_pix, logits[1])
     p.call("decode", "sigmoid_f32_forward", image, image, n_pix)
 
     s = "sample"
-    p.call(s, "elbo_u8_backward", *outs[model.decoder[-1].name], pixels, mu, ls, *errs[model.decoder[-1].name],
-           View(d_mu_ls, 0), View(d_mu_ls, L), n_pix, L)
+    p.call(s, "elbo_u8_backward", *logits, pixels, mu, ls, *logits_error, View(d_mu_ls, 0), View(d_mu_ls, L),
+           n_pix, L)
     layers = list(model.vae_layers)
     inputs = [(pixels, q_pixels)] + [outs[l.name] for l in layers[:-1]]
     inputs[layers.index(model.decoder[0])] = zq
