@@ -627,4 +627,297 @@ void sparse_select_u8(const uint8_t *e, const nn_qparams *qe, int32_t structures
 /* x[i] = (uint8_t)value for i in [0, n) (n <= 0: nothing); clears `touched` after each update. */
 void fill_u8(uint8_t *x, int32_t n, int32_t value);
 
+/* ======== grouped and depthwise Conv2D (grouped_conv2d_f32.c, grouped_conv2d_u8.c) ================= */
+/* `d` describes the whole layer (in_c and out_c are totals); `groups` divides both. Group k maps input
+ * channels [k*in_c/groups, (k+1)*in_c/groups) to output channels [k*out_c/groups, (k+1)*out_c/groups);
+ * w [out_c][in_c/groups][k_h][k_w] (PyTorch / ONNX layout), so group k's weights are the contiguous block
+ * of conv2d weights of the geometry nn__conv_dims_group(d, groups) starting at k * (its size).
+ * Depthwise = groups == in_c (out_c = in_c times a channel multiplier). `active` (NULL = all): one uint8
+ * per output channel. Every result is that of conv2d_*_<direction> run on each group's slices (x, y, w,
+ * b, active): the float order of each output is conv2d's restricted to its group's channels, and
+ * groups == 1 gives conv2d_*'s bits. Twins: mcusim/ops/grouped_conv.py. */
+
+/* The geometry of one group. */
+static inline nn_conv_dims nn__conv_dims_group(const nn_conv_dims *d, int32_t groups) {
+    nn_conv_dims g = *d;
+    g.in_c = d->in_c / groups;
+    g.out_c = d->out_c / groups;
+    return g;
+}
+
+/* fp32, the orders of conv2d_f32_forward / _backward_input / _backward_weight per group:
+ *   y[oc][oy][ox]: acc = b[oc] (0.0f if b == NULL); for ic in oc's group ascending, ky, kx (in-bounds
+ *     taps): acc += w[oc][ic - first ic of the group][ky][kx] * x[ic][iy][ix].
+ *   dx[ic][iy][ix]: acc = 0.0f; for oc in ic's group ascending (active only), ky, kx (exact, in range):
+ *     acc += w[oc][ic - first][ky][kx] * dy[oc][oy][ox].
+ *   dw, db: accumulated exactly as conv2d_f32_backward_weight of the group. */
+void grouped_conv2d_f32_forward(const float *x, const float *w, const float *b, float *y, const nn_conv_dims *d,
+                                int32_t groups);
+void grouped_conv2d_f32_backward_input(const float *w, const float *dy, float *dx, const nn_conv_dims *d,
+                                       int32_t groups, const uint8_t *active);
+void grouped_conv2d_f32_backward_weight(const float *x, const float *dy, float *dw, float *db,
+                                        const nn_conv_dims *d, int32_t groups, const uint8_t *active);
+
+/* uint8: the contracts of conv2d_u8_* with the integer sums restricted to each group's channels; one
+ * qparams per tensor; forward and backward_input track the range of t over ALL groups' outputs and
+ * observe it once after the layer; backward_weight accumulates half-float gradients as
+ * conv2d_u8_backward_weight. scratch: <fn>_buffer_size(d, groups) BYTES, 4-byte aligned. */
+int32_t grouped_conv2d_u8_forward_buffer_size(const nn_conv_dims *d, int32_t groups);
+void grouped_conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
+                               const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
+                               const nn_conv_dims *d, int32_t groups, int32_t relu, float alpha, int32_t *scratch);
+int32_t grouped_conv2d_u8_backward_input_buffer_size(const nn_conv_dims *d, int32_t groups);
+void grouped_conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
+                                      uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
+                                      const nn_conv_dims *d, int32_t groups, const uint8_t *active, float alpha,
+                                      int32_t *scratch);
+int32_t grouped_conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d, int32_t groups);
+void grouped_conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
+                                       const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
+                                       int32_t groups, const uint8_t *active, int32_t *scratch);
+
+/* ======== pooling: maxpool2d, avgpool2d (fp32 and uint8) ========================================== */
+/*  Files maxpool2d_f32.c, maxpool2d_u8.c, avgpool2d_f32.c, avgpool2d_u8.c; twins: mcusim/ops/pool.py.
+ * Geometry: nn_conv_dims with out_c == in_c (channels are independent; no weights, so backward means
+ * the error of the input). The window of output (oy, ox) covers input rows iy = oy*stride - pad + ky
+ * (ky < k_h) and columns ix = ox*stride - pad + kx (kx < k_w). Padded taps are SKIPPED: never compared,
+ * never added, never counted. Required (not checked): pad < k_h, pad < k_w and
+ * out_h <= (in_h + 2*pad - k_h) / stride + 1 (likewise out_w), so every window holds an input (the
+ * ONNX floor mode gives exactly that out_h). "In-bounds taps in (ky, kx) order" means row by row,
+ * left to right. count = the number of in-bounds taps of a window (ONNX count_include_pad = 0) and
+ * rc = 1.0f / (float)count (one rounding; the C divides once per distinct count, reusing the last one).
+ * Global average pooling is avgpool2d with k_h = in_h, k_w = in_w, stride 1, pad 0, out 1x1 (the C
+ * sums each channel as one run). u8 tensors carry one nn_qparams each; u8 outputs are quantized with
+ * their CURRENT qparams, the min/max of the float values t is tracked over all elements, and after
+ * the layer nn_qparams_observe(q, tmin, tmax, alpha) (as the u8 convolutions). */
+
+/* ---- maxpool2d ---------------------------------------------------------------------------------
+ * The chosen tap of a window: m = its first in-bounds tap; every later tap v (in (ky, kx) order)
+ * replaces m only if v > m. So ties keep the earlier tap (+0.0 and -0.0 tie), a NaN never replaces m,
+ * but a NaN first tap is kept (nothing compares greater): the output is NaN exactly then. */
+
+/* y[c][oy][ox] = the chosen tap's value. */
+void maxpool2d_f32_forward(const float *x, float *y, const nn_conv_dims *d);
+
+/* dx = 0.0f everywhere; then for c, oy, ox in order: the tap chosen by the forward rule (recomputed
+ * from x) gets dx[i] = dx[i] + dy[c][oy][ox]. */
+void maxpool2d_f32_backward(const float *x, const float *dy, float *dx, const nn_conv_dims *d);
+
+/* y = the chosen tap's code (unsigned compare): exact, as quantization is monotone; *qy = *qx (the
+ * output keeps the input's qparams; no requantization, no observation). */
+void maxpool2d_u8_forward(const uint8_t *x, const nn_qparams *qx, uint8_t *y, nn_qparams *qy,
+                          const nn_conv_dims *d);
+
+/* acc[i] = exact int32 sum of (e[c][oy][ox] - ze) over the windows whose chosen tap is input i (0 if
+ * none); t = (float)acc * se; ex[i] = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed with
+ * alpha. qx is not read (the choice depends on the codes only; kept so each u8 tensor travels with its
+ * qparams). scratch: maxpool2d_u8_backward_buffer_size(d) bytes, 4-byte aligned (one int32 plane). */
+int32_t maxpool2d_u8_backward_buffer_size(const nn_conv_dims *d);
+void maxpool2d_u8_backward(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
+                           uint8_t *ex, nn_qparams *qex, const nn_conv_dims *d, float alpha, int32_t *scratch);
+
+/* ---- avgpool2d ---------------------------------------------------------------------------------*/
+
+/* acc = 0.0f; for the in-bounds taps in (ky, kx) order: acc = acc + x; y[c][oy][ox] = acc * rc. */
+void avgpool2d_f32_forward(const float *x, float *y, const nn_conv_dims *d);
+
+/* dx[i] = 0.0f; for every window containing i, in (oy, ox) order: dx[i] = dx[i] + dy[c][oy][ox] * rc
+ * (the product g = dy * rc rounded first, with the window's own rc). */
+void avgpool2d_f32_backward(const float *dy, float *dx, const nn_conv_dims *d);
+
+/* acc = exact int32 sum over the in-bounds taps of (x - zx); m = sx * rc; t = (float)acc * m;
+ * y = nn_quantize(t, 1.0f / sy, zy), tracked and observed with alpha. */
+void avgpool2d_u8_forward(const uint8_t *x, const nn_qparams *qx, uint8_t *y, nn_qparams *qy,
+                          const nn_conv_dims *d, float alpha);
+
+/* t = 0.0f; for every window containing input i, in (oy, ox) order: t = t + (float)(e - ze) * rc
+ * (product rounded first, the window's own rc); then t = t * se; ex[i] = nn_quantize(t, 1.0f / s_ex,
+ * z_ex), tracked and observed with alpha (inputs in no window: t = 0.0f). */
+void avgpool2d_u8_backward(const uint8_t *e, const nn_qparams *qe, uint8_t *ex, nn_qparams *qex,
+                           const nn_conv_dims *d, float alpha);
+
+/* Internal helpers of the pooling files (not operator API). */
+/* The input span [*lo, *hi) of window o along one axis of n inputs. */
+static inline void nn__pool_span(int32_t o, int32_t stride, int32_t pad, int32_t k, int32_t n, int32_t *lo,
+                                 int32_t *hi) {
+    const int32_t a = o * stride - pad, b = a + k;
+    *lo = a > 0 ? a : 0;
+    *hi = b < n ? b : n;
+}
+
+/* The in-bounds taps of window (oy, ox) of one channel: `rows` runs of `cols` inputs from offset `at`,
+ * row pitch in_w; a window of whole input rows is given as one run (rows = 1), the same (ky, kx) order. */
+typedef struct {
+    int32_t at, rows, cols, count;
+} nn__pool_window;
+
+static inline nn__pool_window nn__pool_win(const nn_conv_dims *d, int32_t oy, int32_t ox) {
+    int32_t y0, y1, x0, x1;
+    nn__pool_span(oy, d->stride, d->pad, d->k_h, d->in_h, &y0, &y1);
+    nn__pool_span(ox, d->stride, d->pad, d->k_w, d->in_w, &x0, &x1);
+    nn__pool_window w = {y0 * d->in_w + x0, y1 - y0, x1 - x0, (y1 - y0) * (x1 - x0)};
+    if (w.cols == d->in_w) {
+        w.cols = w.count;
+        w.rows = 1;
+    }
+    return w;
+}
+
+/* The outputs [*a, *b) along one axis (of n_out) whose windows lie wholly inside the n inputs. */
+static inline void nn__pool_inner(int32_t n_out, int32_t stride, int32_t pad, int32_t k, int32_t n, int32_t *a,
+                                  int32_t *b) {
+    const int32_t lim = n - k + pad, hi = lim < 0 ? 0 : lim / stride + 1, lo = (pad + stride - 1) / stride;
+    *a = lo < n_out ? lo : n_out;
+    *b = hi < *a ? *a : (hi < n_out ? hi : n_out);
+}
+
+/* 1.0f / (float)count, divided only when count differs from the previous call's (*last, *rc). */
+static inline float nn__pool_rcp(int32_t count, int32_t *last, float *rc) {
+    if (count != *last) {
+        *last = count;
+        *rc = 1.0f / (float)count;
+    }
+    return *rc;
+}
+
+/* ======== elementwise: residual add, relu6, uint8 relu; losses: MSE, uint8 cross-entropy ========== */
+/*  add_f32.c, add_u8.c, relu6_f32.c, relu_u8.c, mse_f32.c, mse_u8.c, cross_entropy_u8.c. Twins (bit
+ * exact, same names and arguments): mcusim/ops/elementwise.py (add, relu6, relu_u8) and
+ * mcusim/ops/losses.py (mse, cross_entropy_u8); cross-checks mcusim/checks/elementwise.py, losses.py.
+ * The float conventions of the fp32 section apply: every operation is one float32 rounding in the order
+ * written, sums run from +0.0f in index order, n <= 0 does nothing (a loss then returns its value of an
+ * empty sum). An output may be the same buffer as an input of the same length (each element is read
+ * before it is written) unless stated otherwise; different outputs must not overlap. The u8 kernels
+ * dequantize exactly as dequantize_u8_f32, z = scale * (float)((int32_t)q - zero_point), and quantize
+ * with nn_quantize (the rounding rule). */
+
+/* ---- residual add ------------------------------------------------------------------------------ */
+
+/* y[i] = a[i] + b[i] (y may be a or b). The residual connection's backward passes the error unchanged
+ * to both inputs, so there is no add backward kernel; the same function sums the two errors of a
+ * tensor that feeds two layers. */
+void add_f32_forward(const float *a, const float *b, float *y, int32_t n);
+
+/* uint8 add, each input with its own qparams, into y with its own:
+ *   t = sa * (float)(a[i] - za);  u = sb * (float)(b[i] - zb);  t = t + u;
+ *   if relu and !(t > 0): t = 0;  y[i] = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams;
+ *   the min and max of t over all i are tracked (as gemm_u8_forward), then, if n > 0,
+ *   nn_qparams_observe(qy, tmin, tmax, alpha).
+ * y may be a or b; qy may be qa or qb (all qparams are read before anything is written). Also sums two
+ * uint8 error tensors into a third (relu = 0). */
+void add_u8_forward(const uint8_t *a, const nn_qparams *qa, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                    nn_qparams *qy, int32_t n, int32_t relu, float alpha);
+
+/* ---- relu6, fp32 --------------------------------------------------------------------------------
+ * On the IEEE bits, like relu_f32: a sign bit set gives +0.0f; otherwise the bits, as int32, are
+ * clamped to at most bits(6.0f) (for a clear sign the integer order is the float order). Identical to
+ *   y = x > 0 ? (x < 6 ? x : 6) : +0.0f   for every non-NaN x (-0.0 -> +0.0, +inf -> 6);
+ * a NaN gives +0.0f if its sign bit is set, 6.0f if not. y may be x. */
+void relu6_f32_forward(const float *x, float *y, int32_t n);
+
+/* dx[i] = (0 < y[i] < 6) ? dy[i] : +0.0f with y the relu6 OUTPUT of the forward pass, tested on the
+ * bits: 0 < (int32_t)bits(y) < bits(6.0f) (identical for every non-NaN y; a NaN y gives +0.0f). dy[i] is
+ * copied bit for bit. dx may be dy (or y). */
+void relu6_f32_backward(const float *y, const float *dy, float *dx, int32_t n);
+
+#define NN_SIX_BITS 0x40C00000                          /* bits(6.0f) */
+
+/* The cores of relu6 on the bits (inline: hot loops). relu_f32_forward is nn__clamp_bits_f32 with
+ * hi = INT32_MAX, so activation_f32.c could share them.
+ * nn__clamp_bits_f32: bits(y) = clamp((int32_t)bits(x), 0, hi).
+ * nn__band_pass_f32:  bits(dx) = 0 < (int32_t)bits(y) < hi ? bits(dy) : 0  (one unsigned compare).
+ * Only 32-bit integer loads and stores touch the buffers, so reading float arrays as uint32_t is safe;
+ * each group of 4 is loaded before it is stored, so in place works. */
+static inline uint32_t nn__clamp_bits(uint32_t u, int32_t hi) {
+    int32_t v = (int32_t)u;
+    v = v < 0 ? 0 : v;
+    return (uint32_t)(v > hi ? hi : v);
+}
+
+static inline void nn__clamp_bits_f32(const float *x, float *y, int32_t n, int32_t hi) {
+    const uint32_t *xb = (const uint32_t *)x;
+    uint32_t *yb = (uint32_t *)y;
+    for (int32_t k = n >> 2; k > 0; k--, xb += 4, yb += 4) {
+        uint32_t a = xb[0], b = xb[1], c = xb[2], d = xb[3];
+        yb[0] = nn__clamp_bits(a, hi);
+        yb[1] = nn__clamp_bits(b, hi);
+        yb[2] = nn__clamp_bits(c, hi);
+        yb[3] = nn__clamp_bits(d, hi);
+    }
+    for (int32_t k = n & 3; k > 0; k--, xb++, yb++) *yb = nn__clamp_bits(*xb, hi);
+}
+
+static inline void nn__band_pass_f32(const float *y, const float *dy, float *dx, int32_t n, int32_t hi) {
+    const uint32_t *yb = (const uint32_t *)y, *gb = (const uint32_t *)dy;
+    uint32_t *db = (uint32_t *)dx;
+    const uint32_t lim = (uint32_t)hi - 1u;
+    for (int32_t k = n >> 2; k > 0; k--, yb += 4, gb += 4, db += 4) {
+        uint32_t y0 = yb[0] - 1u, y1 = yb[1] - 1u, y2 = yb[2] - 1u, y3 = yb[3] - 1u;
+        uint32_t g0 = gb[0], g1 = gb[1], g2 = gb[2], g3 = gb[3];
+        db[0] = y0 < lim ? g0 : 0u;
+        db[1] = y1 < lim ? g1 : 0u;
+        db[2] = y2 < lim ? g2 : 0u;
+        db[3] = y3 < lim ? g3 : 0u;
+    }
+    for (int32_t k = n & 3; k > 0; k--, yb++, gb++, db++) {
+        uint32_t g = *gb;
+        *db = *yb - 1u < lim ? g : 0u;
+    }
+}
+
+/* ---- relu / relu6, uint8 (standalone; the layers fuse their ReLU into the output stage) ----------
+ * forward: *qy = *qx (the output keeps the input's qparams); lo = zx;
+ *          hi = six ? nn_quantize(6.0f, 1.0f / sx, zx) : 255;  y[i] = clamp(x[i], lo, hi).
+ *          y may be x, qy may be qx.
+ * backward: with y the forward OUTPUT (qy its qparams, hi computed from qy as above):
+ *          ex[i] = (y[i] > zy && (!six || y[i] < hi)) ? e[i] : (uint8_t)ze;
+ *          ex keeps e's qparams qe (no observation). ex may be e. */
+void relu_u8_forward(const uint8_t *x, const nn_qparams *qx, uint8_t *y, nn_qparams *qy, int32_t n, int32_t six);
+void relu_u8_backward(const uint8_t *y, const nn_qparams *qy, const uint8_t *e, const nn_qparams *qe, uint8_t *ex,
+                      int32_t n, int32_t six);
+
+/* ---- squared-error reconstruction loss ---------------------------------------------------------
+ * Target t = (float)pixels[i] * NN_INV255 as in the ELBO; the loss is summed per image, like the ELBO:
+ *   mse_f32_forward:  s = 0.0f; for i in order: d = y[i] - t; s = s + d * d;  returns 0.5f * s.
+ *   mse_f32_backward: dy[i] = y[i] - t (OVERWRITES; dy may be y).
+ * On the decoder's uint8 output y (qparams qy), no float copy: z = nn_dequantize(y[i], sy, zy), then
+ *   mse_u8_forward:   exactly mse_f32_forward with y[i] replaced by z (the same bits as mse_f32_forward
+ *                     of dequantize_u8_f32's output);
+ *   mse_u8_backward:  e[i] = nn_quantize(z - t, 1.0f / se, ze) with qe AS IT IS (the caller's fixed
+ *                     error range, no observation), as elbo_u8_backward. e may be y. */
+float mse_f32_forward(const float *y, const uint8_t *pixels, int32_t n);
+void mse_f32_backward(const float *y, const uint8_t *pixels, float *dy, int32_t n);
+float mse_u8_forward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, int32_t n);
+void mse_u8_backward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, uint8_t *e, const nn_qparams *qe,
+                     int32_t n);
+
+/* ---- cross-entropy on uint8 logits -------------------------------------------------------------
+ * n >= 1 logits z_i = nn_dequantize(y[i], sy, zy), 0 <= label < n (not checked). The loss is computed
+ * by exactly the steps of cross_entropy_f32 on z (so the same bits as cross_entropy_f32 of
+ * dequantize_u8_f32's output): m = the first maximum of z; zl = z_label - m;
+ *   s = 0.0f; for i in order: s = s + nn_expf(z_i - m);  loss = nn_logf(s) - zl, returned.
+ * If e != NULL it receives softmax - onehot as uint8 with qe AS IT IS (fixed range [-1, 1], no
+ * observation): r = 1.0f / s; g = nn_expf(z_i - m) * r (recomputed: the same bits as in the sum);
+ * g = g - 1.0f for i == label;  e[i] = nn_quantize(g, 1.0f / se, ze). e may be y; NULL: loss only. */
+float cross_entropy_u8(const uint8_t *y, const nn_qparams *qy, int32_t n, int32_t label, uint8_t *e,
+                       const nn_qparams *qe);
+
+/* Steps shared by the kernels above (inline: hot loops). */
+static inline float nn_dequantize(uint8_t q, float scale, int32_t zero_point) {
+    return scale * (float)((int32_t)q - zero_point);
+}
+
+static inline float nn_pixel_err(float z, uint8_t pixel) { return z - (float)pixel * NN_INV255; }
+
+static inline float nn_sq_err(float z, uint8_t pixel) {
+    float d = nn_pixel_err(z, pixel);
+    return d * d;
+}
+
+/* ======== copies (copy_f32.c, copy_u8.c) =========================================================== */
+/* y[i] = x[i] bit for bit, i in [0, n); the u8 form also copies the qparams (*qy = *qx). The residual
+ * add passes its output's error to its inputs with these. */
+void copy_f32(const float *x, float *y, int32_t n);
+void copy_u8(const uint8_t *x, const nn_qparams *qx, uint8_t *y, nn_qparams *qy, int32_t n);
+
 #endif /* NN_H */

@@ -206,3 +206,13 @@ def sgd_u8_update(w, qw, g, norm, rows, cols, run, lr, alpha_norm, alpha_w, acti
             _set(qw, s, z, mn, mx)
     for k in range(rows * cols):
         g[k] = 0
+
+
+def gemm_u8_backward_input_buffer_size(n_in):
+    """Bytes of scratch of gemm_u8_backward_input (as the C): the int32 sums of one input vector."""
+    return 4 * int(n_in)
+
+
+def gemm_u8_backward_weight_buffer_size(n_in):
+    """Bytes of scratch of gemm_u8_backward_weight (as the C): the float (x - zx) of one input vector."""
+    return 4 * int(n_in)
