@@ -1,4 +1,12 @@
-"""MNIST and Fashion-MNIST loaders, plus a small Fashion-MNIST subset shipped in the package.
+"""Data sets for training: MNIST, Fashion-MNIST (plus a subset shipped in the
+package), the 8x8 ``digits`` shipped in the package, and user ``.npz`` files.
+
+:func:`load_dataset` is the one entry point: it takes one of those names or the
+path of a ``FILE.npz`` and returns a :class:`Dataset` (uint8 images
+``(N, C, H, W)``, int64 labels, where the data came from).  A user file holds
+``x`` (and optionally ``y``, ``x_test``, ``y_test``); its zip member headers are
+checked (shapes, dtypes, sizes, no pickled objects) before any array is read,
+and without a test split a seeded 1/6 of every class is held out.
 
 The full sets are read from the standard gzip IDX files::
 
@@ -37,13 +45,16 @@ import dataclasses
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import struct
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 import zlib
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -63,6 +74,12 @@ __all__ = [
     "load_embedded",
     "load_or_embedded",
     "resolve_dir",
+    "Dataset",
+    "HOLDOUT_FRACTION",
+    "KNOWN_DATASETS",
+    "MAX_NPZ_BYTES",
+    "holdout_split",
+    "load_dataset",
 ]
 
 ENV_VAR = "MCUSIM_DATA"
@@ -619,3 +636,333 @@ def download(name: str, dest_dir: str | os.PathLike | None = None,
             log(f"{target} {problem}; downloading it again")
         _download_one(spec, f, folder, mirrors, timeout, log)
     return folder
+
+
+# --------------------------------------------------------------------------
+# one entry point: named data sets and user .npz files
+
+#: The embedded 8x8 digits file inside ``mcusim/data`` (see tools/make_digits.py).
+DIGITS_FILE = "digits.npz"
+#: Names :func:`load_dataset` knows, besides a path to a ``.npz`` file.
+KNOWN_DATASETS = ("mnist", "fashion-mnist", "digits")
+#: Largest uncompressed size of the arrays read from one ``.npz`` file.
+MAX_NPZ_BYTES = 4 << 30
+#: Share of a user file held out as the test split when it brings none.
+HOLDOUT_FRACTION = Fraction(1, 6)
+HOLDOUT_SEED = 0
+NPZ_KEYS = ("x", "y", "x_test", "y_test")
+NPZ_FORMAT = (
+    "an .npz file (numpy.savez or savez_compressed) holding x: images (N, C, H, W) or "
+    "(N, H, W), uint8 0..255 or float 0..1; optional y: integer labels 0..K-1, shape "
+    "(N,); optional x_test and y_test in the same form"
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded data set, ready for training.
+
+    Images are C-contiguous uint8 ``(N, C, H, W)``; labels int64 ``(N,)``, or
+    None for an unlabelled set (then ``classes`` is None too).
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray | None
+    test_x: np.ndarray
+    test_y: np.ndarray | None
+    shape: tuple[int, int, int]  # (C, H, W)
+    classes: int | None
+    message: str  # one line: where the data came from, and what was done to it
+    embedded: bool
+
+
+def holdout_split(n: int, labels: np.ndarray | None = None,
+                  fraction: Fraction = HOLDOUT_FRACTION,
+                  seed: int = HOLDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, test) index arrays, each sorted: round(fraction * n) of every
+    class (or of all ``n`` images when unlabelled) go to the test split."""
+    order = np.random.default_rng(seed).permutation(n)
+    groups = [order] if labels is None else [order[labels[order] == c]
+                                             for c in np.unique(labels)]
+    test = np.zeros(n, dtype=bool)
+    for group in groups:
+        test[group[: round(len(group) * fraction)]] = True
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+class _Bad(Exception):
+    """Internal: what is wrong with a .npz file, and how to fix it."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+_RESAVE = "Write it again with numpy.savez_compressed(FILE, x=..., y=...)"
+
+
+def _npy_headers(zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple, np.dtype]]:
+    """(member, shape, dtype) of every x/y array, read from the headers only."""
+    members = {info.filename[:-4]: info for info in zf.infolist()
+               if info.filename.endswith(".npy")}
+    if "x" not in members:
+        have = ", ".join(sorted(members)) or "no arrays at all"
+        raise _Bad(f"it has no array named x (it has {have})",
+                   "Name the images x: numpy.savez_compressed(FILE, x=..., y=...)")
+    headers, total = {}, 0
+    for key in (k for k in NPZ_KEYS if k in members):
+        info = members[key]
+        try:
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:  # 3.0 only differs for field names, which are rejected below
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                offset = fh.tell()
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise _Bad(f"array {key} is not a readable .npy array ({exc})", _RESAVE) from None
+        if dtype.hasobject or dtype.fields is not None:
+            raise _Bad(f"array {key} holds Python objects or records (dtype {dtype}), "
+                       f"which mcusim does not load (allow_pickle=False)",
+                       f"Store plain numbers, e.g. {key}.astype(np.uint8)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise _Bad(f"array {key} is damaged: its header promises {nbytes} bytes of "
+                       f"data but the file holds {info.file_size - offset}",
+                       f"The file was cut short or edited. {_RESAVE}")
+        total += nbytes
+        if total > MAX_NPZ_BYTES:
+            raise _Bad(f"its arrays would take {total / 2**30:.1f} GiB uncompressed, more "
+                       f"than the {MAX_NPZ_BYTES / 2**30:g} GiB mcusim reads from one file",
+                       "Use fewer or smaller images")
+        headers[key] = (info, shape, dtype)
+    return headers
+
+
+def _check_header(key: str, shape: tuple, dtype: np.dtype) -> None:
+    """Shape and dtype rules for one array, before its data is read."""
+    if key.startswith("x"):
+        if len(shape) not in (3, 4):
+            raise _Bad(f"{key} has shape {shape}; images must be (N, C, H, W) or (N, H, W)",
+                       f"Reshape {key}")
+        if len(shape) == 4 and shape[1] > 4 and shape[3] in (1, 3, 4):
+            raise _Bad(f"{key} has shape {shape}, which looks channels-last (N, H, W, C); "
+                       f"mcusim wants channels first", f"Store {key}.transpose(0, 3, 1, 2)")
+        if dtype.kind not in "uif":
+            raise _Bad(f"{key} has dtype {dtype}; images must be uint8 0..255 or float 0..1",
+                       f"Store {key}.astype(np.uint8)")
+    else:
+        if len(shape) != 1:
+            raise _Bad(f"{key} has shape {shape}; labels must be one integer per image",
+                       f"Store {key}.reshape(-1)")
+        if dtype.kind not in "ui":
+            raise _Bad(f"{key} has dtype {dtype}; labels must be integers 0..K-1",
+                       f"Store {key}.astype(np.int64) after checking the values are whole")
+    if 0 in shape:
+        raise _Bad(f"{key} is empty (shape {shape})", f"Store at least one image in {key}")
+
+
+def _chw(shape: tuple) -> tuple:
+    return tuple(shape[1:]) if len(shape) == 4 else (1, *shape[1:])
+
+
+def _check_headers(headers: dict) -> None:
+    for key, (_, shape, dtype) in headers.items():
+        _check_header(key, shape, dtype)
+    for x, y in (("x", "y"), ("x_test", "y_test")):
+        if y in headers and x not in headers:
+            raise _Bad(f"it has {y} but no {x}", f"Add {x}, or drop {y}")
+        if y in headers and headers[y][1][0] != headers[x][1][0]:
+            raise _Bad(f"{x} holds {headers[x][1][0]} images but {y} holds "
+                       f"{headers[y][1][0]} labels", "Give exactly one label per image")
+    if "x_test" in headers:
+        train, test = (_chw(headers[k][1]) for k in ("x", "x_test"))
+        if train != test:
+            raise _Bad(f"x holds {train} images but x_test holds {test} (C, H, W)",
+                       "Give both splits the same image shape")
+        if ("y" in headers) != ("y_test" in headers):
+            have, lack = ("y", "y_test") if "y" in headers else ("y_test", "y")
+            raise _Bad(f"it has {have} but no {lack}",
+                       "Label both splits, or neither")
+
+
+def _read(zf: zipfile.ZipFile, key: str, info: zipfile.ZipInfo) -> np.ndarray:
+    try:
+        with zf.open(info) as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _Bad(f"array {key} is damaged ({exc})",
+                   f"The file was cut short or corrupted. {_RESAVE}") from None
+
+
+def _images(key: str, x: np.ndarray, notes: list[str]) -> np.ndarray:
+    """uint8 (N, C, H, W) from integer 0..255 or float 0..1 pixels."""
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise _Bad(f"{key} contains NaN or infinite values", "Replace them")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise _Bad(f"{key} is float with values from {lo:g} to {hi:g}; float pixels "
+                       f"must lie in [0, 1]", "Divide by the maximum, or store uint8 0..255")
+        x = np.rint(x.astype(np.promote_types(x.dtype, np.float32)) * 255).astype(np.uint8)
+        note = "float pixels in [0, 1] converted to uint8 with round(x * 255)"
+        if note not in notes:
+            notes.append(note)
+    elif x.dtype != np.uint8:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise _Bad(f"{key} has pixel values from {lo} to {hi}; they must lie in 0..255",
+                       "Rescale to 0..255 and store uint8")
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def _labels(key: str, y: np.ndarray) -> np.ndarray:
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi > 255:
+        raise _Bad(f"{key} has labels from {lo} to {hi}; labels must be class numbers "
+                   f"0..K-1 with at most 256 classes",
+                   "Renumber the classes 0, 1, 2, ... (np.unique(y, return_inverse=True))")
+    return y.astype(np.int64)
+
+
+def _parse_npz(path: Path) -> tuple[dict[str, np.ndarray | None], list[str]]:
+    """Read and check a user .npz; returns train_x/train_y/test_x/test_y (split
+    held out if absent; y None when unlabelled) and notes for the message."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise _Bad("it does not exist", "Check the path") from None
+    except IsADirectoryError:
+        raise _Bad("it is a directory", "Name the .npz file itself") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise _Bad(f"it is not a readable zip archive, so not an .npz file, or it is "
+                   f"truncated ({getattr(exc, 'strerror', None) or exc})", _RESAVE) from None
+    notes: list[str] = []
+    with zf:
+        headers = _npy_headers(zf)
+        _check_headers(headers)
+        arrays = {key: _read(zf, key, info) for key, (info, _, _) in headers.items()}
+    out = {"train_x": _images("x", arrays["x"], notes),
+           "train_y": _labels("y", arrays["y"]) if "y" in arrays else None}
+    if "x_test" in arrays:
+        out["test_x"] = _images("x_test", arrays["x_test"], notes)
+        out["test_y"] = _labels("y_test", arrays["y_test"]) if "y_test" in arrays else None
+    else:
+        x, y = out["train_x"], out["train_y"]
+        train, test = holdout_split(len(x), y)
+        if not len(test) or not len(train):
+            raise _Bad(f"it has only {len(x)} images, too few to hold out "
+                       f"{HOLDOUT_FRACTION} as a test split", "Add x_test (and y_test)")
+        out.update(train_x=x[train], test_x=x[test],
+                   train_y=None if y is None else y[train],
+                   test_y=None if y is None else y[test])
+        notes.append(f"test split held out: {HOLDOUT_FRACTION} of the images"
+                     f"{'' if y is None else ' of every class'}, seed {HOLDOUT_SEED}; "
+                     f"add x_test to choose it")
+    out["classes"] = None
+    if out["train_y"] is not None:
+        k = out["classes"] = int(max(out["train_y"].max(), out["test_y"].max())) + 1
+        absent = np.flatnonzero(np.bincount(out["train_y"], minlength=k) == 0)
+        if len(absent):
+            raise _Bad(f"the labels run 0..{k - 1} but class {int(absent[0])} has no "
+                       f"training image", "Renumber the classes 0..K-1 without gaps")
+    return out, notes
+
+
+def _assemble(name: str, parts: dict, message: str, embedded: bool,
+              train_limit: int | None) -> Dataset:
+    """The Dataset of train/test arrays ``parts``, cut to ``train_limit`` images."""
+    x, y = parts["train_x"], parts["train_y"]
+    if train_limit and train_limit < len(x):
+        message = (f"{message.rstrip('.')}; using the first {train_limit} of its "
+                   f"{len(x)} training images")
+        x, y = x[:train_limit], None if y is None else y[:train_limit]
+
+    def labels(arr):
+        return None if arr is None else np.ascontiguousarray(arr, dtype=np.int64)
+
+    return Dataset(name=name, train_x=np.ascontiguousarray(x, dtype=np.uint8),
+                   train_y=labels(y),
+                   test_x=np.ascontiguousarray(parts["test_x"], dtype=np.uint8),
+                   test_y=labels(parts["test_y"]), shape=tuple(int(d) for d in x.shape[1:]),
+                   classes=parts["classes"], message=message, embedded=embedded)
+
+
+def _load_npz(path: Path, train_limit) -> Dataset:
+    try:
+        parts, notes = _parse_npz(path)
+    except _Bad as bad:
+        raise DatasetError(f"Cannot use the data set file {path}: {bad.problem}. "
+                           f"{bad.fix}. Expected: {NPZ_FORMAT}.", path=path) from None
+    n_train, n_test = len(parts["train_x"]), len(parts["test_x"])
+    c, h, w = parts["train_x"].shape[1:]
+    labelled = "unlabelled" if parts["train_y"] is None else "labelled"
+    message = (f"{path} ({n_train} train / {n_test} test images {c}x{h}x{w}, {labelled}"
+               f"{''.join('; ' + n for n in notes)})")
+    return _assemble(path.name, parts, message, False, train_limit)
+
+
+def _load_digits(train_limit) -> Dataset:
+    path = Path(__file__).resolve().parent / "data" / DIGITS_FILE
+    try:
+        parts, _ = _parse_npz(path)
+    except _Bad as bad:
+        raise DatasetError(f"The embedded digits set (mcusim/data/{DIGITS_FILE}) could not "
+                           f"be read: {bad.problem}. The mcusim installation is incomplete: "
+                           f"reinstall it, or regenerate the file with tools/make_digits.py.",
+                           path=path) from None
+    message = (f"embedded digits: UCI optical recognition of handwritten digits "
+               f"(8x8, scikit-learn's copy), {len(parts['train_x'])} train / "
+               f"{len(parts['test_x'])} test images")
+    return _assemble("digits", parts, message, True, train_limit)
+
+
+def _load_idx_set(name: str, data_dir, train_limit) -> Dataset:
+    spec = DATASETS[name]
+    train, test = (load_or_embedded(name, split, data_dir) for split in SPLITS)
+    message = train.message if train.embedded else \
+        f"{spec.title} from {resolve_dir(name, data_dir)}"
+    parts = {"train_x": train.images[:, None], "train_y": train.labels,
+             "test_x": test.images[:, None], "test_y": test.labels,
+             "classes": len(spec.classes)}
+    return _assemble(name, parts, message, train.embedded, train_limit)
+
+
+_download_set = download  # load_dataset's argument ``download`` hides the function
+
+
+def load_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 download: bool = False, train_limit: int | None = None) -> Dataset:
+    """Load a data set by name (``mnist``, ``fashion-mnist``, ``digits``) or a
+    user ``.npz`` file (see :data:`NPZ_FORMAT`).
+
+    ``mnist`` and ``fashion-mnist`` are found as :func:`load_or_embedded` finds
+    them (Fashion-MNIST falls back to its embedded subset); ``download`` fetches
+    them first.  ``digits`` is embedded.  ``train_limit`` keeps only the first
+    that many training images.  Every failure is a :class:`DatasetError`.
+    """
+    if train_limit is not None and (isinstance(train_limit, bool) or not isinstance(
+            train_limit, (int, np.integer)) or train_limit < 0):
+        raise DatasetError(f"train_limit must be a whole number >= 0 (0 or None: all "
+                           f"images), not {train_limit!r}.")
+    text = os.fspath(name_or_path)
+    if text.lower().endswith(".npz"):
+        ds = _load_npz(Path(text).expanduser(), train_limit)
+    else:
+        key = text.strip().lower().replace("_", "-")
+        if key not in KNOWN_DATASETS:
+            raise DatasetError(
+                f"Unknown dataset {text!r}: use one of {', '.join(KNOWN_DATASETS)}, or the "
+                f"path of a FILE.npz ({NPZ_FORMAT}).")
+        if key in DATASETS:
+            if download:
+                _download_set(key, data_dir)
+            return _load_idx_set(key, data_dir, train_limit)
+        ds = _load_digits(train_limit)
+    if download:
+        return dataclasses.replace(ds, message=ds.message + " (nothing to download)")
+    return ds
