@@ -29,8 +29,8 @@ import time
 import numpy as np
 
 from mcusim.datasets import load_embedded
-from mcusim.model import load_model
-from mcusim.program import build
+from mcusim.graph import load_model
+from mcusim.tasks import build
 from mcusim.runtime import HostStep, initial_state
 
 BATCH = 100
@@ -88,9 +88,9 @@ def torch_vae(torch, model):
     def make(layer):
         if layer.op == "gemm":
             return nn.Linear(layer.n_in, layer.n_out)
-        ic, ih, iw = layer.in_shape
+        ic, ih, iw = layer.in_shapes[0]
         oc, oh, ow = layer.out_shape
-        k, s, pad = layer.kernel, layer.stride, layer.padding
+        k, s, pad = layer.attrs["kernel"][0], layer.attrs["stride"], layer.attrs["padding"]
         if layer.op == "conv2d":
             return nn.Conv2d(ic, oc, k, s, pad)
         if layer.op == "convtranspose2d":
@@ -106,8 +106,8 @@ def torch_vae(torch, model):
     latent = model.latent
 
     def apply(h, layer, mod):
-        h = mod(h.reshape(h.shape[0], *layer.in_shape))      # flattens / unflattens between layers
-        return torch.relu(h) if layer.relu else h
+        h = mod(h.reshape(h.shape[0], *layer.in_shapes[0]))      # flattens / unflattens between layers
+        return torch.relu(h) if layer.activation == "relu" else h
 
     def forward(x):
         h = x

@@ -5,7 +5,7 @@ several repeats, in us per call, for the working-tree twins ("after") and, unles
 the twins of a git revision ("before", default 7c27955 = the last commit with the original plain-loop
 twins, loaded from `git show` into a scratch module).
 Also prints the total per training sample: every layer forward + backward_weight, every layer but the
-first backward_input (as mcusim/program.py generates it); sgd_u8_update runs once per batch, so it is
+first backward_input (as mcusim/tasks.py generates it); sgd_u8_update runs once per batch, so it is
 listed but not in the per-sample total.
 
     python benchmarks/twin_speed_u8.py [--repeats 7] [--min-time 0.05] [--baseline REV] [--no-baseline]

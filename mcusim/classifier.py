@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .model import Model, ModelError
+from .errors import ModelError
+from .graph import Graph
 from .ops.layers_f32 import gemm_f32_backward_input, gemm_f32_backward_weight, gemm_f32_forward
 from .ops.train_f32 import cross_entropy_f32, relu_f32_backward, relu_f32_forward, sgd_f32_standardized_update
 
@@ -67,7 +68,7 @@ def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
     return np.sort(np.concatenate(picks))
 
 
-def train_head(model: Model, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+def train_head(model: Graph, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                epochs: int, seed: int) -> float:
     """Train a fresh head on (x_train, y_train) features; returns the test accuracy in [0, 1]."""
     if len(model.classifier) != 2:

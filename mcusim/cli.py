@@ -97,28 +97,23 @@ def cmd_size(args) -> int:
 
 # Which operators exist in which precision: u8 training keeps the reparameterization, the losses and
 # the activations' float parts in fp32 (as the paper does); ReLU is fused into the u8 layers.
-OPS_BY_DTYPE = {
-    "fp32": ("gemm", "conv2d", "convtranspose2d", "relu", "sigmoid", "reparameterize", "elbo", "cross_entropy",
-             "sgd_update"),
-    "u8": ("gemm", "conv2d", "convtranspose2d", "sgd_update", "requantize", "quantize", "dequantize",
-           "sparse_select"),
-}
-OPS = tuple(dict.fromkeys(OPS_BY_DTYPE["fp32"] + OPS_BY_DTYPE["u8"]))
-
-
 def cmd_crosscheck(args) -> int:
     from tqdm import tqdm
 
-    from .crosscheck import all_checks, run_checks
+    from .crosscheck import all_checks, required_checks, run_checks
     from .kernel_lib import KernelLibrary
-    ops = args.ops.split(",") if args.ops else list(OPS)
+    found = all_checks()
+    known = sorted({c.op for c in found} | {op for op, _ in required_checks()})
+    ops = args.ops.split(",") if args.ops else known
     dtypes = args.dtype.split(",")
-    unknown = [o for o in ops if o not in OPS] + [d for d in dtypes if d not in ("fp32", "u8")]
+    unknown = [o for o in ops if o not in known] + [d for d in dtypes if d not in ("fp32", "u8")]
     if unknown:
-        raise McusimError(f"unknown operator or dtype {', '.join(unknown)}; operators: {', '.join(OPS)}; "
+        raise McusimError(f"unknown operator or dtype {', '.join(unknown)}; operators: {', '.join(known)}; "
                           f"dtypes: fp32, u8")
-    checks = [c for c in all_checks() if c.op in ops and c.dtype in dtypes]
-    missing = [f"{o}/{d}" for o in ops for d in dtypes if o in OPS_BY_DTYPE[d]
+    if args.cases < 1:
+        raise McusimError(f"--cases must be at least 1, not {args.cases}: no case checks nothing")
+    checks = [c for c in found if c.op in ops and c.dtype in dtypes]
+    missing = [f"{o}/{d}" for o, d in sorted(required_checks()) if o in ops and d in dtypes
                and not any(c.op == o and c.dtype == d for c in checks)]
     bar = tqdm(total=len(checks) * args.cases, unit="case", file=sys.stderr, disable=None, leave=False)
 
@@ -160,23 +155,46 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 10,100,200, got {text!r}") from None
 
 
-def cmd_vae_train(args) -> int:
-    from .train import TrainConfig, Trainer
+def _common_train_config(args) -> dict:
+    return dict(dataset=args.dataset, precision=args.precision, sparse=args.sparse, epochs=args.epochs,
+                seed=args.seed, lr=args.lr, lr_schedule=args.lr_schedule, hclk_mhz=args.hclk_mhz,
+                crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
+
+
+def _run_training(args, cfg) -> dict:
+    from .train import Trainer
     if args.download:
         from .datasets import download
         print(f"downloaded {args.dataset} into {download(args.dataset, args.data_dir)}", file=sys.stderr)
-    cfg = TrainConfig(dataset=args.dataset, precision=args.precision, sparse=args.sparse, variant=args.variant,
-                      epochs=args.epochs, seed=args.seed, eval_every=args.eval_every, lr=args.lr,
-                      lr_schedule=args.lr_schedule,
-                      labels_per_class=args.labels, head_epochs=args.head_epochs, hclk_mhz=args.hclk_mhz,
-                      crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    results = Trainer(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, log=log).run()
-    mcu = results["mcu"]
+    return Trainer(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, log=log).run()
+
+
+def cmd_train(args) -> int:
+    from .train import ModelTrainConfig
+    cfg = ModelTrainConfig(model=args.model, batch_size=args.batch, **_common_train_config(args))
+    results = _run_training(args, cfg)
+    last = results["epochs"][-1]
+    acc = f"; accuracy {100 * last['test_accuracy']:.1f}%" if last["test_accuracy"] is not None else ""
+    print(f"{args.out}: test loss {last['test_loss']:.4g}{acc}")
+    _print_mcu(results["mcu"])
+    return 0
+
+
+def cmd_vae_train(args) -> int:
+    from .train import TrainConfig
+    cfg = TrainConfig(variant=args.variant, eval_every=args.eval_every, labels_per_class=args.labels,
+                      head_epochs=args.head_epochs, **_common_train_config(args))
+    results = _run_training(args, cfg)
     last = results["epochs"][-1]
     acc = ", ".join(f"{k} labels/class {100 * v:.1f}%" for k, v in last["test_accuracy"].items())
-    fits = "fits" if mcu["fits"] else "does NOT fit"
     print(f"{args.out}: test neg. ELBO {last['test_neg_elbo']:.1f}; accuracy {acc}")
+    _print_mcu(results["mcu"])
+    return 0
+
+
+def _print_mcu(mcu: dict) -> None:
+    fits = "fits" if mcu["fits"] else "does NOT fit"
     if mcu["fits"]:
         print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms and "
               f"{mcu['energy_mj']:.2f} mJ per training sample, {mcu['inference_ms']:.1f} ms per inference; "
@@ -185,7 +203,6 @@ def cmd_vae_train(args) -> int:
     else:
         print(f"the model {fits} in {mcu['sram_bytes']['limit'] / 1024:.0f} KB of SRAM "
               f"(planned {mcu['sram_bytes']['planned_total'] / 1000:.1f} kB)")
-    return 0
 
 
 def cmd_vae_report(args) -> int:
@@ -237,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
 
     xc = sub.add_parser("crosscheck", help="run every training kernel in C (emulator) and Numba and compare bits")
-    xc.add_argument("--ops", default="", help=f"comma-separated operators (default all: {','.join(OPS)})")
+    xc.add_argument("--ops", default="", help="comma-separated operators (default: every registered one)")
     xc.add_argument("--dtype", default="fp32,u8", help="comma-separated: fp32,u8 (default both)")
     xc.add_argument("--cases", type=int, default=20, help="random cases per operator and direction")
     xc.add_argument("--seed", type=int, default=0)
@@ -247,38 +264,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     vae = sub.add_parser("vae", help="on-device VAE training: train, report").add_subparsers(dest="vae_command",
                                                                                           required=True)
+    def train_options(sp, epochs: int, datasets: list[str] | None, default_dataset: str, crosscheck: int):
+        sp.add_argument("--dataset", choices=datasets, default=default_dataset,
+                        help=None if datasets else "mnist, fashion-mnist, digits, or FILE.npz (default %(default)s)")
+        sp.add_argument("--precision", choices=["fp32", "u8"], default="u8")
+        sp.add_argument("--sparse", type=_pair, default=None, metavar="LMIN,LMAX",
+                        help="dynamic sparse updates with these lambda_min,lambda_max (u8 only)")
+        sp.add_argument("--epochs", type=int, default=epochs)
+        sp.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's 0.001)")
+        sp.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                        help="constant (the paper's) or cosine-annealed to 0 over --epochs (default: constant for "
+                             "fp32, cosine for u8)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--hclk-mhz", type=float, default=120.0)
+        sp.add_argument("--crosscheck-samples", type=int, default=crosscheck,
+                        help="training samples run on the emulated MCU too and compared bit for bit")
+        sp.add_argument("--train-limit", type=int, default=None, help="use only the first N training samples")
+        sp.add_argument("--data-dir", default=None, help="folder with the IDX files (or set MCUSIM_DATA)")
+        sp.add_argument("--download", action="store_true", help="fetch the data set from its public mirrors first")
+        sp.add_argument("--out", required=True, metavar="DIR")
+        sp.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    gt = sub.add_parser("train", help="train any model (TOML or ONNX) on the host and check it on the emulated MCU")
+    gt.add_argument("model", metavar="MODEL", help="a built-in model name or a model file (.toml, .onnx)")
+    gt.add_argument("--batch", type=int, default=100, help="samples per update (default %(default)s)")
+    train_options(gt, epochs=10, datasets=None, default_dataset="digits", crosscheck=10)
+    gt.set_defaults(func=cmd_train)
+
     tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")
-    tr.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="fashion-mnist")
-    tr.add_argument("--precision", choices=["fp32", "u8"], default="u8")
-    tr.add_argument("--sparse", type=_pair, default=None, metavar="LMIN,LMAX",
-                    help="dynamic sparse updates with these lambda_min,lambda_max (u8 only)")
+    train_options(tr, epochs=100, datasets=["mnist", "fashion-mnist"], default_dataset="fashion-mnist",
+                  crosscheck=100)
     tr.add_argument("--variant", default="baseline",
                     help="baseline, filters, latent, classes, or the path of a model TOML")
-    tr.add_argument("--epochs", type=int, default=100)
-    tr.add_argument("--lr", type=float, default=None,
-                    help="learning rate (default: the paper's 0.001)")
-    tr.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
-                    help="constant (the paper's) or cosine-annealed to 0 over --epochs (default: constant for "
-                         "fp32, cosine for u8)")
-    tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-every", type=int, default=1, help="train the classifier heads every K epochs")
     tr.add_argument("--labels", type=_ints, default=[10, 100, 200], metavar="N,N,...",
                     help="labelled samples per class for the heads (default 10,100,200)")
     tr.add_argument("--head-epochs", type=int, default=25)
-    tr.add_argument("--hclk-mhz", type=float, default=120.0)
-    tr.add_argument("--crosscheck-samples", type=int, default=100,
-                    help="training samples run on the emulated MCU too and compared bit for bit")
-    tr.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    tr.add_argument("--data-dir", default=None, help="folder with the IDX files (or set MCUSIM_DATA)")
-    tr.add_argument("--download", action="store_true", help="fetch the data set from its public mirrors first")
-    tr.add_argument("--out", required=True, metavar="DIR")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_vae_train)
     rep = vae.add_parser("report", help="paper-style tables from one or more runs, next to the paper's figures")
     rep.add_argument("dirs", nargs="+", metavar="DIR")
     rep.add_argument("-o", "--output", default=None, help="also write the Markdown to this file")
     rep.set_defaults(func=cmd_vae_report)
+
+    from .onnx_import import add_parser as add_import_parser
+    add_import_parser(sub)
 
     size = sub.add_parser("size", help="flash and SRAM use against the board's limits")
     size.add_argument("firmware", metavar="FIRMWARE.elf")
@@ -302,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"mcusim {_name(args)}: interrupted (finished epochs are saved; continue with --resume)"
-              if getattr(args, "vae_command", None) == "train" else f"mcusim {_name(args)}: interrupted",
+              if args.func in (cmd_train, cmd_vae_train) else f"mcusim {_name(args)}: interrupted",
               file=sys.stderr)
         return 130
 

@@ -56,6 +56,14 @@ def all_checks() -> list[Check]:
     return found
 
 
+def required_checks() -> set[tuple[str, str]]:
+    """(operator, dtype) pairs that must have checks: every registered operator's kernels, and the
+    losses, quantization and updates the training step calls."""
+    from .operators import REGISTRY
+    from .tasks import SUPPORT_CHECKS
+    return {(op, d) for o in REGISTRY.values() for d in ("fp32", "u8") for op in o.check_ops(d)} | SUPPORT_CHECKS
+
+
 def _compare(c: np.ndarray, n: np.ndarray) -> tuple[int, float]:
     if c.shape != n.shape or c.dtype != n.dtype:
         raise ValueError(f"shape/dtype differ: C {c.dtype}{c.shape} vs Numba {n.dtype}{n.shape}")

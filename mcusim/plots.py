@@ -49,7 +49,8 @@ def _title(results: dict, what: str) -> str:
     cfg = results.get("config", {})
     sp = cfg.get("sparse")
     setting = f"{cfg.get('precision', '?')} sparse λ=[{sp[0]:g}, {sp[1]:g}]" if sp else cfg.get("precision", "?")
-    return f"{what}\n{cfg.get('dataset', '?')}, {cfg.get('variant', '?')}, {setting}"
+    model = cfg.get("model") or cfg.get("variant", "?")
+    return f"{what}\n{cfg.get('dataset', '?')}, {model}, {setting}"
 
 
 def _plot_neg_elbo(results: dict, path: Path) -> Path:
@@ -138,10 +139,37 @@ def _plot_sram(results: dict, path: Path) -> Path:
     return save_png(fig, path)
 
 
+def _plot_loss(results: dict, path: Path) -> Path:
+    """Loss per epoch, and test accuracy on a second axis for a classifier (`mcusim train` runs)."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    eps = results["epochs"]
+    x = [e["epoch"] for e in eps]
+    ax.plot(x, [e["train_loss"] for e in eps], marker=".", label="train loss")
+    ax.plot(x, [e["test_loss"] for e in eps], marker=".", label="test loss")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss per sample (emulated-MCU arithmetic, host run)")
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()
+    if any(e.get("test_accuracy") is not None for e in eps):
+        acc = ax.twinx()
+        acc.plot(x, [100 * (e["test_accuracy"] or 0) for e in eps], marker=".", color="C2", label="test accuracy")
+        acc.set_ylabel("test accuracy (%)")
+        h2 = acc.get_legend_handles_labels()
+        handles = (handles[0] + h2[0], handles[1] + h2[1])
+    ax.legend(*handles, fontsize="small")
+    ax.set_title(_title(results, "Loss and accuracy per epoch"))
+    return save_png(fig, path)
+
+
 def plot_run(results: dict, out_dir: str | Path) -> list[Path]:
-    """Write neg_elbo.png, accuracy.png and sram.png for one run (a results.json dict) into out_dir."""
+    """Write the run's plots (a results.json dict) into out_dir: neg_elbo.png, accuracy.png and sram.png
+    for the VAE, loss.png and sram.png for any other model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if results["epochs"] and "train_loss" in results["epochs"][0]:
+        return [_plot_loss(results, out / "loss.png"), _plot_sram(results, out / "sram.png")]
     return [_plot_neg_elbo(results, out / "neg_elbo.png"),
             _plot_accuracy(results, out / "accuracy.png"),
             _plot_sram(results, out / "sram.png")]

@@ -8,30 +8,40 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from . import ops
 from .emulator import Machine
+from .ir import PHASES, Program, phase_symbol, twin_name
 from .kernel_lib import kernel_sources
 from .ops.quant_u8 import QP_DTYPE
-from .program import PHASES, Program, arena_layout, arena_sizes, c_source, numba_source, twin_name
+from .render_c import c_source
+from .render_numba import numba_source
 from .toolchain import build, cache_dir
 
 NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "f16": np.uint16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
-TWIN_MODULES = ("mcusim.ops.layers_f32", "mcusim.ops.train_f32", "mcusim.ops.nn_math", "mcusim.ops.quant_u8",
-                "mcusim.ops.gemm_u8", "mcusim.ops.conv_u8", "mcusim.ops.sparse_u8", "mcusim.ops.elbo_u8")
+
+
+@lru_cache(maxsize=None)
+def _twin_module_names() -> tuple[str, ...]:
+    """Every module of mcusim/ops: the twins are found by name, so a new operator needs no list here."""
+    return tuple(f"{ops.__name__}.{info.name}" for info in sorted(pkgutil.iter_modules(ops.__path__),
+                                                                   key=lambda i: i.name))
 
 
 def _twin_modules(p: Program) -> dict[str, str]:
     found = {}
-    for mod_name in TWIN_MODULES:
+    for mod_name in _twin_module_names():
         mod = importlib.import_module(mod_name)
-        for k in {c.kernel for calls in p.phases.values() for c in calls}:
-            if k not in found and hasattr(mod, twin_name(k)):
+        for k in p.kernels():
+            if k not in found and callable(getattr(mod, twin_name(k), None)):
                 found[k] = mod_name
-    missing = {c.kernel for calls in p.phases.values() for c in calls} - found.keys()
+    missing = p.kernels() - found.keys()
     if missing:
         raise RuntimeError(f"no Numba twin for kernels {sorted(missing)}")
     return found
@@ -41,7 +51,7 @@ def _twin_fingerprint() -> bytes:
     """The twins' source: Numba's cache of a generated caller embeds its callees, so a changed twin
     must change the generated module's name."""
     h = hashlib.sha256()
-    for mod_name in TWIN_MODULES:
+    for mod_name in _twin_module_names():
         h.update(Path(importlib.import_module(mod_name).__file__).read_bytes())
     return h.digest()
 
@@ -78,9 +88,9 @@ class HostStep:
     def __init__(self, program: Program):
         self.program = program
         self.module = _generated_module(numba_source(program, _twin_modules(program)),
-                                        f"{program.model.name}_{program.precision}")
-        self.layout = arena_layout(program)
-        self.arenas = {d: np.zeros(n, NP_DTYPE[d]) for d, n in arena_sizes(program).items()}
+                                        f"{program.name}_{program.precision}")
+        self.layout = program.layout()
+        self.arenas = {d: np.zeros(n, NP_DTYPE[d]) for d, n in program.arena_sizes().items()}
         self._order = sorted(self.arenas)
 
     def view(self, name: str) -> np.ndarray:
@@ -89,15 +99,17 @@ class HostStep:
         return self.arenas[dtype][off: off + t.count]
 
     def run(self, phase: str, **scalars) -> float:
-        fn = getattr(self.module, f"vae_{phase}")
+        fn = getattr(self.module, phase_symbol(phase))
         args = [self.arenas[d] for d in self._order] + [np.float32(scalars[s.name]) for s in self.program.scalars(phase)]
         return float(fn(*args))
 
-    def run_batch(self, phase: str, images: np.ndarray, order: np.ndarray, start: int, count: int, **scalars):
-        """Run `phase` on images[order[start:start+count]] ([N, pixels] uint8) inside Numba; returns the
-        per-image losses (or, for "encode", the [count, latent] features)."""
-        fn = getattr(self.module, f"vae_{phase}_batch")
-        args = [self.arenas[d] for d in self._order] + [images, order, np.int64(start), np.int64(count)]
+    def run_batch(self, phase: str, images: np.ndarray, order: np.ndarray, start: int, count: int,
+                  labels: np.ndarray | None = None, **scalars):
+        """Run `phase` on images[order[start:start+count]] ([N, pixels] uint8; labels [N] int64 for a
+        classifier) inside Numba; returns the per-image losses (or, for "encode", the [count, features])."""
+        fn = getattr(self.module, f"{phase_symbol(phase)}_batch")
+        labels = np.zeros(0, np.int64) if labels is None else labels
+        args = [self.arenas[d] for d in self._order] + [images, labels, order, np.int64(start), np.int64(count)]
         return fn(*args, *[np.float32(scalars[s.name]) for s in self.program.scalars(phase)])
 
     def state(self) -> dict[str, np.ndarray]:
@@ -113,8 +125,9 @@ class DeviceStep:
 
     def __init__(self, program: Program, opt: str = "-O2", hclk_mhz: float | None = None, stack_size: int = 4096):
         self.program = program
-        path, _ = _generated_file(c_source(program), f"step_{program.model.name}_{program.precision}", ".c")
-        self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size)
+        path, _ = _generated_file(c_source(program), f"step_{program.name}_{program.precision}", ".c")
+        self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size,
+                         keep=[phase_symbol(phase) for phase in PHASES])
         self.machine = Machine(self.elf, hclk_mhz=hclk_mhz)
 
     def _symbol(self, name: str):
@@ -141,26 +154,24 @@ class DeviceStep:
 
     def run(self, phase: str, **scalars):
         assert phase in PHASES
-        return self.machine.call(f"vae_{phase}", *[scalars[s.name] for s in self.program.scalars(phase)])
+        return self.machine.call(phase_symbol(phase), *[scalars[s.name] for s in self.program.scalars(phase)])
 
 
-def initial_state(program: Program, seed: int) -> dict[str, np.ndarray]:
-    """Initial values of every tensor: weights and biases drawn as PyTorch does by default
-    (uniform in +-1/sqrt(fan_in)), quantized with their exact range for u8; activation and error
-    ranges start at [-1, 1]; the image's range is [0, 1] (scale 1/255, zero point 0)."""
+def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Initial values of every tensor: weights and biases given (`weights`, e.g. an ONNX model's
+    initialisers) or drawn as PyTorch does by default (uniform in +-1/sqrt(fan_in)), quantized with their
+    exact range for u8; activation and error ranges start at [-1, 1]; the image's range is [0, 1]
+    (scale 1/255, zero point 0)."""
     from .ops.quant_u8 import make_qparams
     rng = np.random.default_rng(seed)
-    layers = {l.name: l for l in program.model.vae_layers}
     state: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
     for t in program.tensors.values():
         if t.init in ("weight", "bias"):
-            layer = layers[t.name.rsplit(".", 1)[0]]
-            fan_in = layer.n_weights // layer.n_out if layer.op == "gemm" else layer.n_weights // layer.weight_shape[0]
-            if layer.op == "convtranspose2d":
-                fan_in = layer.weight_shape[1] * layer.kernel * layer.kernel
-            bound = 1.0 / np.sqrt(fan_in)
+            bound = 1.0 / np.sqrt(program.fan_in[t.name])
             floats[t.name] = rng.uniform(-bound, bound, t.count).astype(np.float32)
+            if weights is not None:
+                floats[t.name] = np.ascontiguousarray(weights[t.name], np.float32).reshape(-1)
     for t in program.tensors.values():
         if t.init in ("weight", "bias") and t.dtype == "f32":
             state[t.name] = floats[t.name]

@@ -101,8 +101,11 @@ def _explain_overflow(cmd: list[str], ld: Path, elf: Path, board: Board, stack_s
 
 def build(sources: list[str | Path], output: str | Path | None = None, *, opt: str = "-O2",
           include_dirs: list[str | Path] = (), defines: list[str] = (), toolchain: str = "zig",
-          stack_size: int = DEFAULT_STACK, board: Board | None = None, extra_flags: list[str] = ()) -> Path:
-    """Compile and link `sources` into an ELF; returns the path (the cache entry, or `output`)."""
+          stack_size: int = DEFAULT_STACK, board: Board | None = None, extra_flags: list[str] = (),
+          keep: list[str] | None = None) -> Path:
+    """Compile and link `sources` into an ELF; returns the path (the cache entry, or `output`).
+    With `keep`, functions nothing reaches from start-up or from those symbols are left out of the image
+    (a firmware links only the kernels it calls; data is always kept whole: it is the memory plan)."""
     board = board or load_board()
     if opt not in OPT_LEVELS:
         raise BuildError(f"optimisation level {opt} not supported; use one of {', '.join(OPT_LEVELS)}")
@@ -117,9 +120,14 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
     script = linker_script(board, stack_size)
     flags = [*tc.target_flags, opt, *COMMON_FLAGS, *extra_flags, *(f"-D{d}" for d in defines),
              *(f"-I{d}" for d in incs)]
+    link = ["-Wl,--no-gc-sections"]
+    if keep is not None:
+        flags.append("-ffunction-sections")
+        roots = ("__mcusim_init", "__mcusim_return", *keep)      # the emulator calls start-up's hooks by name
+        link = ["-Wl,--gc-sections", *(f"-Wl,-u,{sym}" for sym in roots)]
 
     key = hashlib.sha256()
-    for part in (tc.name, tc.version(), " ".join(flags), script):
+    for part in (tc.name, tc.version(), " ".join(flags + link), script):
         key.update(part.encode() + b"\0")
     for path in [STARTUP, *sources, *_headers(incs + [s.parent for s in sources])]:
         key.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -130,7 +138,7 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
             ld = Path(tmp) / "link.ld"
             ld.write_text(script)
             tmp_elf = Path(tmp) / "firmware.elf"
-            cmd = [*tc.compiler, *flags, "-nostdlib", "-T", str(ld), "-Wl,--no-gc-sections",
+            cmd = [*tc.compiler, *flags, "-nostdlib", "-T", str(ld), *link,
                    str(STARTUP), *map(str, sources), "-o", str(tmp_elf)]
             if tc.name == "gcc":
                 cmd.insert(-2, "-lgcc")

@@ -21,12 +21,14 @@ from .classifier import balanced_subset, train_head
 from .datasets import load, load_or_embedded, resolve_dir
 from .errors import McusimError
 from .memory import MemoryBudgetError
-from .model import Model, load_model
-from .program import Program, build
+from .graph import Graph, load_model
+from .ir import Program
+from .tasks import build
 from .runtime import DeviceStep, HostStep, initial_state
 
 LR_SCHEDULES = ("constant", "cosine")
 ALPHA_NORM = {"mnist": 0.85, "fashion-mnist": 0.7}       # the paper's rates for the update statistics
+DEFAULT_ALPHA_NORM = 0.85                                 # other data sets: MNIST's rate
 # The paper's learning rate, for both precisions (with the un-centred standardized update; the centred one
 # diverged in fp32, see README "Training dynamics").
 DEFAULT_LR = {"u8": 0.001, "fp32": 0.001}
@@ -102,6 +104,23 @@ class TrainConfig:
         return self.lr
 
 
+@dataclass
+class ModelTrainConfig(TrainConfig):
+    """`mcusim train`: any model (TOML or ONNX) on any data set; the VAE preset keeps `TrainConfig`, so
+    its results.json stays as it was."""
+    model: str = ""
+    dataset: str = "digits"
+
+    def validate(self) -> None:
+        if self.alpha_norm is None:
+            self.alpha_norm = ALPHA_NORM.get(self.dataset, DEFAULT_ALPHA_NORM)
+        saved, self.dataset = self.dataset, "mnist"          # any data set: checked when it is loaded
+        try:
+            super().validate()
+        finally:
+            self.dataset = saved
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -117,7 +136,10 @@ class Trainer:
         config.validate()
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self.out.mkdir(parents=True, exist_ok=True)
-        self.model: Model = load_model(config.variant)
+        self.generic = isinstance(config, ModelTrainConfig)
+        self.model: Graph = load_model(config.model if self.generic else config.variant)
+        if not self.generic and self.model.task != "vae":
+            raise TrainError(f"model {self.model.name} is a {self.model.task} model; train it with `mcusim train`")
         self._load_data(data_dir)
         self.program: Program = build(self.model, config.precision, sparse=config.sparse is not None)
         self.host = HostStep(self.program)
@@ -130,10 +152,12 @@ class Trainer:
             if (self.out / "results.json").exists():
                 raise TrainError(f"{self.out} already holds a run (results.json); pass --resume to continue "
                                  f"it or choose another --out")
-            self.host.load_state(initial_state(self.program, config.seed))
+            self.host.load_state(initial_state(self.program, config.seed, self.model.weights))
 
     # -- data --------------------------------------------------------------------------------
     def _load_data(self, data_dir: str | None) -> None:
+        if self.generic:
+            return self._load_any_data(data_dir)
         cfg = self.cfg
         if cfg.dataset == "fashion-mnist":
             train, test = (load_or_embedded("fashion-mnist", s, data_dir) for s in ("train", "test"))
@@ -158,6 +182,31 @@ class Trainer:
         if too_many:
             raise TrainError(f"the training set has only {smallest} images of its rarest class; "
                              f"--labels {','.join(map(str, too_many))} per class is more than that")
+
+    def _load_any_data(self, data_dir: str | None) -> None:
+        """A named data set or an .npz (mcusim.datasets.load_dataset), checked against the model."""
+        from .datasets import load_dataset
+        cfg, g = self.cfg, self.model
+        data = load_dataset(cfg.dataset, data_dir, train_limit=cfg.train_limit)
+        self.log(data.message)
+        cfg.data = data.message
+        if tuple(data.shape) != g.input_shape:
+            raise TrainError(f"the data set {cfg.dataset} has samples of shape {list(data.shape)} but model "
+                             f"{g.name} takes {list(g.input_shape)}; change the model's `input` or the data set")
+        if g.task == "classify":
+            if data.train_y is None or data.test_y is None:
+                raise TrainError(f"the data set {cfg.dataset} has no labels; a classify model needs `y` (and "
+                                 f"`y_test`), or train an autoencode model on it")
+            if data.classes > g.classes:
+                raise TrainError(f"the data set {cfg.dataset} has {data.classes} classes but model {g.name} "
+                                 f"gives {g.classes} logits")
+        self.x = np.ascontiguousarray(data.train_x.reshape(len(data.train_x), -1), np.uint8)
+        self.xt = np.ascontiguousarray(data.test_x.reshape(len(data.test_x), -1), np.uint8)
+        none = lambda n: np.zeros(n, np.int64)   # noqa: E731  unlabelled data: labels are never read
+        self.y = np.asarray(data.train_y, np.int64) if data.train_y is not None else none(len(self.x))
+        self.yt = np.asarray(data.test_y, np.int64) if data.test_y is not None else none(len(self.xt))
+        if len(self.x) < cfg.batch_size:
+            raise TrainError(f"only {len(self.x)} training samples; the batch size is {cfg.batch_size}")
 
     # -- checkpoint ----------------------------------------------------------------------------
     def _save(self) -> None:
@@ -209,7 +258,7 @@ class Trainer:
         per-layer statistics the selection kernel accumulates."""
         if self.cfg.sparse is None:
             return None
-        states = [self.host.view(f"{l.name}.sparse_state") for l in self.model.vae_layers]
+        states = [self.host.view(f"{l.name}.sparse_state") for l in self.model.trainable]
         chosen, offered = sum(float(s[2]) for s in states), sum(float(s[3]) for s in states)
         if reset:
             for s in states:
@@ -239,9 +288,16 @@ class Trainer:
         finally:
             rng[...] = saved
 
-    def evaluate(self, epoch: int) -> tuple[float, dict[str, float]]:
+    def evaluate(self, epoch: int) -> tuple[float, dict[str, float] | float | None]:
         c = self.cfg
         order = np.arange(len(self.xt), dtype=np.int64)
+        if self.model.task != "vae":
+            test_loss = float(np.mean(self.host.run_batch("evaluate", self.xt, order, 0, len(order), labels=self.yt,
+                                                          **self._eval_scalars())))
+            if self.model.task != "classify":
+                return test_loss, None
+            logits = self.host.run_batch("encode", self.xt, order, 0, len(order), **self._eval_scalars())
+            return test_loss, float(np.mean(np.argmax(logits, axis=1) == self.yt))
         test_loss = self._with_rng(c.seed + 7919 * (epoch + 1), lambda: float(np.mean(
             self.host.run_batch("evaluate", self.xt, order, 0, len(order), **self._eval_scalars()))))
         accuracy = {}
@@ -305,9 +361,12 @@ class Trainer:
         losses, cycles, stack = [], [], 0
         n = min(self.cfg.crosscheck_samples, self.cfg.batch_size)
         for k in range(self.cfg.batch_size):
-            losses.append(self.host.run_batch("sample", self.x, order, k, 1, **self._sample_scalars())[0])
+            losses.append(self.host.run_batch("sample", self.x, order, k, 1, labels=self.y,
+                                              **self._sample_scalars())[0])
             if k < n:
                 device.write("pixels", self.x[order[k]])
+                if "label" in self.program.tensors:
+                    device.write("label", self.y[order[k]: order[k] + 1])
                 r = device.run("sample", **self._sample_scalars())
                 cycles.append(r.cycles)
                 stack = max(stack, r.stack_peak_bytes)
@@ -354,33 +413,46 @@ class Trainer:
                         steps = len(cycles) + (1 if len(cycles) == c.batch_size else 0)
                         self.results["mcu"] = self._mcu_report(device, cycles, True, steps, stack)
                         continue
-                losses.append(self.host.run_batch("sample", self.x, order, b * c.batch_size, c.batch_size,
+                losses.append(self.host.run_batch("sample", self.x, order, b * c.batch_size, c.batch_size, labels=self.y,
                                                   **self._sample_scalars()))
                 self.host.run("update", **self._update_scalars(epoch))
                 samples_done += c.batch_size
                 if b % 20 == 0:
-                    bar.set_postfix(neg_elbo=f"{float(np.mean(losses[-1])):.1f}")
+                    bar.set_postfix(loss=f"{float(np.mean(losses[-1])):.1f}")
             update_rate = self._update_rate()
             train_loss = float(np.mean(np.concatenate(losses)))
             if not np.isfinite(train_loss):
-                raise TrainError(f"training diverged in epoch {epoch + 1} (negative ELBO {train_loss}); "
+                raise TrainError(f"training diverged in epoch {epoch + 1} ({self.loss_name} {train_loss}); "
                                  f"try a smaller --lr")
             test_loss, accuracy = self.evaluate(epoch)
             seconds = time.perf_counter() - t_epoch
-            self.results["epochs"].append({"epoch": epoch + 1, "train_neg_elbo": train_loss,
-                                           "test_neg_elbo": test_loss, "test_accuracy": accuracy,
+            self.results["epochs"].append({"epoch": epoch + 1, f"train_{self.loss_key}": train_loss,
+                                           f"test_{self.loss_key}": test_loss, "test_accuracy": accuracy,
                                            "update_rate": update_rate, "seconds": seconds})
             self.results["wall_seconds"] = time.perf_counter() - t_start
             total_samples = sum(1 for _ in self.results["epochs"]) * n_batches * c.batch_size
             self.results["samples_per_second"] = total_samples / max(self.results["wall_seconds"], 1e-9)
-            acc = " ".join(f"{k}:{100 * v:.1f}%" for k, v in accuracy.items())
+            if isinstance(accuracy, dict):
+                acc = " ".join(f"{k}:{100 * v:.1f}%" for k, v in accuracy.items())
+            else:
+                acc = f"{100 * accuracy:.1f}%" if accuracy is not None else ""
             rate = f", {100 * update_rate:.0f}% of structures updated" if update_rate is not None else ""
-            self.log(f"epoch {epoch + 1}/{c.epochs}: train neg. ELBO {train_loss:.1f}, test {test_loss:.1f}"
+            self.log(f"epoch {epoch + 1}/{c.epochs}: train {self.loss_name} {train_loss:.4g}, test {test_loss:.4g}"
                      f"{', accuracy ' + acc if acc else ''}{rate} ({seconds:.0f} s)")
             self._save()
             self._plots()
-        self._samples()
+        if self.model.task == "vae":
+            self._samples()
         return self.results
+
+    @property
+    def loss_key(self) -> str:
+        """The name of the loss in results.json (the VAE keeps the paper's negative ELBO)."""
+        return "neg_elbo" if self.model.task == "vae" else "loss"
+
+    @property
+    def loss_name(self) -> str:
+        return {"vae": "neg. ELBO", "classify": "cross-entropy", "autoencode": f"{self.model.loss} loss"}[self.model.task]
 
     def _plots(self) -> None:
         from .plots import plot_run
@@ -394,6 +466,6 @@ class Trainer:
         for _ in range(64):
             z[...] = rng.standard_normal(z.size).astype(np.float32)
             self.host.run("decode")
-            images.append(self.host.view("generated_image").reshape(28, 28).copy())
+            images.append(self.host.view("generated_image").reshape(self.model.input_shape[1:]).copy())
         plot_samples(np.array(images), self.out / "samples.png",
                      f"64 samples from the {self.cfg.precision} decoder ({self.cfg.dataset})")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mcusim.memory import MemoryBudgetError
-from mcusim.model import load_model
-from mcusim.program import build
+from mcusim.graph import load_model
+from mcusim.tasks import build
 from mcusim.runtime import DeviceStep
 from mcusim.train import TrainConfig, Trainer, TrainError
 

@@ -1,0 +1,71 @@
+"""`mcusim train` on models that are not the VAE: every operator trained on the embedded digits set,
+host and emulated MCU bit for bit (fp32, u8, u8 with sparse updates), the three tasks, clear errors."""
+import json
+
+import pytest
+import tomli_w
+
+from mcusim.cli import main
+from mcusim.train import ModelTrainConfig, Trainer, TrainError
+
+from test_graph import RESIDUAL
+
+
+def write_model(path, spec):
+    path.write_text(tomli_w.dumps(spec))
+    return str(path)
+
+
+def run(tmp_path, model, name="run", **kw):
+    settings = dict(model=model, dataset="digits", epochs=1, batch_size=20, crosscheck_samples=2, train_limit=400)
+    return Trainer(ModelTrainConfig(**{**settings, **kw}), tmp_path / name, progress=False, log=lambda m: None).run()
+
+
+@pytest.mark.parametrize("precision, sparse", [("fp32", None), ("u8", None), ("u8", [0.5, 1.0])])
+def test_every_operator_trains_bit_exact_with_the_mcu(tmp_path, precision, sparse):
+    res = run(tmp_path, write_model(tmp_path / "residual.toml", RESIDUAL), precision=precision, sparse=sparse,
+              crosscheck_samples=20)                  # the whole first batch and its update on the MCU
+    mcu = res["mcu"]
+    assert mcu["crosscheck"] == {"steps": 21, "bit_exact": True}
+    assert mcu["fits"] and mcu["cycles_per_training_sample"] > mcu["cycles_per_inference"] > 0
+    epoch = res["epochs"][0]
+    assert 0.0 <= epoch["test_accuracy"] <= 1.0 and epoch["train_loss"] > 0
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+
+
+def test_a_small_cnn_learns_digits(tmp_path):
+    res = run(tmp_path, "cnn_digits", precision="fp32", epochs=3, train_limit=None, batch_size=10)
+    accuracy = [e["test_accuracy"] for e in res["epochs"]]
+    assert accuracy[-1] > 0.8, accuracy                   # chance is 0.1
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs"] == res["epochs"]
+
+
+@pytest.mark.parametrize("loss", ["bernoulli", "mse"])
+@pytest.mark.parametrize("precision", ["fp32", "u8"])
+def test_autoencoders_train_and_match_the_mcu(tmp_path, loss, precision):
+    spec = {"name": "ae", "input": [1, 8, 8], "task": "autoencode", "loss": loss,
+            "layers": [{"op": "conv2d", "out_channels": 4, "kernel": 3, "stride": 2, "padding": 1, "activation": "relu"},
+                       {"op": "convtranspose2d", "out_channels": 1, "kernel": 4, "stride": 2, "padding": 1}]}
+    res = run(tmp_path, write_model(tmp_path / "ae.toml", spec), precision=precision, epochs=2)
+    assert res["mcu"]["crosscheck"]["bit_exact"] is True
+    assert res["epochs"][1]["train_loss"] < res["epochs"][0]["train_loss"]
+    assert res["epochs"][0]["test_accuracy"] is None
+
+
+def test_model_and_data_must_agree(tmp_path):
+    with pytest.raises(TrainError, match=r"samples of shape \[1, 8, 8\] but model cnn_fashion takes \[1, 28, 28\]"):
+        run(tmp_path, "cnn_fashion")
+    with pytest.raises(TrainError, match="train it with `mcusim train`"):
+        from mcusim.train import TrainConfig
+        Trainer(TrainConfig(variant=str(write_model(tmp_path / "c.toml", RESIDUAL))), tmp_path / "x", progress=False)
+
+
+def test_cli_train_and_its_errors(tmp_path, capsys):
+    model = write_model(tmp_path / "residual.toml", RESIDUAL)
+    assert main(["train", model, "--epochs", "1", "--train-limit", "100", "--batch", "10", "--crosscheck-samples",
+                 "1", "--quiet", "--out", str(tmp_path / "cli")]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "e")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", model, "--dataset", "cifar", "--out", str(tmp_path / "e2")]) == 2
+    assert "cifar" in capsys.readouterr().err
