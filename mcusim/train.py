@@ -70,9 +70,12 @@ class TrainConfig:
     train_limit: int | None = None
     data: str = ""
 
-    def validate(self) -> None:
+    def check_dataset(self) -> None:
         if self.dataset not in ALPHA_NORM:
             raise TrainError(f"--dataset must be mnist or fashion-mnist, not {self.dataset!r}")
+
+    def validate(self) -> None:
+        self.check_dataset()
         if self.precision not in ("fp32", "u8"):
             raise TrainError(f"--precision must be fp32 or u8, not {self.precision!r}")
         if self.sparse is not None:
@@ -87,7 +90,7 @@ class TrainConfig:
             raise TrainError(f"--crosscheck-samples must be between 1 and the batch size ({self.batch_size}): "
                              f"the MCU's cycles are measured on those samples")
         if self.alpha_norm is None:
-            self.alpha_norm = ALPHA_NORM[self.dataset]
+            self.alpha_norm = ALPHA_NORM.get(self.dataset, DEFAULT_ALPHA_NORM)
         if self.lr is None:
             self.lr = DEFAULT_LR[self.precision]
         if not self.lr > 0:
@@ -111,14 +114,8 @@ class ModelTrainConfig(TrainConfig):
     model: str = ""
     dataset: str = "digits"
 
-    def validate(self) -> None:
-        if self.alpha_norm is None:
-            self.alpha_norm = ALPHA_NORM.get(self.dataset, DEFAULT_ALPHA_NORM)
-        saved, self.dataset = self.dataset, "mnist"          # any data set: checked when it is loaded
-        try:
-            super().validate()
-        finally:
-            self.dataset = saved
+    def check_dataset(self) -> None:
+        """Any data set: it is checked against the model when it is loaded."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -229,6 +226,8 @@ class Trainer:
             raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
         mine = asdict(self.cfg)
         keys = ["dataset", "precision", "sparse", "variant", "batch_size", "lr", "lr_schedule", "seed", "train_limit"]
+        if self.generic:
+            keys.append("model")
         if self.cfg.lr_schedule == "cosine":
             keys.append("epochs")                      # the schedule's length
         for key in keys:

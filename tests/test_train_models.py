@@ -69,3 +69,23 @@ def test_cli_train_and_its_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", model, "--dataset", "cifar", "--out", str(tmp_path / "e2")]) == 2
     assert "cifar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", ["fp32", "u8"])
+def test_imported_onnx_models_train_bit_exact(tmp_path, precision):
+    """Every supported ONNX op (the import tests' models), trained straight from the .onnx file, or from
+    the TOML that `mcusim import` writes, with the first batch and its update checked on the MCU."""
+    import numpy as np
+    import onnx
+    from test_onnx_import import autoencoder, cnn
+    rng = np.random.default_rng(0)
+    data = tmp_path / "shapes.npz"
+    np.savez(data, x=rng.integers(0, 256, (60, 3, 9, 9), dtype=np.uint8), y=np.arange(60) % 4)
+    onnx.save(cnn(), tmp_path / "cnn.onnx")
+    res = run(tmp_path, str(tmp_path / "cnn.onnx"), "cnn", dataset=str(data), precision=precision,
+              batch_size=10, crosscheck_samples=10)
+    assert res["mcu"]["crosscheck"] == {"steps": 11, "bit_exact": True}
+    onnx.save(autoencoder(), tmp_path / "ae.onnx")
+    assert main(["import", str(tmp_path / "ae.onnx"), "--task", "autoencode", "-o", str(tmp_path / "ae.toml")]) == 0
+    res = run(tmp_path, str(tmp_path / "ae.toml"), "ae", precision=precision, batch_size=10, crosscheck_samples=10)
+    assert res["mcu"]["crosscheck"] == {"steps": 11, "bit_exact": True}
