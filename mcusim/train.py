@@ -210,9 +210,14 @@ class Trainer:
         arrays = {f"arena_{k}": v for k, v in self.host.arenas.items()}
         import io
         buf = io.BytesIO()
-        np.savez(buf, results=np.frombuffer(json.dumps(self.results).encode(), np.uint8), **arrays)
+        np.savez(buf, results=np.frombuffer(json.dumps(self.results).encode(), np.uint8),
+                 layout=np.frombuffer(self._layout().encode(), np.uint8), **arrays)
         _atomic_write(self.out / "checkpoint.npz", buf.getvalue())
         _atomic_write(self.out / "results.json", json.dumps(self.results, indent=1).encode())
+
+    def _layout(self) -> str:
+        """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
+        return json.dumps([[t.name, t.dtype, t.count] for t in self.program.tensors.values()])
 
     def _resume(self) -> None:
         path = self.out / "checkpoint.npz"
@@ -221,6 +226,7 @@ class Trainer:
         try:
             with np.load(path) as ck:
                 saved = json.loads(bytes(ck["results"]).decode())
+                layout = bytes(ck["layout"]).decode() if "layout" in ck.files else None
                 arenas = {k[len("arena_"):]: ck[k] for k in ck.files if k.startswith("arena_")}
         except (OSError, ValueError, KeyError) as exc:
             raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
@@ -235,6 +241,10 @@ class Trainer:
             if theirs != mine.get(key):
                 raise TrainError(f"--resume: the checkpoint in {self.out} was made with {key}="
                                  f"{theirs!r}, this run asks for {mine.get(key)!r}")
+        if layout != self._layout():
+            raise TrainError(f"--resume: {path} was written with another memory layout (a different model file, "
+                             f"or an mcusim older than the operator registry); finish that run with the mcusim "
+                             f"that started it, or start afresh in another --out")
         for name, arena in arenas.items():
             if name not in self.host.arenas or self.host.arenas[name].shape != arena.shape:
                 raise TrainError(f"--resume: {path} does not match model {self.model.name} ({name} arena)")

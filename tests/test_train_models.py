@@ -89,3 +89,16 @@ def test_imported_onnx_models_train_bit_exact(tmp_path, precision):
     assert main(["import", str(tmp_path / "ae.onnx"), "--task", "autoencode", "-o", str(tmp_path / "ae.toml")]) == 0
     res = run(tmp_path, str(tmp_path / "ae.toml"), "ae", precision=precision, batch_size=10, crosscheck_samples=10)
     assert res["mcu"]["crosscheck"] == {"steps": 11, "bit_exact": True}
+
+
+def test_resume_refuses_a_checkpoint_of_another_layout(tmp_path):
+    import numpy as np
+    run(tmp_path, "cnn_digits", precision="fp32")
+    path = tmp_path / "run" / "checkpoint.npz"
+    with np.load(path) as ck:
+        old = {k: ck[k] for k in ck.files if k != "layout"}     # as mcusim wrote them before the registry
+    np.savez(path, **old)
+    with pytest.raises(TrainError, match="another memory layout"):
+        Trainer(ModelTrainConfig(model="cnn_digits", dataset="digits", precision="fp32", epochs=2, batch_size=20,
+                                 crosscheck_samples=2,
+                                 train_limit=400), tmp_path / "run", resume=True, progress=False, log=lambda m: None)
