@@ -1,53 +1,47 @@
-"""Cycles per call and MACs per cycle of every training kernel on the emulated Cortex-M4, for the
-layers of a VAE model, fp32 next to u8 (the table in the README).
+"""Cycles per layer and direction of one training sample on the emulated Cortex-M4, fp32 next to u8
+(the table in the README), for any model.
+
+The training step is built as firmware with one function per kernel call, and one real training sample
+(the first image of the embedded Fashion-MNIST subset, or random pixels for other input shapes) runs
+call by call, so each layer's forward, backward_input and backward_weight are measured where they
+really run: with the caches, data and ranges of the step, not on a synthetic call.
 
 Usage: python benchmarks/kernel_cycles.py [--model baseline] [--opt -O2]
 """
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
 import numpy as np
 
-from mcusim.kernel_lib import KernelLibrary
-from mcusim.graph import load_model
-from mcusim.ops.quant_u8 import make_qparams
+from mcusim.graph import INPUT, load_model
+from mcusim.runtime import DeviceStep, initial_state
+from mcusim.tasks import build
 
 DIRECTIONS = ("forward", "backward_input", "backward_weight")
+SCALARS = {"alpha_a": 0.1, "alpha_e": 0.1}
 
 
-def _qp(lo=-1.0, hi=1.0):
-    return make_qparams(lo, hi).view(np.uint8).copy()
+def sample_image(shape) -> np.ndarray:
+    if tuple(shape) == (1, 28, 28):
+        from mcusim.datasets import load_embedded
+        return load_embedded("train")[0][0].reshape(-1)
+    return np.random.default_rng(0).integers(0, 256, int(np.prod(shape)), dtype=np.uint8)
 
 
-def fp32_call(k: KernelLibrary, layer, direction: str, rng) -> int:
-    f = lambda n: rng.standard_normal(n).astype(np.float32)  # noqa: E731
-    shape = (layer.n_in, layer.n_out) if layer.op == "gemm" else (np.array(layer.operator.dims(layer), np.int32),)
-    if direction == "forward":
-        args = (f(layer.n_in), f(layer.n_weights), f(layer.n_bias), f(layer.n_out), *shape)
-    elif direction == "backward_input":
-        args = (f(layer.n_weights), f(layer.n_out), f(layer.n_in), *shape, None)
-    else:
-        args = (f(layer.n_in), f(layer.n_out), f(layer.n_weights), f(layer.n_bias), *shape, None)
-    return k.call(f"{layer.op}_f32_{direction}", *args, warm=True).cycles
-
-
-def u8_call(k: KernelLibrary, layer, direction: str, rng) -> int:
-    u = lambda n: rng.integers(0, 256, n).astype(np.uint8)  # noqa: E731
-    conv = layer.op != "gemm"
-    shape = (np.array(layer.operator.dims(layer), np.int32),) if conv else (layer.n_in, layer.n_out)
-    scratch = np.zeros(20000, np.int32)
-    if direction == "forward":
-        args = (u(layer.n_in), _qp(), u(layer.n_weights), _qp(), u(layer.n_bias), _qp(), u(layer.n_out), _qp(0, 1),
-                *shape, 1, 0.1) + ((scratch,) if conv else ())
-    elif direction == "backward_input":
-        args = (u(layer.n_weights), _qp(), u(layer.n_out), _qp(), u(layer.n_in), _qp(), u(layer.n_in), _qp(0, 1),
-                *shape, None, 0.1, scratch)
-    else:
-        g = np.zeros(layer.n_weights, np.uint16)
-        args = (u(layer.n_in), _qp(), u(layer.n_out), _qp(), g, np.zeros(layer.n_bias, np.uint16), *shape, None,
-                scratch if conv else scratch.view(np.float32))
-    return k.call(f"{layer.op}_u8_{direction}", *args, warm=True).cycles
+def layer_cycles(model, precision: str, opt: str) -> dict[tuple[str, str], int]:
+    """(layer, direction) -> cycles of one training sample; the task's own calls under layer 'task'."""
+    program = build(model, precision)
+    device = DeviceStep(program, opt=opt, per_call=("sample",))
+    device.load_state(initial_state(program, seed=0))
+    device.write("pixels", sample_image(model.input_shape))
+    if "label" in program.tensors:
+        device.write("label", np.zeros(1, np.int32))
+    cycles: dict[tuple[str, str], int] = defaultdict(int)
+    for call, n in device.run_calls("sample", **{k: v for k, v in SCALARS.items() if precision == "u8"}):
+        cycles[(call.layer or "task", call.direction or "-")] += n
+    return cycles
 
 
 def main() -> None:
@@ -56,22 +50,24 @@ def main() -> None:
     ap.add_argument("--opt", default="-O2")
     opts = ap.parse_args()
     model = load_model(opts.model)
-    k = KernelLibrary(opt=opts.opt)
-    rng = np.random.default_rng(0)
-    print(f"| layer | direction | MACs | fp32 cycles | fp32 MAC/cycle | u8 cycles | u8 MAC/cycle | u8 speed-up |")
+    f32, u8 = (layer_cycles(model, p, opts.opt) for p in ("fp32", "u8"))
+    print("| layer | direction | MACs | fp32 cycles | fp32 MAC/cycle | u8 cycles | u8 MAC/cycle | u8 speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    totals = {"fp32": 0, "u8": 0}
-    for layer in model.trainable:
+    for node in model.nodes:
         for direction in DIRECTIONS:
-            if layer is model.encoder[0] and direction == "backward_input":
-                continue                                   # no error is propagated into the image
-            f, q = fp32_call(k, layer, direction, rng), u8_call(k, layer, direction, rng)
-            totals["fp32"] += f
-            totals["u8"] += q
-            shape = f"{layer.op} {'x'.join(map(str, layer.in_shapes[0]))}->{'x'.join(map(str, layer.out_shape))}"
-            print(f"| {shape} | {direction} | {layer.macs.forward} | {f} | {layer.macs.forward / f:.3f} | {q} | "
-                  f"{layer.macs.forward / q:.3f} | {f / q:.2f}x |")
-    print(f"| all layers | all | | {totals['fp32']} | | {totals['u8']} | | {totals['fp32'] / totals['u8']:.2f}x |")
+            f, q = f32.get((node.name, direction), 0), u8.get((node.name, direction), 0)
+            if not f and not q:
+                continue
+            macs = getattr(node.macs, direction)
+            if direction == "backward_input" and set(node.inputs) == {INPUT}:
+                macs = 0                          # no error into the image: only the activation's mask runs
+            shape = f"{node.name} {'x'.join(map(str, node.in_shapes[0]))}->{'x'.join(map(str, node.out_shape))}"
+            rate = lambda c: f"{macs / c:.3f}" if macs and c else "-"       # noqa: E731
+            ratio = f"{f / q:.2f}x" if f and q else "-"
+            print(f"| {shape} | {direction} | {macs} | {f} | {rate(f)} | {q} | {rate(q)} | {ratio} |")
+    tf, tq = sum(f32.values()), sum(u8.values())
+    print(f"| task (input, loss, latent) | all | | {f32.get(('task', '-'), 0)} | | {u8.get(('task', '-'), 0)} | | |")
+    print(f"| one training sample | all | | {tf} | | {tq} | | {tf / tq:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ class Emitter:
 
     def __init__(self, program: Program, scratch: Tensor | None):
         self.program, self._scratch, self.phase = program, scratch, "sample"
+        self.layer: str | None = None          # what the calls are attributed to
+        self.direction: str | None = None
 
     @property
     def precision(self) -> str:
@@ -47,7 +49,11 @@ class Emitter:
         return Cast(self._scratch, ctype)
 
     def call(self, kernel: str, *args, returns: str | None = None) -> None:
-        self.program.call(self.phase, kernel, *args, returns=returns)
+        self.program.call(self.phase, kernel, *args, returns=returns, layer=self.layer, direction=self.direction)
+
+    def at(self, layer: str | None, direction: str | None) -> "Emitter":
+        self.layer, self.direction = layer, direction
+        return self
 
 
 class StepBuilder:
@@ -145,10 +151,11 @@ class StepBuilder:
                 values[n.name] = xs[0]
                 continue
             y = self.outs[n.name]
-            n.operator.forward(self.ctx, n, xs, y, self.params.get(n.name))
+            n.operator.forward(self.ctx.at(n.name, "forward"), n, xs, y, self.params.get(n.name))
             if n.activation != "none" and not (self.u8 and n.activation == "relu" and n.operator.fuses_relu):
                 REGISTRY[n.activation].activate(self.ctx, y, n.n_out)
             values[n.name] = y
+        self.ctx.at(None, None)
 
     # -- backward -----------------------------------------------------------------------------------
     def _fused_mask(self, name: str) -> bool:
@@ -169,16 +176,20 @@ class StepBuilder:
                 continue
             e = errors[n.name]
             if n.activation != "none" and not (n.activation == "relu" and self._fused_mask(n.name)):
-                REGISTRY[n.activation].deactivate(self.ctx, self.outs[n.name], e, n.n_out)
+                REGISTRY[n.activation].deactivate(self.ctx.at(n.name, "backward_input"), self.outs[n.name], e,
+                                                  n.n_out)
             params, active = self.params.get(n.name), None
             if n.trainable:
+                self.ctx.at(n.name, "backward_weight")
                 if self.sparse:
                     active = params["active"]
                     self.ctx.call("sparse_select_u8", *e.args, n.structures, n.n_out // n.structures,
                                   Scalar("lambda_min"), Scalar("lambda_max"), params["state"], active,
                                   params["touched"], self.ctx.scratch("int32_t"))
                 n.operator.backward_weight(self.ctx, n, [values[i] for i in n.inputs], e, params, active)
+            self.ctx.at(n.name, "backward_input")
             self._backward_input(n, values, errors, written, e, params, active)
+        self.ctx.at(None, None)
 
     def _source(self, name: str) -> str:
         """The tensor whose buffers a view shares."""
@@ -220,21 +231,19 @@ class StepBuilder:
     # -- update -------------------------------------------------------------------------------------
     def update(self) -> None:
         lr, a_norm, a_w = Scalar("lr"), Scalar("alpha_norm"), Scalar("alpha_w")
+        self.ctx.phase = "update"
         for n in self.graph.trainable:
-            t, layout = self.params[n.name], n.operator.update_layout(n)
+            t, layout, call = self.params[n.name], n.operator.update_layout(n), self.ctx.at(n.name, "update").call
             if not self.u8:
-                self.p.call("update", "sgd_f32_standardized_update", t["w"], t["gw"], t["nw"], *layout, lr, a_norm,
-                            None)
-                self.p.call("update", "sgd_f32_standardized_update", t["b"], t["gb"], t["nb"], n.n_bias, 1, 1, lr,
-                            a_norm, None)
+                call("sgd_f32_standardized_update", t["w"], t["gw"], t["nw"], *layout, lr, a_norm, None)
+                call("sgd_f32_standardized_update", t["b"], t["gb"], t["nb"], n.n_bias, 1, 1, lr, a_norm, None)
                 continue
             touched = t["touched"] if self.sparse else None
-            self.p.call("update", "sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], *layout, lr, a_norm, a_w,
-                        touched)
-            self.p.call("update", "sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], n.n_bias, 1, 1, lr, a_norm,
-                        a_w, touched)
+            call("sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], *layout, lr, a_norm, a_w, touched)
+            call("sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], n.n_bias, 1, 1, lr, a_norm, a_w, touched)
             if self.sparse:
-                self.p.call("update", "fill_u8", touched, n.structures, 0)
+                call("fill_u8", touched, n.structures, 0)
+        self.ctx.at(None, None)
 
 
 def input_value(b: StepBuilder, phases) -> Value:

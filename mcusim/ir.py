@@ -82,6 +82,8 @@ class Call:
     kernel: str                          # the C function; the twin has the same name (less a "nn_" prefix)
     args: tuple                          # Tensor | View | Element | Cast | Scalar | Struct | int | float | None
     returns: str | None = None           # name of a float the phase returns (e.g. "loss")
+    layer: str | None = None             # the layer it belongs to (None: the task's input, loss, latent)
+    direction: str | None = None         # forward, backward_input, backward_weight, update
 
 
 @dataclass
@@ -103,8 +105,9 @@ class Program:
         self.tensors[name] = t
         return t
 
-    def call(self, phase: str, kernel: str, *args, returns: str | None = None) -> None:
-        self.phases[phase].append(Call(kernel, args, returns))
+    def call(self, phase: str, kernel: str, *args, returns: str | None = None, layer: str | None = None,
+             direction: str | None = None) -> None:
+        self.phases[phase].append(Call(kernel, args, returns, layer, direction))
 
     def total(self, group: str) -> int:
         return sum(t.nbytes for t in self.tensors.values() if t.group == group)
@@ -147,3 +150,8 @@ def twin_name(kernel: str) -> str:
 def phase_symbol(phase: str) -> str:
     """The C function (and Numba function) of a phase."""
     return f"step_{phase}"
+
+
+def call_symbol(phase: str, index: int) -> str:
+    """The C function that makes only the index-th call of a phase (to measure calls one by one)."""
+    return f"step_{phase}_call{index}"

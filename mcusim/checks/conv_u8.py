@@ -114,9 +114,20 @@ def _backward_weight(op: str, transposed: bool):
     return run
 
 
+def _buffer_size(op: str, transposed: bool):
+    """The Python mirrors of the C *_buffer_size functions (the memory plan asks them) against the C."""
+    def run(rng, size, kernels):
+        d = random_dims(rng, size, transposed)
+        directions = ("forward", "backward_input", "backward_weight")
+        c = [kernels.call(f"{op}_u8_{k}_buffer_size", d).result.return_value for k in directions]
+        py = [getattr(C, f"{op}_{k}_buffer_size")(d) for k in directions]
+        return CaseOutput([np.array(c, np.int64)], [np.array(py, np.int64)], 0)
+    return run
+
+
 CHECKS = [
     Check(op, "u8", direction, make(op, transposed))
     for op, transposed in (("conv2d", False), ("convtranspose2d", True))
     for direction, make in (("forward", _forward), ("backward_input", _backward_input),
-                            ("backward_weight", _backward_weight))
+                            ("backward_weight", _backward_weight), ("buffer_size", _buffer_size))
 ]

@@ -92,7 +92,15 @@ def _update(rng, size, kernels):
     return CaseOutput(call.outputs[:4], [w, _raw(qw), g, norm], call.cycles)
 
 
+def _buffer_size(rng, size, kernels) -> CaseOutput:
+    n_in = int(rng.integers(1, max(2, int(2000 * size))))
+    c = [kernels.call(f"gemm_u8_{k}_buffer_size", n_in).result.return_value for k in ("backward_input", "backward_weight")]
+    py = [G.gemm_u8_backward_input_buffer_size(n_in), G.gemm_u8_backward_weight_buffer_size(n_in)]
+    return CaseOutput([np.array(c, np.int64)], [np.array(py, np.int64)], 0)
+
+
 CHECKS = [
+    Check("gemm", "u8", "buffer_size", _buffer_size),
     Check("gemm", "u8", "forward", _forward),
     Check("gemm", "u8", "backward_input", _backward_input),
     Check("gemm", "u8", "backward_weight", _backward_weight),
