@@ -114,13 +114,16 @@ class Graph:
 # ---- reading -------------------------------------------------------------------------------------
 
 def builtin_models() -> list[str]:
-    return sorted(p.stem.removeprefix("vae_") for p in MODEL_DIR.glob("*.toml"))
+    return sorted({p.stem.removeprefix("vae_") for p in [*MODEL_DIR.glob("*.toml"), *MODEL_DIR.glob("*.onnx")]})
 
 
 def load_model(name_or_path: str | Path = "baseline") -> Graph:
     """A built-in model by name (`baseline`, `latent`, `filters`, `classes`, ...) or a model file: TOML
     (README, "Model files") or ONNX (imported as `mcusim import` does)."""
     path = Path(name_or_path)
+    if path.suffix.lower() not in (".toml", ".onnx") and MODEL_NAME.fullmatch(str(name_or_path)) \
+            and (MODEL_DIR / f"{name_or_path}.onnx").is_file():
+        path = MODEL_DIR / f"{name_or_path}.onnx"
     if path.suffix.lower() == ".onnx":
         from .onnx_import import import_onnx
         spec, weights = import_onnx(path)

@@ -60,5 +60,5 @@ def test_bad_models_are_explained(tmp_path, edit, message):
 
 
 def test_unknown_model_lists_the_built_in_ones():
-    with pytest.raises(ModelError, match="built-in models: baseline, classes, .*filters, latent"):
+    with pytest.raises(ModelError, match="built-in models: baseline, classes, .*ds_cnn, filters, latent"):
         load_model("huge")
