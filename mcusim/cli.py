@@ -172,7 +172,10 @@ def _run_training(args, cfg) -> dict:
 
 def cmd_train(args) -> int:
     from .train import ModelTrainConfig
-    cfg = ModelTrainConfig(model=args.model, batch_size=args.batch, **_common_train_config(args))
+    common = _common_train_config(args)
+    if args.crosscheck_samples is None:                      # the first batch, at most 10 samples
+        common["crosscheck_samples"] = max(1, min(10, args.batch))
+    cfg = ModelTrainConfig(model=args.model, batch_size=args.batch, **common)
     results = _run_training(args, cfg)
     last = results["epochs"][-1]
     acc = f"; accuracy {100 * last['test_accuracy']:.1f}%" if last["test_accuracy"] is not None else ""
@@ -278,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--hclk-mhz", type=float, default=120.0)
         sp.add_argument("--crosscheck-samples", type=int, default=crosscheck,
-                        help="training samples run on the emulated MCU too and compared bit for bit")
+                        help="training samples run on the emulated MCU too and compared bit for bit "
+                             f"(default {crosscheck or 'the first batch, at most 10'})")
         sp.add_argument("--train-limit", type=int, default=None, help="use only the first N training samples")
         sp.add_argument("--data-dir", default=None, help="folder with the IDX files (or set MCUSIM_DATA)")
         sp.add_argument("--download", action="store_true", help="fetch the data set from its public mirrors first")
@@ -289,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     gt = sub.add_parser("train", help="train any model (TOML or ONNX) on the host and check it on the emulated MCU")
     gt.add_argument("model", metavar="MODEL", help="a built-in model name or a model file (.toml, .onnx)")
     gt.add_argument("--batch", type=int, default=100, help="samples per update (default %(default)s)")
-    train_options(gt, epochs=10, datasets=None, default_dataset="digits", crosscheck=10)
+    train_options(gt, epochs=10, datasets=None, default_dataset="digits", crosscheck=None)
     gt.set_defaults(func=cmd_train)
 
     tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")

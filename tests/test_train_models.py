@@ -65,6 +65,10 @@ def test_cli_train_and_its_errors(tmp_path, capsys):
     assert main(["train", model, "--epochs", "1", "--train-limit", "100", "--batch", "10", "--crosscheck-samples",
                  "1", "--quiet", "--out", str(tmp_path / "cli")]) == 0
     assert "accuracy" in capsys.readouterr().out
+    assert main(["train", "cnn_digits", "--precision", "fp32", "--epochs", "1", "--train-limit", "30", "--batch", "1",
+                 "--quiet", "--out", str(tmp_path / "online")]) == 0          # online learning: update every sample
+    assert json.loads((tmp_path / "online" / "results.json").read_text())["mcu"]["crosscheck"] == \
+        {"steps": 2, "bit_exact": True}
     assert main(["train", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "e")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", model, "--dataset", "cifar", "--out", str(tmp_path / "e2")]) == 2
