@@ -39,8 +39,8 @@ def layer_cycles(model, precision: str, opt: str) -> dict[tuple[str, str], int]:
     if "label" in program.tensors:
         device.write("label", np.zeros(1, np.int32))
     cycles: dict[tuple[str, str], int] = defaultdict(int)
-    for call, n in device.run_calls("sample", **{k: v for k, v in SCALARS.items() if precision == "u8"}):
-        cycles[(call.layer or "task", call.direction or "-")] += n
+    for call, result in device.run_calls("sample", **{k: v for k, v in SCALARS.items() if precision == "u8"}):
+        cycles[(call.layer or "task", call.direction or "-")] += result.cycles
     return cycles
 
 

@@ -76,14 +76,17 @@ class StepBuilder:
         self.ctx: Emitter | None = None
 
     # -- tensors ------------------------------------------------------------------------------------
-    def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros") -> Tensor:
-        return self.p.tensor(name, dtype, count, group, init)
+    def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros", kind: str = "task",
+               layer: str | None = None) -> Tensor:
+        return self.p.tensor(name, dtype, count, group, init, kind, layer)
 
-    def value(self, name: str, count: int, group: str = "activations", qp_init: str = "qp") -> Value:
+    def value(self, name: str, count: int, group: str = "activations", qp_init: str = "qp", kind: str = "task",
+              layer: str | None = None) -> Value:
         """A float32 tensor, or a uint8 tensor with its qparams."""
         if not self.u8:
-            return Value(self.tensor(name, "f32", count, group))
-        return Value(self.tensor(name, "u8", count, group), self.tensor(f"{name}.qparams", "qp", 1, group, qp_init))
+            return Value(self.tensor(name, "f32", count, group, kind=kind, layer=layer))
+        return Value(self.tensor(name, "u8", count, group, kind=kind, layer=layer),
+                     self.tensor(f"{name}.qparams", "qp", 1, group, qp_init, kind="qparams", layer=layer))
 
     def declare_scratch(self) -> None:
         """One scratch buffer shared by every kernel (the largest any of them asks for)."""
@@ -91,7 +94,7 @@ class StepBuilder:
         if self.sparse:
             from .ops.sparse_u8 import sparse_select_u8_buffer_size
             need = max([need] + [sparse_select_u8_buffer_size(n.structures) for n in self.graph.trainable])
-        scratch = self.tensor("scratch", "i32", need // 4 + 1, "activations") if need else None
+        scratch = self.tensor("scratch", "i32", need // 4 + 1, "activations", kind="scratch") if need else None
         self.ctx = Emitter(self.p, scratch)
 
     def declare_layers(self, fixed_error_range: set[str] = frozenset()) -> None:
@@ -102,9 +105,9 @@ class StepBuilder:
                 self.params[n.name] = self._parameters(n)
             if n.operator.view:
                 continue
-            self.outs[n.name] = self.value(f"{n.name}.output", n.n_out)
+            self.outs[n.name] = self.value(f"{n.name}.output", n.n_out, kind="activations", layer=n.name)
             if self.needs_error(n.name):
-                self.errs[n.name] = self.value(f"{n.name}.error", n.n_out,
+                self.errs[n.name] = self.value(f"{n.name}.error", n.n_out, kind="errors", layer=n.name,
                                                qp_init="qp_fixed" if n.name in fixed_error_range else "qp")
         for n in self.graph.nodes:                        # a view shares its source's buffers
             if n.operator.view:
@@ -113,7 +116,12 @@ class StepBuilder:
                     self.errs[n.name] = self.errs[n.inputs[0]]
 
     def _parameters(self, n: Node) -> dict[str, Tensor]:
-        t = self.tensor
+        kinds = dict(weight="weights", bias="weights", weight_grad="gradients", bias_grad="gradients",
+                     qparams="qparams", update_stats="optimiser", active="sparse", touched="sparse",
+                     sparse_state="sparse")
+
+        def t(name, dtype, count, group, init="zeros"):
+            return self.tensor(name, dtype, count, group, init, kinds[name.rsplit(".", 1)[1]], n.name)
         self.p.fan_in[f"{n.name}.weight"] = self.p.fan_in[f"{n.name}.bias"] = n.operator.fan_in(n)
         if not self.u8:
             return dict(w=t(f"{n.name}.weight", "f32", n.n_weights, "weights", "weight"),
@@ -225,7 +233,7 @@ class StepBuilder:
         """The buffer a tensor's second reader writes its share of the error into (one per size)."""
         n = self._count(like)
         if n not in self.sum_buffers:
-            self.sum_buffers[n] = self.value(f"error_sum_{n}", n)
+            self.sum_buffers[n] = self.value(f"error_sum_{n}", n, kind="errors")
         return self.sum_buffers[n]
 
     # -- update -------------------------------------------------------------------------------------

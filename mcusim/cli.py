@@ -184,6 +184,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from .boards import load_board
+    from .graph import load_model
+    from .plan import make_plan
+    from .plan_format import render
+    if args.batch < 1:
+        raise McusimError(f"--batch must be at least 1, not {args.batch}")
+    if args.sparse is not None and args.precision != "u8":
+        raise McusimError("--sparse needs --precision u8 (dynamic sparse updates are a u8 method)")
+    plan = make_plan(load_model(args.model), load_board(args.board), args.precision, args.sparse, args.batch,
+                     args.hclk_mhz)
+    text = render(plan, args.format)
+    if args.output:
+        _write_output(Path(args.output), text.encode())
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Atomically, never over a directory, a device or through a symlink."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise McusimError(f"{path} exists and is not a regular file; choose another output path")
+    if not path.parent.is_dir():
+        raise McusimError(f"the folder of {path} does not exist; create it or choose another output path")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def cmd_vae_train(args) -> int:
     from .train import TrainConfig
     cfg = TrainConfig(variant=args.variant, eval_every=args.eval_every, labels_per_class=args.labels,
@@ -295,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--batch", type=int, default=100, help="samples per update (default %(default)s)")
     train_options(gt, epochs=10, datasets=None, default_dataset="digits", crosscheck=None)
     gt.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("plan", help="will it fit and how fast: SRAM by layer and kind, MACs, cycles per layer "
+                                     "measured on the emulated board, a fit verdict (no training)")
+    pl.add_argument("model", metavar="MODEL", help="a built-in model name or a model file (.toml, .onnx)")
+    pl.add_argument("--precision", choices=["fp32", "u8"], default="u8")
+    pl.add_argument("--sparse", type=_pair, default=None, metavar="LMIN,LMAX", help="dynamic sparse updates (u8)")
+    pl.add_argument("--batch", type=int, default=100, help="samples per update; the update is amortised over it")
+    pl.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
+    pl.add_argument("--format", choices=["text", "md", "csv", "json"], default="text")
+    pl.add_argument("-o", "--output", default=None, help="write to this file (atomically) instead of stdout")
+    board_opt(pl)
+    pl.set_defaults(func=cmd_plan)
 
     tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")
     train_options(tr, epochs=100, datasets=["mnist", "fashion-mnist"], default_dataset="fashion-mnist",

@@ -14,6 +14,7 @@ NBYTES = {"f32": 4, "u8": 1, "f16": 2, "i32": 4, "u32": 4, "qp": 16}
 # of a batch; evaluate: forward + loss; encode: forward to the features; decode: generate (vae only).
 PHASES = ("sample", "update", "evaluate", "encode", "decode")
 GROUPS = ("io", "activations", "weights", "decode")
+KINDS = ("activations", "errors", "weights", "gradients", "optimiser", "qparams", "sparse", "scratch", "task")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Tensor:
     count: int
     group: str                  # one of GROUPS: what the memory plan counts it as
     init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range [-1, 1]), "qp_fixed", "qp_pixels", "seed"
+    kind: str = "task"          # one of KINDS: what it holds, for per-layer memory tables
+    layer: str | None = None    # the layer it belongs to (None: the task's input, loss, latent, shared scratch)
 
     @property
     def nbytes(self) -> int:
@@ -96,12 +99,13 @@ class Program:
     sparse: bool = False
     fan_in: dict[str, int] = field(default_factory=dict)    # weight/bias tensor -> fan-in of its layer
 
-    def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros") -> Tensor:
+    def tensor(self, name: str, dtype: str, count: int, group: str, init: str = "zeros", kind: str = "task",
+               layer: str | None = None) -> Tensor:
         if name in self.tensors:
             raise ValueError(f"tensor {name} defined twice")
-        if group not in GROUPS:
-            raise ValueError(f"tensor {name}: unknown memory group {group!r}")
-        t = Tensor(name, dtype, int(count), group, init)
+        if group not in GROUPS or kind not in KINDS:
+            raise ValueError(f"tensor {name}: unknown memory group {group!r} or kind {kind!r}")
+        t = Tensor(name, dtype, int(count), group, init, kind, layer)
         self.tensors[name] = t
         return t
 

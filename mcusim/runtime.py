@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .emulator import Machine
+from .boards import Board
+from .emulator import CallResult, Machine
 from .ir import PHASES, Call, Program, call_symbol, phase_symbol, twin_name
 from .kernel_lib import kernel_sources
 from .ops.quant_u8 import QP_DTYPE
@@ -124,14 +125,14 @@ class DeviceStep:
     """The program as firmware on the emulated board: generated C + every kernel, tensors as symbols."""
 
     def __init__(self, program: Program, opt: str = "-O2", hclk_mhz: float | None = None, stack_size: int = 4096,
-                 per_call: tuple[str, ...] = ()):
+                 per_call: tuple[str, ...] = (), board: Board | None = None):
         """`per_call`: phases whose calls can also be run one by one (`run_calls`)."""
         self.program = program
         path, _ = _generated_file(c_source(program, per_call), f"step_{program.name}_{program.precision}", ".c")
         keep = [phase_symbol(phase) for phase in PHASES]
         keep += [call_symbol(phase, i) for phase in per_call for i in range(len(program.phases[phase]))]
-        self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size, keep=keep)
-        self.machine = Machine(self.elf, hclk_mhz=hclk_mhz)
+        self.elf = build([*kernel_sources(), path], opt=opt, stack_size=stack_size, keep=keep, board=board)
+        self.machine = Machine(self.elf, board=board, hclk_mhz=hclk_mhz)
 
     def _symbol(self, name: str):
         return self.machine.fw.symbol(self.program.tensors[name].c_name)
@@ -159,11 +160,10 @@ class DeviceStep:
         assert phase in PHASES
         return self.machine.call(phase_symbol(phase), *[scalars[s.name] for s in self.program.scalars(phase)])
 
-    def run_calls(self, phase: str, **scalars) -> list[tuple[Call, int]]:
-        """The phase call by call (the same state changes as `run`): each call with its cycles."""
+    def run_calls(self, phase: str, **scalars) -> list[tuple[Call, CallResult]]:
+        """The phase call by call (the same state changes as `run`): each call with its result."""
         args = [scalars[s.name] for s in self.program.scalars(phase)]
-        return [(c, self.machine.call(call_symbol(phase, i), *args).cycles)
-                for i, c in enumerate(self.program.phases[phase])]
+        return [(c, self.machine.call(call_symbol(phase, i), *args)) for i, c in enumerate(self.program.phases[phase])]
 
 
 def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:

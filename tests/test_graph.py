@@ -113,7 +113,7 @@ def test_bad_model_descriptions_are_explained(changes, message):
     (b"name = [[[[", "is not valid TOML"),
     (b"name = " + b"[" * 5000 + b"]" * 5000, "not valid TOML"),
     (b"x = 1\n" * 300000, "larger than 1 MB"),
-])
+], ids=["not-utf8", "bad-toml", "deep-nesting", "over-1MB"])
 def test_unreadable_model_files_are_explained(tmp_path, content, message):
     path = tmp_path / "m.toml"
     path.write_bytes(content)

@@ -1,0 +1,67 @@
+"""A plan (mcusim.plan.make_plan) as a table: text for the terminal, Markdown, CSV, or JSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+KB = 1000.0
+COLUMNS = ("layer", "op", "in -> out", "params", "act kB", "err kB", "weights kB", "grads kB", "optim kB",
+           "qparams kB", "sparse kB", "MACs", "fwd cyc", "bwd_in cyc", "bwd_w cyc", "update cyc", "ms", "uJ",
+           "MAC/cyc", "share")
+
+
+def _rows(plan: dict) -> list[list]:
+    rows = []
+    for r in plan["layers"]:
+        s, c = r["sram"], r["cycles"]
+        shape = f"{'x'.join(map(str, r['in']))} -> {'x'.join(map(str, r['out']))}"
+        rows.append([r["name"], r["op"], shape, r["params"], *(round(s[k] / KB, 2) for k in
+                     ("activations", "errors", "weights", "gradients", "optimiser", "qparams", "sparse")),
+                     sum(r["macs"].values()), c["forward"], c["backward_input"], c["backward_weight"],
+                     round(c["update_per_sample"]), round(r["ms"], 3), round(r["uj"], 2),
+                     round(r["mac_per_cycle"], 3) if r["mac_per_cycle"] else "-", f"{100 * r['share']:.1f}%"])
+    return rows
+
+
+def _summary(plan: dict) -> list[str]:
+    st, fit = plan["step"], plan["fit"]
+    lines = [f"model {plan['model']} ({plan['task']}), {plan['precision']}"
+             f"{' sparse ' + str(plan['sparse']) if plan['sparse'] else ''}, batch {plan['batch']}, "
+             f"{plan['board']} at {plan['hclk_mhz']:g} MHz",
+             f"training step per sample: {st['cycles_per_sample']:,.0f} cycles = {st['ms_per_sample']:.2f} ms, "
+             f"{st['uj_per_sample']:.1f} uJ (update amortised over the batch; with --batch 1: "
+             f"{st['cycles_per_sample_batch1']:,.0f} cycles); task (input, loss, latent): {plan['task_cycles']:,} cycles",
+             f"cross-check: the calls one by one sum to {st['per_call_sum_cycles']:,.0f} cycles, the step in one "
+             f"call takes {st['whole_step_cycles']:,} ({100 * (st['per_call_sum_cycles'] / st['whole_step_cycles'] - 1):+.2f}%)",
+             f"kernel scratch (shared, the largest *_buffer_size): {plan['sram_by_kind']['scratch'] / KB:.2f} kB; "
+             f"task buffers (input, loss, latent): {plan['sram_by_kind']['task'] / KB:.2f} kB"]
+    for what, f in (("SRAM", fit["sram"]), ("flash", fit["flash"])):
+        terms = " + ".join(f"{k} {v:,} B" for k, v in f["terms"].items())
+        verdict = "fits" if f["fits"] else f"does NOT fit: over by {f['over_by']:,} B ({f['over_by'] / 1024:.1f} KiB)"
+        lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({f['limit'] / 1024:.0f} KiB): {verdict}")
+    if plan["timing_memory_enlarged"]:
+        lines.append(f"does not fit in {fit['sram']['limit'] / 1024:.0f} KiB; timing measured with memory enlarged")
+    lines += [f"where the figures come from: {k}: {v}" for k, v in plan["provenance"].items()]
+    return lines
+
+
+def render(plan: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(plan, indent=1) + "\n"
+    rows = _rows(plan)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "md":
+        out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+        out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        return "\n".join(out + [""] + [f"- {line}" for line in _summary(plan)]) + "\n"
+    cells = [list(map(str, COLUMNS))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    table = ["  ".join(v.rjust(w) if j > 2 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    return "\n".join(table + [""] + _summary(plan)) + "\n"
