@@ -24,6 +24,23 @@ def _rows(plan: dict) -> list[list]:
     return rows
 
 
+TEXT_COLUMNS = ("layer", "op", "out", "params", "act+err kB", "param kB", "MACs", "fwd cyc", "bwd_in cyc",
+                "bwd_w cyc", "update", "ms", "share")
+
+
+def _text_rows(plan: dict) -> list[list]:
+    """The terminal's narrower table: SRAM in two sums (the full breakdown is in md, csv and json)."""
+    rows = []
+    for r in plan["layers"]:
+        s, c = r["sram"], r["cycles"]
+        params_kb = sum(s[k] for k in ("weights", "gradients", "optimiser", "qparams", "sparse")) / KB
+        rows.append([r["name"], r["op"], "x".join(map(str, r["out"])), r["params"],
+                     round((s["activations"] + s["errors"]) / KB, 2), round(params_kb, 2), sum(r["macs"].values()),
+                     c["forward"], c["backward_input"], c["backward_weight"], round(c["update_per_sample"]),
+                     round(r["ms"], 2), f"{100 * r['share']:.1f}%"])
+    return rows
+
+
 def _summary(plan: dict) -> list[str]:
     st, fit = plan["step"], plan["fit"]
     lines = [f"model {plan['model']} ({plan['task']}), {plan['precision']}"
@@ -60,8 +77,8 @@ def render(plan: dict, fmt: str) -> str:
         out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
         out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
         return "\n".join(out + [""] + [f"- {line}" for line in _summary(plan)]) + "\n"
-    cells = [list(map(str, COLUMNS))] + [list(map(str, r)) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    cells = [list(TEXT_COLUMNS)] + [list(map(str, r)) for r in _text_rows(plan)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(TEXT_COLUMNS))]
     table = ["  ".join(v.rjust(w) if j > 2 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
              for row in cells]
     return "\n".join(table + [""] + _summary(plan)) + "\n"
