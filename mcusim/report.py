@@ -378,8 +378,9 @@ def build_report(runs: list[dict]) -> str:
             "Paper: baseline model on the STM32L4R5ZI at 120 MHz, measured with GPIO timing and a power analyzer; "
             "the sparse rows are \"60%\" and \"10% of structures updated\" (a sparse run is compared with the "
             "row within 10 points of its measured update rate, or by lambda_max if it recorded none). "
-            "Ours: cycle counts of the simulated firmware at the run's clock; "
-            "\"—\" when the model does not fit in SRAM.", ""]
+            "Ours: training step and inference are *emulated* (cycle counts of the simulated firmware at the run's "
+            "clock); power and energy are a *model* (the board's constant run current per MHz x supply voltage, "
+            "not a measurement); \"—\" when the model does not fit in SRAM.", ""]
     chosen = _dedupe(runs, lambda r: (r["config"]["variant"], _setting_label(r["config"])), "table (c)", notes)
     rows = []
     for _, run in chosen:
@@ -403,7 +404,8 @@ def build_report(runs: list[dict]) -> str:
                      _cell(num("inference_ms"), pv("inference"), ".2f", " ms"),
                      _cell(num("power_mw"), pv("power"), ".2f", " mW"),
                      _cell(num("energy_mj"), pv("energy"), ".2f", " mJ")])
-    out += _table(["variant", "setting", "board", "training step", "inference", "power", "energy"], rows)
+    out += _table(["variant", "setting", "board", "training step (emulated)", "inference (emulated)",
+                   "power (model; paper: measured)", "energy (model; paper: measured)"], rows)
     out.append("")
 
     if notes:

@@ -37,6 +37,15 @@ DEFAULT_LR = {"u8": 0.001, "fp32": 0.001}
 DEFAULT_LR_SCHEDULE = {"u8": "cosine", "fp32": "constant"}
 
 
+# Where each figure of results.json comes from (losses, accuracies and samples/s are measured on the host).
+MCU_PROVENANCE = {
+    "cycles, latency_ms, inference_ms": "emulated: the first training batch run on the emulated board",
+    "sram_bytes": "analytic plan (activations, weights, planned_total) + emulated (static, stack, measured_total)",
+    "power_mw, energy_mj": "model: the board's constant run current per MHz x supply voltage (not a measurement)",
+    "epochs, wall_seconds, samples_per_second": "host: measured while training on the host's Numba twins",
+}
+
+
 class TrainError(McusimError):
     """A training run cannot start or continue (bad configuration, checkpoint mismatch, ...)."""
 
@@ -344,7 +353,8 @@ class Trainer:
                   "fits": device is not None, "cycles_per_training_sample": None,
                   "cycles_per_training_sample_std": None, "cycles_per_inference": None,
                   "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None,
-                  "crosscheck": {"steps": steps, "bit_exact": bit_exact}}
+                  "crosscheck": {"steps": steps, "bit_exact": bit_exact},
+                  "provenance": MCU_PROVENANCE}
         if device is None:
             return report
         elf_static = device.machine.static.static_sram_bytes       # every planned tensor is a static buffer
