@@ -185,23 +185,41 @@ def cmd_train(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    import itertools
+
     from .boards import load_board
     from .graph import load_model
     from .plan import make_plan
-    from .plan_format import render
+    from .plan_format import render, render_comparison
     if args.batch < 1:
         raise McusimError(f"--batch must be at least 1, not {args.batch}")
-    if args.sparse is not None and args.precision != "u8":
+    precisions = args.precision.split(",")
+    if any(p not in ("fp32", "u8") for p in precisions):
+        raise McusimError(f"--precision takes fp32, u8 or both (fp32,u8), not {args.precision!r}")
+    if args.sparse is not None and precisions != ["u8"]:
         raise McusimError("--sparse needs --precision u8 (dynamic sparse updates are a u8 method)")
-    plan = make_plan(load_model(args.model), load_board(args.board), args.precision, args.sparse, args.batch,
-                     args.hclk_mhz)
-    text = render(plan, args.format)
+    clocks = [None] if args.hclk_mhz is None else [_positive_float(v, "--hclk-mhz") for v in args.hclk_mhz.split(",")]
+    models = [load_model(m) for m in args.model]
+    boards = [load_board(b) for b in args.board.split(",")]
+    plans = [make_plan(m, b, p, args.sparse, args.batch, c)
+             for m, b, p, c in itertools.product(models, boards, precisions, clocks)]
+    text = render(plans[0], args.format) if len(plans) == 1 else render_comparison(plans, args.format)
     if args.output:
         _write_output(Path(args.output), text.encode())
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise McusimError(f"{option} takes positive numbers (comma-separated to compare), not {text!r}")
+    return value
 
 
 def _write_output(path: Path, data: bytes) -> None:
@@ -332,11 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="will it fit and how fast: SRAM by layer and kind, MACs, cycles per layer "
                                      "measured on the emulated board, a fit verdict (no training)")
-    pl.add_argument("model", metavar="MODEL", help="a built-in model name or a model file (.toml, .onnx)")
-    pl.add_argument("--precision", choices=["fp32", "u8"], default="u8")
+    pl.add_argument("model", metavar="MODEL", nargs="+",
+                    help="built-in model names or model files (.toml, .onnx); several are compared side by side")
+    pl.add_argument("--precision", default="u8", help="fp32, u8, or fp32,u8 to compare (default u8)")
     pl.add_argument("--sparse", type=_pair, default=None, metavar="LMIN,LMAX", help="dynamic sparse updates (u8)")
     pl.add_argument("--batch", type=int, default=100, help="samples per update; the update is amortised over it")
-    pl.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
+    pl.add_argument("--hclk-mhz", default=None, help="core clock in MHz, or several to compare (default: the board's)")
     pl.add_argument("--format", choices=["text", "md", "csv", "json"], default="text")
     pl.add_argument("-o", "--output", default=None, help="write to this file (atomically) instead of stdout")
     board_opt(pl)

@@ -82,3 +82,38 @@ def render(plan: dict, fmt: str) -> str:
     table = ["  ".join(v.rjust(w) if j > 2 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
              for row in cells]
     return "\n".join(table + [""] + _summary(plan)) + "\n"
+
+
+COMPARE_COLUMNS = ("model", "precision", "board", "MHz", "params", "MACs/sample", "SRAM B", "SRAM limit B", "fits",
+                   "cycles/sample", "ms/sample", "uJ/sample", "batch-1 ms/sample")
+
+
+def render_comparison(plans: list[dict], fmt: str) -> str:
+    """Several plans side by side, one row each (the what-if view)."""
+    if fmt == "json":
+        return json.dumps(plans, indent=1) + "\n"
+    rows = []
+    for p in plans:
+        st, sram = p["step"], p["fit"]["sram"]
+        fits = ("yes" if sram["fits"] and p["fit"]["flash"]["fits"] else
+                "NO (timed with memory enlarged)" if p["timing_memory_enlarged"] else "NO")
+        rows.append([p["model"], p["precision"] + (f" sparse {p['sparse']}" if p["sparse"] else ""), p["board"],
+                     f"{p['hclk_mhz']:g}", sum(r["params"] for r in p["layers"]), st["macs_per_sample"],
+                     sram["total"], sram["limit"], fits, round(st["cycles_per_sample"]), round(st["ms_per_sample"], 2),
+                     round(st["uj_per_sample"], 1),
+                     round(1e3 * st["cycles_per_sample_batch1"] / (p["hclk_mhz"] * 1e6), 2)])
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(COMPARE_COLUMNS)
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "md":
+        out = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + " --- |" * len(COMPARE_COLUMNS)]
+        return "\n".join(out + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+    cells = [list(COMPARE_COLUMNS)] + [list(map(str, r)) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COMPARE_COLUMNS))]
+    lines = ["  ".join(v.rjust(w) if j > 3 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    notes = [f"where the figures come from: {k}: {v}" for k, v in plans[0]["provenance"].items()]
+    return "\n".join(lines + [""] + notes) + "\n"

@@ -48,3 +48,12 @@ def test_plan_formats_and_cli(tmp_path, capsys):
     assert main(["plan", str(model), "-o", str(tmp_path)]) == 2                     # a folder is not overwritten
     assert "not a regular file" in capsys.readouterr().err
     assert main(["plan", str(model), "--precision", "fp32", "--sparse", "0.5,1"]) == 2
+
+
+def test_plans_side_by_side(capsys):
+    assert main(["plan", "baseline", "latent", "--precision", "fp32,u8", "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 5 and rows[0][0] == "model"
+    fits = {(r[0], r[1]): r[8] for r in rows[1:]}
+    assert fits[("latent", "fp32")].startswith("NO") and fits[("latent", "u8")] == "yes"   # as in the paper
+    assert main(["plan", "baseline", "--hclk-mhz", "48,abc"]) == 2
