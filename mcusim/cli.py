@@ -204,6 +204,15 @@ def cmd_plan(args) -> int:
     plans = [make_plan(m, b, p, args.sparse, args.batch, c)
              for m, b, p, c in itertools.product(models, boards, precisions, clocks)]
     text = render(plans[0], args.format) if len(plans) == 1 else render_comparison(plans, args.format)
+    if args.plot:
+        from .plots import plot_plan
+        if len(plans) != 1:
+            raise McusimError("--plot draws one plan; give one model, precision, board and clock")
+        target = Path(args.plot)
+        if target.is_symlink() or (target.exists() and not target.is_file()) or not target.parent.is_dir():
+            raise McusimError(f"cannot write the plot to {target}: not a regular file in an existing folder")
+        plot_plan(plans[0], target)
+        print(f"wrote {target}", file=sys.stderr)
     if args.output:
         _write_output(Path(args.output), text.encode())
         print(f"wrote {args.output}", file=sys.stderr)
@@ -358,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--hclk-mhz", default=None, help="core clock in MHz, or several to compare (default: the board's)")
     pl.add_argument("--format", choices=["text", "md", "csv", "json"], default="text")
     pl.add_argument("-o", "--output", default=None, help="write to this file (atomically) instead of stdout")
+    pl.add_argument("--plot", default=None, metavar="FILE.png",
+                    help="also draw SRAM per layer by kind and the live-buffer timeline of the step")
     board_opt(pl)
     pl.set_defaults(func=cmd_plan)
 

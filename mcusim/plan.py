@@ -19,6 +19,7 @@ from .ir import KINDS
 from .memory import MemoryBudgetError
 from .runtime import DeviceStep, initial_state
 from .tasks import build
+from .timeline import live_timeline
 
 DIRECTIONS = ("forward", "backward_input", "backward_weight")
 PROVENANCE = {
@@ -125,6 +126,7 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
         "layers": rows,
         "task_cycles": task_cycles,
         "sram_by_kind": by_kind,
+        "timeline": live_timeline(program),
         "step": {"cycles_per_sample": per_sample, "ms_per_sample": 1e3 * per_sample / (hclk * 1e6),
                  "uj_per_sample": per_sample * energy_per_cycle_uj, "power_mw": board.power_mw(hclk),
                  "update_cycles_per_batch": update_batch,

@@ -198,3 +198,54 @@ def plot_samples(images: np.ndarray, path: str | Path, title: str) -> Path:
     ax.set_axis_off()
     ax.set_title(title)
     return save_png(fig, path)
+
+
+def plot_plan(plan: dict, path: str | Path) -> Path:
+    """The plan as a picture: SRAM per layer by kind (stacked bars), and the live-tensor timeline of one
+    training sample and its update, with the firmware's static total, the peak and the board's limit."""
+    kinds = ("activations", "errors", "weights", "gradients", "optimiser", "qparams", "sparse")
+    fig = _new_figure(11.0, 8.0)
+    bars, line = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+    layers = plan["layers"]
+    x = np.arange(len(layers) + 1)
+    bottom = np.zeros(len(x))
+    shared = plan["sram_by_kind"]
+    for k in kinds:
+        values = np.array([r["sram"][k] / KB for r in layers] + [0.0])
+        bars.bar(x, values, bottom=bottom, label=k)
+        bottom += values
+    bars.bar(x[-1:], [(shared["scratch"] + shared["task"]) / KB], color="gray", label="scratch + task buffers")
+    bars.set_xticks(x, [r["name"] for r in layers] + ["shared"], rotation=30, ha="right", fontsize="small")
+    bars.set_ylabel("SRAM (kB = 1000 bytes)")
+    bars.set_title(f"{plan['model']} ({plan['precision']}) on {plan['board']}: SRAM by layer and kind "
+                   f"(analytic: the memory plan)")
+    bars.legend(fontsize="x-small", ncol=4)
+    bars.grid(alpha=0.3, axis="y")
+
+    tl = plan["timeline"]
+    steps = np.arange(len(tl["calls"]))
+    line.stackplot(steps, *[np.array(tl["live_bytes_by_kind"][k]) / KB for k in (*kinds, "scratch", "task")],
+                   labels=[*kinds, "scratch", "task"], step="post", alpha=0.85)
+    limit = plan["fit"]["sram"]["limit"] / KB
+    line.axhline(tl["static_bytes"] / KB, color="black", linestyle="--",
+                 label=f"all buffers static, as the firmware keeps them ({tl['static_bytes'] / KB:.1f} kB)")
+    line.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.0f} kB)")
+    peak = tl["peak_call"]
+    if peak is not None:
+        line.annotate(f"peak of live buffers {tl['peak_bytes'] / KB:.1f} kB", (peak, tl["peak_bytes"] / KB),
+                      xytext=(0, 8), textcoords="offset points", ha="center", fontsize="small")
+    ticks, labels, previous = [], [], None
+    for i, c in enumerate(tl["calls"]):
+        here = (c["layer"] or "loss/task", c["direction"] or "")
+        if here != previous and c["layer"]:
+            ticks.append(i)
+            short = {"forward": "fwd", "backward_input": "bwd in", "backward_weight": "bwd w", "update": "update"}
+            labels.append(f"{c['layer']} {short.get(c['direction'], '')}")
+        previous = here
+    line.set_xticks(ticks, labels, rotation=60, ha="right", fontsize="xx-small")
+    line.set_ylabel("SRAM needed (kB)")
+    line.set_title("Live buffers during one training sample and the update (analytic, from the step's calls)")
+    line.set_ylim(0, max(limit, tl["static_bytes"] / KB) * 1.5)          # room for the legend above
+    line.legend(fontsize="xx-small", ncol=3, loc="upper left")
+    line.grid(alpha=0.3, axis="y")
+    return save_png(fig, path)

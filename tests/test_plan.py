@@ -57,3 +57,14 @@ def test_plans_side_by_side(capsys):
     fits = {(r[0], r[1]): r[8] for r in rows[1:]}
     assert fits[("latent", "fp32")].startswith("NO") and fits[("latent", "u8")] == "yes"   # as in the paper
     assert main(["plan", "baseline", "--hclk-mhz", "48,abc"]) == 2
+
+
+def test_plan_plot_and_timeline(tmp_path):
+    assert main(["plan", "baseline", "--precision", "fp32", "--plot", str(tmp_path / "plan.png")]) == 0
+    assert (tmp_path / "plan.png").stat().st_size > 20000
+    plan = make_plan(load_model("baseline"), precision="fp32")
+    tl = plan["timeline"]
+    assert tl["static_bytes"] == plan["fit"]["sram"]["terms"]["planned buffers"]
+    assert 0 < tl["peak_bytes"] <= tl["static_bytes"] and len(tl["live_bytes"]) == len(tl["calls"])
+    persistent = plan["sram_by_kind"]["weights"] + plan["sram_by_kind"]["gradients"]
+    assert min(tl["live_bytes"]) >= persistent                 # weights and gradients live throughout
