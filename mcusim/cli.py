@@ -411,9 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcusim {_name(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"mcusim {_name(args)}: interrupted (finished epochs are saved; continue with --resume)"
-              if args.func in (cmd_train, cmd_vae_train) else f"mcusim {_name(args)}: interrupted",
-              file=sys.stderr)
+        saved = args.func in (cmd_train, cmd_vae_train) and (Path(args.out) / "results.json").is_file()
+        print(f"mcusim {_name(args)}: interrupted (finished epochs are saved; continue with --resume)" if saved
+              else f"mcusim {_name(args)}: interrupted (nothing was saved)" if args.func in (cmd_train, cmd_vae_train)
+              else f"mcusim {_name(args)}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -93,8 +93,15 @@ class TrainConfig:
             lo, hi = self.sparse
             if not 0.0 <= lo <= hi <= 1.0:
                 raise TrainError(f"--sparse LMIN,LMAX needs 0 <= LMIN <= LMAX <= 1, got {lo},{hi}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise TrainError("--epochs, the batch size and --eval-every must be at least 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.head_epochs < 1:
+            raise TrainError("--epochs, the batch size, --eval-every and --head-epochs must be at least 1")
+        if not self.labels_per_class or min(self.labels_per_class) < 1:
+            raise TrainError(f"--labels takes positive numbers of labelled samples per class, not "
+                             f"{self.labels_per_class}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise TrainError(f"--train-limit must be a positive number of samples, not {self.train_limit}")
+        if not (math.isfinite(self.hclk_mhz) and self.hclk_mhz > 0):
+            raise TrainError(f"--hclk-mhz must be a positive clock in MHz, not {self.hclk_mhz}")
         if not 1 <= self.crosscheck_samples <= self.batch_size:
             raise TrainError(f"--crosscheck-samples must be between 1 and the batch size ({self.batch_size}): "
                              f"the MCU's cycles are measured on those samples")
@@ -102,8 +109,8 @@ class TrainConfig:
             self.alpha_norm = ALPHA_NORM.get(self.dataset, DEFAULT_ALPHA_NORM)
         if self.lr is None:
             self.lr = DEFAULT_LR[self.precision]
-        if not self.lr > 0:
-            raise TrainError(f"--lr must be positive, not {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainError(f"--lr must be a positive finite number, not {self.lr}")
         if self.lr_schedule is None:
             self.lr_schedule = DEFAULT_LR_SCHEDULE[self.precision]
         if self.lr_schedule not in LR_SCHEDULES:
@@ -140,6 +147,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
                  resume: bool = False, progress: bool = True, log=print):
         config.validate()
+        load_board().wait_states(config.hclk_mhz)           # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self.out.mkdir(parents=True, exist_ok=True)
         self.generic = isinstance(config, ModelTrainConfig)

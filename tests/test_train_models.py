@@ -106,3 +106,21 @@ def test_resume_refuses_a_checkpoint_of_another_layout(tmp_path):
         Trainer(ModelTrainConfig(model="cnn_digits", dataset="digits", precision="fp32", epochs=2, batch_size=20,
                                  crosscheck_samples=2,
                                  train_limit=400), tmp_path / "run", resume=True, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "inf", "--lr must be a positive finite number"), ("--lr", "nan", "--lr must be"),
+    ("--hclk-mhz", "0", "--hclk-mhz must be a positive clock"), ("--hclk-mhz", "nan", "--hclk-mhz must be"),
+    ("--hclk-mhz", "500", "outside 0..120"), ("--train-limit", "-5", "--train-limit must be a positive"),
+    ("--batch", "0", "the batch size"), ("--epochs", "0", "--epochs"),
+])
+def test_bad_training_options_are_explained(tmp_path, capsys, option, value, message):
+    assert main(["train", "cnn_digits", option, value, "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--labels", "0"), ("--head-epochs", "-1"), ("--lr", "inf")])
+def test_bad_vae_options_are_explained(tmp_path, capsys, option, value):
+    assert main(["vae", "train", option, value, "--out", str(tmp_path / "v")]) == 2
+    assert option in capsys.readouterr().err

@@ -75,7 +75,7 @@ class Board:
 
     def wait_states(self, hclk_mhz: float) -> int:
         """Flash wait states needed at this core clock (from the board's table)."""
-        if hclk_mhz <= 0 or hclk_mhz > self.max_hclk_mhz:
+        if not 0 < hclk_mhz <= self.max_hclk_mhz:                  # NaN included
             raise BoardError(f"HCLK {hclk_mhz} MHz is outside 0..{self.max_hclk_mhz} MHz for board {self.name}")
         return next(ws for ws, top in enumerate(self.wait_state_max_mhz) if hclk_mhz <= top)
 
