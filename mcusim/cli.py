@@ -64,10 +64,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from .profile import format_profile, profile_call
+    from .profile import annotate, callgrind, format_profile, profile_call
     m = _machine(args)
     p = profile_call(m, args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles, top=args.top)
-    print(format_profile(p))
+    print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
+    if args.callgrind:
+        _write_output(Path(args.callgrind), callgrind(p).encode())
+        print(f"wrote {args.callgrind} (open it with kcachegrind or qcachegrind)", file=sys.stderr)
     return 0
 
 
@@ -201,8 +204,11 @@ def cmd_plan(args) -> int:
     clocks = [None] if args.hclk_mhz is None else [_positive_float(v, "--hclk-mhz") for v in args.hclk_mhz.split(",")]
     models = [load_model(m) for m in args.model]
     boards = [load_board(b) for b in args.board.split(",")]
-    plans = [make_plan(m, b, p, args.sparse, args.batch, c)
-             for m, b, p, c in itertools.product(models, boards, precisions, clocks)]
+    configs = list(itertools.product(models, boards, precisions, clocks))
+    if args.profile and len(configs) != 1:
+        raise McusimError("--profile profiles one plan; give one model, precision, board and clock")
+    plans = [make_plan(m, b, p, args.sparse, args.batch, c, profile=_step_profiler(args.profile))
+             for m, b, p, c in configs]
     text = render(plans[0], args.format) if len(plans) == 1 else render_comparison(plans, args.format)
     if args.plot:
         from .plots import plot_plan
@@ -219,6 +225,19 @@ def cmd_plan(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _step_profiler(target: str | None):
+    """A callback for make_plan that profiles the training step and writes it in the callgrind format."""
+    if target is None:
+        return None
+
+    def run(machine, symbol, *args):
+        from .profile import callgrind, profile_call
+        _write_output(Path(target), callgrind(profile_call(machine, symbol, *args)).encode())
+        print(f"wrote {target} (the training step's profile; open it with kcachegrind or qcachegrind)",
+              file=sys.stderr)
+    return run
 
 
 def _positive_float(text: str, option: str) -> float:
@@ -315,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="print one JSON object")
         else:
             sp.add_argument("--top", type=int, default=15, help="hottest instructions to list")
+            sp.add_argument("--annotate", metavar="FUNCTION", default=None,
+                            help="list FUNCTION's source lines and instructions with counts and cycles")
+            sp.add_argument("--callgrind", metavar="FILE", default=None,
+                            help="also write the profile in the callgrind format (kcachegrind, qcachegrind)")
         sp.set_defaults(func=func)
 
     xc = sub.add_parser("crosscheck", help="run every training kernel in C (emulator) and Numba and compare bits")
@@ -367,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--hclk-mhz", default=None, help="core clock in MHz, or several to compare (default: the board's)")
     pl.add_argument("--format", choices=["text", "md", "csv", "json"], default="text")
     pl.add_argument("-o", "--output", default=None, help="write to this file (atomically) instead of stdout")
+    pl.add_argument("--profile", default=None, metavar="FILE",
+                    help="also profile one training step: cycles per function and source line, callgrind format")
     pl.add_argument("--plot", default=None, metavar="FILE.png",
                     help="also draw SRAM per layer by kind and the live-buffer timeline of the step")
     board_opt(pl)

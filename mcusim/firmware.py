@@ -145,6 +145,44 @@ class Firmware:
         f = self.function_at(addr)
         return f"{f.name}+{addr - f.addr:#x}" if f else f"{addr:#010x}"
 
+    @cached_property
+    def _lines(self) -> tuple[list[int], list[tuple[str, int]]]:
+        """The DWARF line programme: ascending addresses and the (source file, line) each starts."""
+        import io
+        import os
+        rows = []
+        try:
+            elf = ELFFile(io.BytesIO(self._elf_bytes))
+            if not elf.has_dwarf_info():
+                return [], []
+            dwarf = elf.get_dwarf_info()
+            for cu in dwarf.iter_CUs():
+                lp = dwarf.line_program_for_CU(cu)
+                if lp is None:
+                    continue
+                v5 = lp.header.version >= 5
+                files, dirs = lp["file_entry"], lp["include_directory"]
+                comp = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
+                comp_dir = comp.value.decode(errors="replace") if comp else ""
+                for entry in lp.get_entries():
+                    st = entry.state
+                    if st is None or st.end_sequence:
+                        continue
+                    fe = files[st.file if v5 else st.file - 1]
+                    d = dirs[fe.dir_index] if v5 else (dirs[fe.dir_index - 1] if fe.dir_index else b"")
+                    name = fe.name.decode(errors="replace")
+                    rows.append((st.address, os.path.join(comp_dir, d.decode(errors="replace"), name), st.line))
+        except Exception:               # noqa: BLE001 - damaged debug info: no source lines, never a traceback
+            return [], []
+        rows.sort()
+        return [r[0] for r in rows], [(r[1], r[2]) for r in rows]
+
+    def source_line(self, addr: int) -> tuple[str, int] | None:
+        """(source file, line) of the code at addr, from the DWARF line programme (None without one)."""
+        starts, lines = self._lines
+        i = bisect.bisect_right(starts, addr) - 1
+        return lines[i] if i >= 0 and lines[i][1] > 0 else None
+
     # -- code ----------------------------------------------------------------------------------
     def code_ranges(self) -> list[tuple[int, bytes]]:
         """(address, bytes) of each executable section, for the cycle model's decoder."""

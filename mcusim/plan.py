@@ -63,7 +63,9 @@ def enlarged(board: Board, sram_bytes: int, flash_bytes: int) -> Board:
 
 
 def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", sparse: list[float] | None = None,
-              batch: int = 100, hclk_mhz: float | None = None) -> dict:
+              batch: int = 100, hclk_mhz: float | None = None, profile=None) -> dict:
+    """The plan as a dict (mcusim.plan_format renders it). `profile(machine, symbol, *args)`, if given, is
+    called once on the loaded step to profile one more training sample (`plan --profile`)."""
     board = board or load_board()
     hclk = float(hclk_mhz or board.default_hclk_mhz)
     program = build(model, precision, sparse is not None)
@@ -91,6 +93,9 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     for call, result in device.run_calls("update", **update):
         cycles[(call.layer, "update")] += result.cycles
     whole = device.run("sample", **scalars)                 # the step in one call: the per-call sum's check
+    if profile is not None:
+        from .ir import phase_symbol
+        profile(device.machine, phase_symbol("sample"), *[scalars[v.name] for v in program.scalars("sample")])
     energy_per_cycle_uj = board.power_mw(hclk) / hclk / 1e3       # mW / MHz = nJ per cycle -> uJ
 
     rows = []
