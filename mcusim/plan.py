@@ -93,6 +93,7 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     for call, result in device.run_calls("update", **update):
         cycles[(call.layer, "update")] += result.cycles
     whole = device.run("sample", **scalars)                 # the step in one call: the per-call sum's check
+    stack = max(stack, whole.stack_peak_bytes)
     if profile is not None:
         from .ir import phase_symbol
         profile(device.machine, phase_symbol("sample"), *[scalars[v.name] for v in program.scalars("sample")])

@@ -68,3 +68,12 @@ def test_plan_plot_and_timeline(tmp_path):
     assert 0 < tl["peak_bytes"] <= tl["static_bytes"] and len(tl["live_bytes"]) == len(tl["calls"])
     persistent = plan["sram_by_kind"]["weights"] + plan["sram_by_kind"]["gradients"]
     assert min(tl["live_bytes"]) >= persistent                 # weights and gradients live throughout
+
+
+def test_plan_sram_equals_what_training_measures(tmp_path, monkeypatch):
+    from mcusim.train import TrainConfig, Trainer
+    monkeypatch.delenv("MCUSIM_DATA", raising=False)
+    results = Trainer(TrainConfig(precision="u8", epochs=1, train_limit=100, labels_per_class=[5], head_epochs=1,
+                                  crosscheck_samples=2), tmp_path / "run", progress=False, log=lambda m: None).run()
+    plan = make_plan(load_model("baseline"), precision="u8")
+    assert plan["fit"]["sram"]["total"] == results["mcu"]["sram_bytes"]["measured_total"]
