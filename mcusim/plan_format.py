@@ -72,6 +72,8 @@ def render(plan: dict, fmt: str) -> str:
         writer = csv.writer(buf)
         writer.writerow(COLUMNS)
         writer.writerows(rows)
+        writer.writerow([])
+        writer.writerows([["where the figures come from", k, v] for k, v in plan["provenance"].items()])
         return buf.getvalue()
     if fmt == "md":
         out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
@@ -107,10 +109,13 @@ def render_comparison(plans: list[dict], fmt: str) -> str:
         writer = csv.writer(buf)
         writer.writerow(COMPARE_COLUMNS)
         writer.writerows(rows)
+        writer.writerow([])
+        writer.writerows([["where the figures come from", k, v] for k, v in plans[0]["provenance"].items()])
         return buf.getvalue()
     if fmt == "md":
         out = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + " --- |" * len(COMPARE_COLUMNS)]
-        return "\n".join(out + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+        notes = [f"- where the figures come from: {k}: {v}" for k, v in plans[0]["provenance"].items()]
+        return "\n".join(out + ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""] + notes) + "\n"
     cells = [list(COMPARE_COLUMNS)] + [list(map(str, r)) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COMPARE_COLUMNS))]
     lines = ["  ".join(v.rjust(w) if j > 3 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
