@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from .errors import McusimError
+from .outputs import check_target, write_atomic
 
 KB = 1024
 
@@ -69,7 +69,7 @@ def cmd_profile(args) -> int:
     p = profile_call(m, args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles, top=args.top)
     print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
     if args.callgrind:
-        _write_output(Path(args.callgrind), callgrind(p).encode())
+        write_atomic(Path(args.callgrind), callgrind(p).encode())
         print(f"wrote {args.callgrind} (open it with kcachegrind or qcachegrind)", file=sys.stderr)
     return 0
 
@@ -90,7 +90,7 @@ def cmd_size(args) -> int:
                  f"{u.heap_hi - u.heap_lo} free for buffers")
     lines += [f"    {name:<14} {size:>9}" for name, size in sorted(u.sram.items(), key=lambda kv: -kv[1])]
     syms = sorted((s for s in fw.symbols.values() if s.size and s.kind in ("func", "object")), key=lambda s: -s.size)
-    lines.append(f"  largest symbols:")
+    lines.append("  largest symbols:")
     for s in syms[: args.top]:
         region = "flash" if board.flash.origin <= s.addr < board.flash.end else "SRAM"
         lines.append(f"    {s.name:<32} {s.size:>9} {s.kind:<6} {region}")
@@ -215,12 +215,11 @@ def cmd_plan(args) -> int:
         if len(plans) != 1:
             raise McusimError("--plot draws one plan; give one model, precision, board and clock")
         target = Path(args.plot)
-        if target.is_symlink() or (target.exists() and not target.is_file()) or not target.parent.is_dir():
-            raise McusimError(f"cannot write the plot to {target}: not a regular file in an existing folder")
+        check_target(target)
         plot_plan(plans[0], target)
         print(f"wrote {target}", file=sys.stderr)
     if args.output:
-        _write_output(Path(args.output), text.encode())
+        write_atomic(Path(args.output), text.encode())
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -234,7 +233,7 @@ def _step_profiler(target: str | None):
 
     def run(machine, symbol, *args):
         from .profile import callgrind, profile_call
-        _write_output(Path(target), callgrind(profile_call(machine, symbol, *args)).encode())
+        write_atomic(Path(target), callgrind(profile_call(machine, symbol, *args)).encode())
         print(f"wrote {target} (the training step's profile; open it with kcachegrind or qcachegrind)",
               file=sys.stderr)
     return run
@@ -248,20 +247,6 @@ def _positive_float(text: str, option: str) -> float:
     if not value > 0 or value == float("inf"):
         raise McusimError(f"{option} takes positive numbers (comma-separated to compare), not {text!r}")
     return value
-
-
-def _write_output(path: Path, data: bytes) -> None:
-    """Atomically, never over a directory, a device or through a symlink."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise McusimError(f"{path} exists and is not a regular file; choose another output path")
-    if not path.parent.is_dir():
-        raise McusimError(f"the folder of {path} does not exist; create it or choose another output path")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cmd_vae_train(args) -> int:
@@ -293,10 +278,7 @@ def cmd_vae_report(args) -> int:
     text = build_report([load_results(d) for d in args.dirs])
     print(text)
     if args.output:
-        out = Path(args.output)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out)
+        write_atomic(Path(args.output), text.encode())
     return 0
 
 

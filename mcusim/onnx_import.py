@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import stat
-import tempfile
 from functools import partialmethod
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import numpy as np
 
 from .errors import ModelError
 from .graph import MODEL_NAME
+from .outputs import check_target, write_atomic
 
 TASKS = ("classify", "autoencode")
 SUPPORTED = ("Conv (2-D, groups allowed, the same padding on all four sides, dilations 1), "
@@ -595,49 +593,16 @@ def cmd_import(args) -> int:
     npz_path = toml_path.with_name(toml_path.stem + ".weights.npz")
     targets = [toml_path] + ([npz_path] if weights else [])
     for target in targets:
-        _check_target(target, args.force)
+        check_target(target, overwrite=args.force)
     if weights:
         spec = {**{k: v for k, v in spec.items() if k != "layers"}, "weights": npz_path.name,
                 "layers": spec["layers"]}
         buf = io.BytesIO()
         np.savez(buf, **weights)
-        _write_atomic(npz_path, buf.getvalue())
+        write_atomic(npz_path, buf.getvalue())
     header = "# Imported from ONNX by `mcusim import`: the model description of README, \"Model files\".\n"
-    _write_atomic(toml_path, (header + tomli_w.dumps(spec)).encode())
+    write_atomic(toml_path, (header + tomli_w.dumps(spec)).encode())
     n_params = sum(w.size for w in weights.values())
     print(f"wrote {toml_path} ({len(spec['layers'])} layers, task {spec['task']})"
           + (f" and {npz_path} ({n_params} initial weights)" if weights else " (no initial weights in the model)"))
     return 0
-
-
-def _check_target(target: Path, force: bool) -> None:
-    if not target.parent.is_dir():
-        raise OnnxImportError(f"cannot write {target}: the folder {target.parent} does not exist")
-    if not os.path.lexists(target):
-        return
-    try:
-        regular = stat.S_ISREG(os.stat(target).st_mode)
-    except OSError:
-        regular = False
-    if not regular:
-        raise OnnxImportError(f"cannot write {target}: it exists and is not a regular file")
-    if not force:
-        raise OnnxImportError(f"{target} exists; pass --force to overwrite it")
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

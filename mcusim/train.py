@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from .classifier import balanced_subset, train_head
 from .datasets import load, load_or_embedded, resolve_dir
 from .errors import McusimError
 from .memory import MemoryBudgetError
+from .outputs import write_atomic
 from .graph import Graph, load_model
 from .ir import Program
 from .tasks import build
@@ -134,15 +134,6 @@ class ModelTrainConfig(TrainConfig):
         """Any data set: it is checked against the model when it is loaded."""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
                  resume: bool = False, progress: bool = True, log=print):
@@ -229,8 +220,8 @@ class Trainer:
         buf = io.BytesIO()
         np.savez(buf, results=np.frombuffer(json.dumps(self.results).encode(), np.uint8),
                  layout=np.frombuffer(self._layout().encode(), np.uint8), **arrays)
-        _atomic_write(self.out / "checkpoint.npz", buf.getvalue())
-        _atomic_write(self.out / "results.json", json.dumps(self.results, indent=1).encode())
+        write_atomic(self.out / "checkpoint.npz", buf.getvalue())
+        write_atomic(self.out / "results.json", json.dumps(self.results, indent=1).encode())
 
     def _layout(self) -> str:
         """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""

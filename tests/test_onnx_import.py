@@ -16,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from mcusim.errors import McusimError
 from mcusim.onnx_import import OnnxImportError, add_parser, import_onnx
+from mcusim.outputs import OutputError
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 F = TensorProto.FLOAT
@@ -563,20 +564,20 @@ def test_cli_overwrite_rules(tmp_path):
     toml, npz = tmp_path / "mlp.toml", tmp_path / "mlp.weights.npz"
     assert toml.is_file() and npz.is_file()
     before = toml.read_bytes()
-    with pytest.raises(OnnxImportError, match="exists; pass --force"):
+    with pytest.raises(OutputError, match="exists; pass --force"):
         cli(model)
     npz.unlink()
-    with pytest.raises(OnnxImportError, match="mlp.toml exists"):    # refused before anything is written
+    with pytest.raises(OutputError, match="mlp.toml exists"):    # refused before anything is written
         cli(model)
     assert not npz.exists()
     assert cli(model, "--force", "--name", "renamed") == 0
     assert toml.read_bytes() != before and 'name = "renamed"' in toml.read_text() and npz.is_file()
     (tmp_path / "dir.toml").mkdir()
-    with pytest.raises(OnnxImportError, match="not a regular file"):
+    with pytest.raises(OutputError, match="not a regular file"):
         cli(model, "-o", tmp_path / "dir.toml", "--force")
     with pytest.raises(OnnxImportError, match="must be a .toml file"):
         cli(model, "-o", tmp_path / "x.json")
-    with pytest.raises(OnnxImportError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         cli(model, "-o", tmp_path / "no" / "x.toml")
 
 
