@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .graph import INPUT, Graph, Node
+from .graph import Graph, Node
 from .ir import Cast, Program, Scalar, Tensor, View
 from .operators import REGISTRY
 
@@ -265,5 +265,3 @@ def input_value(b: StepBuilder, phases) -> Value:
         b.p.call(phase, "pixels_f32_forward", pixels, x, pixels.count)
     return Value(x)
 
-
-__all__ = ["INPUT", "Emitter", "StepBuilder", "Value", "input_value"]

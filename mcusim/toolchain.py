@@ -8,6 +8,7 @@ and `arm-none-eabi-gcc` when it is on PATH. Both build Thumb-2 with FPv4-SP hard
 from __future__ import annotations
 
 from .errors import McusimError
+from .outputs import write_atomic
 
 import hashlib
 import os
@@ -152,7 +153,5 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
     if output is None:
         return cached
     output = Path(output)
-    tmp_out = output.with_name(output.name + ".tmp")
-    shutil.copyfile(cached, tmp_out)
-    os.replace(tmp_out, output)
+    write_atomic(output, cached.read_bytes())           # never over a folder, a device or through a symlink
     return output

@@ -140,7 +140,7 @@ class Trainer:
         config.validate()
         load_board().wait_states(config.hclk_mhz)           # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_output()
         self.generic = isinstance(config, ModelTrainConfig)
         self.model: Graph = load_model(config.model if self.generic else config.variant)
         if not self.generic and self.model.task != "vae":
@@ -223,6 +223,24 @@ class Trainer:
         write_atomic(self.out / "checkpoint.npz", buf.getvalue())
         write_atomic(self.out / "results.json", json.dumps(self.results, indent=1).encode())
 
+    def _claim_output(self) -> None:
+        """One run per output folder: a lock held while this process lives; leftovers of killed writes go."""
+        import fcntl
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainError(f"--out {self.out} exists and is not a folder; choose another --out")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.out / ".mcusim.lock", "w")
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainError(f"another mcusim run is writing into {self.out}; wait for it or choose another "
+                             f"--out") from None
+        except OSError as exc:
+            raise TrainError(f"cannot write into --out {self.out}: {exc.strerror or exc}") from None
+        for name in ("results.json", "checkpoint.npz"):
+            for stale in self.out.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+
     def _layout(self) -> str:
         """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
         return json.dumps([[t.name, t.dtype, t.count] for t in self.program.tensors.values()])
@@ -260,7 +278,10 @@ class Trainer:
         saved["config"] = mine
         self.results = saved
         self.start_epoch = len(saved["epochs"])
-        self.log(f"resuming {self.out} after epoch {self.start_epoch}")
+        # the checkpoint is the truth: a run killed between its two writes loses no finished epoch
+        write_atomic(self.out / "results.json", json.dumps(self.results, indent=1).encode())
+        done = " (all epochs are finished: nothing to run)" if self.start_epoch >= self.cfg.epochs else ""
+        self.log(f"resuming {self.out} after epoch {self.start_epoch}{done}")
 
     # -- phases --------------------------------------------------------------------------------
     def _sample_scalars(self) -> dict:
@@ -408,6 +429,13 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
+        """Train the remaining epochs; the output folder is released at the end, however it ends."""
+        try:
+            return self._run()
+        finally:
+            self._lock.close()
+
+    def _run(self) -> dict:
         from tqdm import tqdm
         c = self.cfg
         n_batches = len(self.x) // c.batch_size

@@ -28,3 +28,24 @@ def test_a_new_board_is_a_new_file(tmp_path):
 def test_unknown_board_lists_known_ones():
     with pytest.raises(BoardError, match="known boards: stm32l4r5zi"):
         load_board("nucleo-xyz")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("icache_lines = 32", "icache_lines = 0"), "icache_lines = 0"),
+    (("icache_line_bytes = 32", "icache_line_bytes = 33"), "power of two"),
+    (("flash_word_bytes = 8", 'flash_word_bytes = "x"'), "flash_word_bytes"),
+    (("size = 0x3_0000", "size = 0x3_0001"), "4 KB-aligned"),
+    (("wait_state_max_mhz = [20, 40, 60, 80, 100, 120]", "wait_state_max_mhz = []"), "wait_state_max_mhz"),
+    (("supply_v = 3.3", "supply_v = nan"), "supply voltage"),
+    (("default_hclk_mhz = 120", 'default_hclk_mhz = "fast"'), "malformed entry"),
+    (("origin = 0x2004_0000", "origin = 0x2002_0000"), "overlap"),
+])
+def test_bad_board_values_are_refused_before_the_hook_sees_them(tmp_path, edit, message):
+    """A zero-line cache once crashed the native hook (SIGSEGV); every value it trusts is checked."""
+    text = (BOARD_DIR / "stm32l4r5zi.toml").read_text()
+    assert edit[0] in text
+    path = tmp_path / "board.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    load_board.cache_clear()
+    with pytest.raises(BoardError, match=message):
+        load_board(str(path))

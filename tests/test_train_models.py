@@ -124,3 +124,27 @@ def test_bad_training_options_are_explained(tmp_path, capsys, option, value, mes
 def test_bad_vae_options_are_explained(tmp_path, capsys, option, value):
     assert main(["vae", "train", option, value, "--out", str(tmp_path / "v")]) == 2
     assert option in capsys.readouterr().err
+
+
+def test_one_run_per_output_folder_and_stale_temporaries_go(tmp_path):
+    first = Trainer(ModelTrainConfig(model="cnn_digits", dataset="digits", precision="fp32", epochs=1, batch_size=20,
+                                     crosscheck_samples=2, train_limit=100), tmp_path / "run", progress=False,
+                    log=lambda m: None)
+    with pytest.raises(TrainError, match="another mcusim run is writing into"):
+        run(tmp_path, "cnn_digits", precision="fp32")
+    del first
+    (tmp_path / "run" / ".results.json.abc123.tmp").write_text("half")
+    run(tmp_path, "cnn_digits", precision="fp32")
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainError, match="is not a folder"):
+        run(tmp_path, "cnn_digits", "file", precision="fp32")
+
+
+def test_resume_restores_results_from_the_checkpoint(tmp_path):
+    run(tmp_path, "cnn_digits", precision="fp32", epochs=1)
+    (tmp_path / "run" / "results.json").write_text('{"epochs": []}')   # killed between the two writes
+    Trainer(ModelTrainConfig(model="cnn_digits", dataset="digits", precision="fp32", epochs=1, batch_size=20,
+                             crosscheck_samples=2, train_limit=400), tmp_path / "run", resume=True, progress=False,
+            log=lambda m: None)
+    assert len(json.loads((tmp_path / "run" / "results.json").read_text())["epochs"]) == 1

@@ -99,8 +99,9 @@ def _parse(data: dict, source: str) -> Board:
             run_ua_per_mhz=float(data["power"]["run_ua_per_mhz"]),
             supply_v=float(data["power"]["supply_v"]),
         )
-    except (KeyError, TypeError) as exc:
-        raise BoardError(f"board description {source} is missing or has a malformed entry: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BoardError(f"board description {source} is missing or has a malformed entry: {exc!r}; compare "
+                         f"with {BOARD_DIR / (DEFAULT_BOARD + '.toml')}") from None
 
 
 @lru_cache(maxsize=None)
@@ -112,9 +113,53 @@ def load_board(name_or_path: str = DEFAULT_BOARD) -> Board:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in BOARD_DIR.glob("*.toml")))
         raise BoardError(f"no board description '{name_or_path}' (looked for {path}); known boards: {known}")
-    with open(path, "rb") as f:
-        board = _parse(tomllib.load(f), str(path))
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.loads(f.read(1 << 20).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise BoardError(f"board description {path} cannot be read as UTF-8 TOML: {exc}") from None
+    board = _parse(data, str(path))
     kinds = [m.kind for m in board.memories]
     if kinds.count("flash") != 1 or "sram" not in kinds:
         raise BoardError(f"board {board.name} must describe exactly one flash and at least one SRAM")
+    _validate(board, str(path))
     return board
+
+
+def _power_of_two(v, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi and v & (v - 1) == 0
+
+
+def _validate(b: Board, source: str) -> None:
+    """Every value the emulator and the native timing hook trust, checked before they see it."""
+    def bad(what: str, fix: str) -> BoardError:
+        return BoardError(f"board description {source}: {what}; {fix}")
+    a = b.art
+    for key, lo, hi in (("icache_lines", 1, 4096), ("dcache_lines", 1, 4096), ("icache_line_bytes", 4, 1024),
+                        ("dcache_line_bytes", 4, 1024), ("flash_word_bytes", 2, 64)):
+        if not _power_of_two(getattr(a, key), lo, hi):
+            raise bad(f"[art] {key} = {getattr(a, key)!r}", f"give a power of two from {lo} to {hi}")
+    if not isinstance(a.prefetch, bool):
+        raise bad(f"[art] prefetch = {a.prefetch!r}", "give true or false")
+    ws = b.wait_state_max_mhz
+    if not ws or not all(0 < x < 1e4 for x in ws) or list(ws) != sorted(ws) or ws[-1] < b.max_hclk_mhz:
+        raise bad(f"[flash] wait_state_max_mhz = {list(ws)}",
+                  "list the highest clock of 0, 1, 2, ... wait states, ascending, up to max_hclk_mhz")
+    if not 0 < b.default_hclk_mhz <= b.max_hclk_mhz < 1e4:
+        raise bad(f"clock default {b.default_hclk_mhz} / max {b.max_hclk_mhz} MHz",
+                  "give 0 < default_hclk_mhz <= max_hclk_mhz")
+    if not (b.run_ua_per_mhz >= 0 and 0 < b.supply_v < 100) or b.run_ua_per_mhz != b.run_ua_per_mhz:
+        raise bad(f"[power] run_ua_per_mhz = {b.run_ua_per_mhz}, supply_v = {b.supply_v}",
+                  "give a non-negative current per MHz and a positive supply voltage")
+    for m in b.memories:
+        if m.kind not in ("flash", "sram"):
+            raise bad(f"memory {m.name} has kind {m.kind!r}", "use flash or sram")
+        for addr, size in ((m.origin, m.size), *((al, m.size) for al in m.aliases)):
+            if addr % 4096 or size <= 0 or size % 4096 or addr + size > 1 << 32:
+                raise bad(f"memory {m.name} at {addr:#x}, {size} bytes",
+                          "give a 4 KB-aligned origin and a positive size in 4 KB units inside the 4 GB map")
+    spans = sorted((addr, addr + m.size, m.name) for m in b.memories for addr in (m.origin, *m.aliases))
+    for (s0, e0, n0), (s1, _, n1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise bad(f"memories {n0} and {n1} overlap", "give each region (and alias) its own addresses")
+    b.sram_block                                            # raises when the SRAM regions are not contiguous
