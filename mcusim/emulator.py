@@ -4,6 +4,7 @@ functions called by symbol under the AAPCS hard-float ABI, and every Unicorn err
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ class Machine:
                  timing: bool = True, write_char=None):
         self.fw = firmware if isinstance(firmware, Firmware) else Firmware.load(firmware)
         self.board = board or load_board()
-        self.hclk_mhz = float(hclk_mhz or self.board.default_hclk_mhz)
+        self.hclk_mhz = float(self.board.default_hclk_mhz if hclk_mhz is None else hclk_mhz)
         self.board.wait_states(self.hclk_mhz)                     # validates the clock
         self.static = static_usage(self.fw, self.board)
         self.sram_origin, sram_size = self.board.sram_block
@@ -141,6 +142,12 @@ class Machine:
     def call(self, symbol: str, *args, max_cycles: int | None = None) -> CallResult:
         entry = self.fw.address(symbol)
         sig = self.fw.signature(symbol)
+        if max_cycles is not None and not 1 <= max_cycles < 1 << 62:
+            raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {max_cycles}")
+        if sig is None and any(_kind_of(a) == "float" for a in args):
+            raise McusimError(f"{self.fw.path.name} has no debug information for {symbol}, so mcusim cannot tell "
+                              f"whether it takes floats (in s0-s15) or integers; build it with -g (`mcusim cc` "
+                              f"does) or pass integers only")
         kinds = sig.params if sig is not None else tuple(_kind_of(a) for a in args)
         if sig is not None and len(args) != len(sig.params):
             raise McusimError(f"{symbol} takes {len(sig.params)} argument(s) ({', '.join(sig.params) or 'none'}), "
@@ -178,11 +185,16 @@ class Machine:
             if isinstance(value, Buffer):
                 value = value.address
             if kind == "float":
+                if math.isfinite(float(value)) and not abs(float(value)) <= 3.4028234663852886e38:
+                    raise McusimError(f"argument {value!r} of {symbol} is beyond the float32 range (+-3.4e38)")
                 bits = struct.unpack("<I", struct.pack("<f", float(value)))[0]
                 (fp if len(fp) < 16 else stacked).append(bits)
             elif kind in ("int", "uint", "pointer"):
                 if not isinstance(value, (int, np.integer)):
                     raise McusimError(f"argument {value!r} of {symbol} must be an integer or a Buffer ({kind})")
+                if not -(1 << 31) <= int(value) < 1 << 32:
+                    raise McusimError(f"argument {value} of {symbol} does not fit a 32-bit register "
+                                      f"(-2^31 .. 2^32-1)")
                 (core if len(core) < 4 else stacked).append(int(value) & 0xFFFF_FFFF)
             else:
                 raise McusimError(f"{symbol} takes a {kind} argument; mcusim calls pass int, unsigned, "

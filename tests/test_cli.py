@@ -64,6 +64,21 @@ def test_run_text_profile_and_size(elf):
     ("fault", ["run", "{faults}", "--call", "write_flash", "--arg", "1"], 3, "flash-write"),
     ("over SRAM", ["cc", FIRMWARE / "too_big.c", "-o", "{tmp}/big.elf"], 2, "over by 76.0 KB"),
     ("compile error", ["cc", "{tmp}/broken.c", "-o", "{tmp}/broken.elf"], 2, "failed to build"),
+    ("int over 32 bits", ["run", "{elf}", "--call", "add_int", "--arg", "4294967296", "--arg", "1"], 2,
+     "does not fit a 32-bit register"),
+    ("float over float32", ["run", "{elf}", "--call", "affine", "--arg", "1e39", "--arg", "1", "--arg", "1"], 2,
+     "beyond the float32 range"),
+    ("zero clock", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--hclk-mhz", "0"], 2,
+     "outside 0..120"),
+    ("NaN clock", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--hclk-mhz", "nan"], 2,
+     "outside 0..120"),
+    ("zero budget", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--max-cycles", "0"], 2,
+     "cycle budget must be between 1"),
+    ("huge budget", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--max-cycles",
+                     "99999999999999999999"], 2, "cycle budget must be between 1"),
+    ("output is a device", ["cc", FIRMWARE / "basics.c", "-o", "/dev/null"], 2, "not a regular file"),
+    ("output is a folder", ["cc", FIRMWARE / "basics.c", "-o", "{tmp}"], 2, "not a regular file"),
+    ("no cases", ["crosscheck", "--ops", "relu", "--cases", "0"], 2, "--cases must be at least 1"),
 ])
 def test_bad_input_is_one_clear_error(case, args, exit_code, message, elf, faults_elf, tmp_path):
     (tmp_path / "broken.c").write_text("int f( { return 1; }\n")

@@ -135,3 +135,12 @@ def test_endless_loop_stops_at_the_cycle_budget(faulty):
         faulty.call("spin", max_cycles=100_000)
     assert info.value.kind == "cycle-budget"
     assert info.value.where.startswith("spin")
+
+
+def test_floats_without_a_prototype_are_refused(tmp_path):
+    """Without debug info mcusim cannot know the float ABI of a call: it says so instead of guessing."""
+    from mcusim.errors import McusimError
+    m = Machine(build([FIRMWARE / "basics.c"], opt="-O2", extra_flags=["-g0"]))
+    assert m.call("add_int", 2, 3).return_value == 5
+    with pytest.raises(McusimError, match="no debug information for affine"):
+        m.call("affine", 1.5, 2.0, 1.0)
