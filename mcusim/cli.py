@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -409,20 +410,43 @@ def _name(args) -> str:
     return f"{args.command} {args.vae_command}" if getattr(args, "vae_command", None) else args.command
 
 
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that a run stops like on Ctrl-C (outputs stay consistent)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if _in_main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except McusimError as exc:
         print(f"mcusim {_name(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        saved = args.func in (cmd_train, cmd_vae_train) and (Path(args.out) / "results.json").is_file()
-        print(f"mcusim {_name(args)}: interrupted (finished epochs are saved; continue with --resume)" if saved
-              else f"mcusim {_name(args)}: interrupted (nothing was saved)" if args.func in (cmd_train, cmd_vae_train)
-              else f"mcusim {_name(args)}: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        training = args.func in (cmd_train, cmd_vae_train)
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        if training and (Path(args.out) / "results.json").is_file():
+            what = f"{how} (finished epochs are saved; continue with --resume)"
+        else:
+            what = f"{how} (nothing was saved)" if training else how
+        print(f"mcusim {_name(args)}: {what}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:                    # output piped into `head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _in_main_thread() -> bool:
+    """Signal handlers can only be installed from the main thread (tests may call main() elsewhere)."""
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

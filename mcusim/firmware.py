@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
@@ -61,6 +60,9 @@ class Signature:
     returns: str        # also 'void'
 
 
+MAX_ELF_BYTES = 64 << 20          # far above any MCU image with debug info; refuse before reading
+
+
 @dataclass
 class Firmware:
     path: Path
@@ -75,7 +77,13 @@ class Firmware:
         path = Path(path)
         if not path.is_file():
             raise FirmwareError(f"firmware file {path} does not exist; build one with `mcusim cc SRC.c -o {path}`")
-        raw = path.read_bytes()
+        try:
+            if path.stat().st_size > MAX_ELF_BYTES:
+                raise FirmwareError(f"{path} is {path.stat().st_size} bytes, more than any Cortex-M image "
+                                    f"({MAX_ELF_BYTES >> 20} MB); pass the firmware's .elf")
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise FirmwareError(f"cannot read firmware file {path}: {exc.strerror or exc}") from None
         if raw[:4] != b"\x7fELF":
             raise FirmwareError(f"{path} is not an ELF file (it starts with {raw[:4]!r}); "
                                 f"pass the .elf that `mcusim cc` writes")
@@ -110,10 +118,11 @@ class Firmware:
                     addr = sym["st_value"] & ~1 if kind == "func" else sym["st_value"]
                     if sym.name not in symbols or sym["st_info"]["bind"] == "STB_GLOBAL":
                         symbols[sym.name] = Symbol(sym.name, addr, sym["st_size"], kind)
-        except (ELFError, KeyError, ValueError, OSError) as exc:
-            if isinstance(exc, FirmwareError):
-                raise
-            raise FirmwareError(f"{path} is not a readable ELF file ({exc}); rebuild it with `mcusim cc`") from None
+        except FirmwareError:
+            raise
+        except Exception as exc:          # noqa: BLE001 - any failure of the ELF library means a malformed file
+            raise FirmwareError(f"{path} is a malformed ELF file ({type(exc).__name__}: {exc}); rebuild it with "
+                                f"`mcusim cc`") from None
         return cls(path, segments, sections, symbols, _data_ranges(mapping, sections), raw)
 
     # -- symbols -------------------------------------------------------------------------------
@@ -189,7 +198,10 @@ class Firmware:
         out = []
         for s in self.sections:
             if s.execute and not s.nobits:
-                seg = next(g for g in self.segments if g.vaddr <= s.addr < g.vaddr + g.memsz)
+                seg = next((g for g in self.segments if g.vaddr <= s.addr < g.vaddr + g.memsz), None)
+                if seg is None:
+                    raise FirmwareError(f"{self.path.name}: code section {s.name} at {s.addr:#x} lies outside every "
+                                        f"loadable segment; the ELF is malformed, rebuild it with `mcusim cc`")
                 off = s.addr - seg.vaddr
                 out.append((s.addr, seg.data[off: off + s.size]))
         return out
@@ -198,19 +210,22 @@ class Firmware:
     @cached_property
     def _signatures(self) -> dict[str, Signature]:
         import io
-        elf = ELFFile(io.BytesIO(self._elf_bytes))
-        if not elf.has_dwarf_info():
-            return {}
         sigs = {}
-        for cu in elf.get_dwarf_info().iter_CUs():
-            for die in cu.iter_DIEs():
-                if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
-                    continue
-                name = die.attributes["DW_AT_name"].value.decode()
-                params = tuple(_type_class(c) for c in die.iter_children() if c.tag == "DW_TAG_formal_parameter")
-                sig = Signature(params, _type_class(die))
-                if name not in sigs or "DW_AT_low_pc" in die.attributes:
-                    sigs[name] = sig
+        try:
+            elf = ELFFile(io.BytesIO(self._elf_bytes))
+            if not elf.has_dwarf_info():
+                return {}
+            for cu in elf.get_dwarf_info().iter_CUs():
+                for die in cu.iter_DIEs():
+                    if die.tag != "DW_TAG_subprogram" or "DW_AT_name" not in die.attributes:
+                        continue
+                    name = die.attributes["DW_AT_name"].value.decode()
+                    params = tuple(_type_class(c) for c in die.iter_children() if c.tag == "DW_TAG_formal_parameter")
+                    sig = Signature(params, _type_class(die))
+                    if name not in sigs or "DW_AT_low_pc" in die.attributes:
+                        sigs[name] = sig
+        except Exception:                 # noqa: BLE001 - damaged debug info: no prototypes (floats are then refused)
+            return {}
         return sigs
 
     def signature(self, name: str) -> Signature | None:

@@ -148,3 +148,23 @@ def test_resume_restores_results_from_the_checkpoint(tmp_path):
                              crosscheck_samples=2, train_limit=400), tmp_path / "run", resume=True, progress=False,
             log=lambda m: None)
     assert len(json.loads((tmp_path / "run" / "results.json").read_text())["epochs"]) == 1
+
+
+def test_sigterm_stops_training_cleanly(tmp_path):
+    """SIGTERM (a job scheduler, `kill`) ends a run like Ctrl-C: finished epochs stay saved, exit 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mcusim.cli", "train", "cnn_digits", "--precision", "fp32",
+                             "--epochs", "500", "--batch", "50", "--quiet", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "results.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (finished epochs are saved; continue with --resume)" in err and "Traceback" not in err
+    assert json.loads((out / "results.json").read_text())["epochs"]
