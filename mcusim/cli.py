@@ -28,7 +28,12 @@ def _parse_arg(text: str):
 def _machine(args, timing: bool = True):
     from .boards import load_board
     from .emulator import Machine
-    return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing)
+    from .emulator import STARTUP_BUDGET
+    budget = args.max_cycles if args.max_cycles is not None else STARTUP_BUDGET     # start-up is budgeted too
+    if not 1 <= budget < 1 << 62:
+        raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
+    return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
+                   startup_budget=budget)
 
 
 def cmd_cc(args) -> int:

@@ -26,6 +26,7 @@ from .timing import state as S
 from .timing.model import CycleModel, disassembler
 
 RETURN_SYMBOL = "__mcusim_return"
+STARTUP_BUDGET = 100_000_000     # cycles; start-up of a 640 KB image takes well under a million
 INIT_SYMBOL = "__mcusim_init"
 REG_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}
 CORE_REGS = [f"r{i}" for i in range(13)] + ["sp", "lr", "pc", "xpsr"]
@@ -69,7 +70,9 @@ class Machine:
     """One emulated board running one firmware. Calls reuse the machine (caches stay warm, as on the chip)."""
 
     def __init__(self, firmware: Firmware | str | Path, board: Board | None = None, hclk_mhz: float | None = None,
-                 timing: bool = True, write_char=None):
+                 timing: bool = True, write_char=None, startup_budget: int = STARTUP_BUDGET):
+        """`startup_budget`: cycles the start-up code (.data copy, .bss zeroing) may take before it counts
+        as hung (a firmware whose start-up loops faults instead of hanging)."""
         self.fw = firmware if isinstance(firmware, Firmware) else Firmware.load(firmware)
         self.board = board or load_board()
         self.hclk_mhz = float(self.board.default_hclk_mhz if hclk_mhz is None else hclk_mhz)
@@ -106,7 +109,7 @@ class Machine:
             self.model.state[S.STOP_FN] = timing_hook.UC_EMU_STOP_ADDRESS
         uc.ctl_flush_tb()                                          # hooks apply only to new translations
         self._return = self.fw.address(RETURN_SYMBOL)
-        self.call(INIT_SYMBOL)                                     # .data copy, .bss zero, FPU on
+        self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
 
     # -- loading -------------------------------------------------------------------------------
     def _load_image(self) -> None:

@@ -79,6 +79,8 @@ def test_run_text_profile_and_size(elf):
     ("output is a device", ["cc", FIRMWARE / "basics.c", "-o", "/dev/null"], 2, "not a regular file"),
     ("output is a folder", ["cc", FIRMWARE / "basics.c", "-o", "{tmp}"], 2, "not a regular file"),
     ("no cases", ["crosscheck", "--ops", "relu", "--cases", "0"], 2, "--cases must be at least 1"),
+    ("budget covers start-up", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--max-cycles", "5"],
+     3, "__mcusim_init exceeded its budget of 5 cycles"),
 ])
 def test_bad_input_is_one_clear_error(case, args, exit_code, message, elf, faults_elf, tmp_path):
     (tmp_path / "broken.c").write_text("int f( { return 1; }\n")
