@@ -280,8 +280,20 @@ def _print_mcu(mcu: dict) -> None:
 
 
 def cmd_vae_report(args) -> int:
-    from .report import build_report, load_results
-    text = build_report([load_results(d) for d in args.dirs])
+    """With several folders (`runs/*`), ones that hold no finished VAE run are skipped with a note; the
+    report needs at least one."""
+    from .report import ResultsError, build_report, load_results
+    runs = []
+    for d in args.dirs:
+        try:
+            runs.append(load_results(d))
+        except ResultsError as exc:
+            if len(args.dirs) == 1:
+                raise
+            print(f"mcusim vae report: skipping {d}: {exc}", file=sys.stderr)
+    if not runs:
+        raise McusimError("none of the folders holds a finished `mcusim vae train` run (results.json)")
+    text = build_report(runs)
     print(text)
     if args.output:
         write_atomic(Path(args.output), text.encode())

@@ -194,3 +194,15 @@ def test_sparse_timing_row_follows_the_measured_update_rate():
     assert _update_fraction(run) == -1.0                      # neither 60% nor 10%: no paper row
     assert _update_fraction({"config": {"sparse": [0.0, 0.1]}, "epochs": []}) == 0.1
     assert _update_fraction({"config": {"sparse": None}}) is None
+
+
+def test_report_over_a_runs_folder_skips_what_is_not_a_finished_vae_run(tmp_path, capsys):
+    """`vae report runs/*` after a failed run (empty folder) or next to `mcusim train` runs still reports."""
+    from mcusim.cli import main
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "results.json").write_text(json.dumps(_results()))
+    (tmp_path / "empty").mkdir()
+    assert main(["vae", "report", str(good), str(tmp_path / "empty")]) == 0
+    assert "skipping" in capsys.readouterr().err
+    assert main(["vae", "report", str(tmp_path / "empty")]) == 2
