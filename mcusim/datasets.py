@@ -42,7 +42,6 @@ saying which file is missing or damaged, where it looked and how to fix it.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import http.client
 import math
@@ -274,9 +273,13 @@ def _verify(path: Path, f: IdxFile, n_classes: int) -> bytes:
 
     Raises FileNotFoundError if it is absent and _Problem if it is unusable.
     """
+    limit = f.payload_size + (1 << 20)  # gzip never grows data by more than that
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
+            if st.st_size > limit:           # never read a huge file whole: the size is known in advance
+                raise _Problem(f"is {st.st_size} bytes, far more than the {f.payload_size} bytes of "
+                               f"{f.count} {f.kind}; it is not this data set's file")
             blob = fh.read()
     except FileNotFoundError:
         raise
@@ -285,8 +288,11 @@ def _verify(path: Path, f: IdxFile, n_classes: int) -> bytes:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, f.md5, f.raw_md5, f.count)
     gz_digest = None if key in _verified else hashlib.md5(blob).hexdigest()
 
-    try:
-        raw = gzip.decompress(blob)
+    try:                                     # bounded: a gzip "bomb" stops one byte past the expected size
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        raw = inflater.decompress(blob, f.payload_size + 1)
+        if not inflater.eof and len(raw) <= f.payload_size:
+            raise EOFError("compressed data ended before the end-of-stream marker")
     except (OSError, EOFError, zlib.error) as exc:
         detail = str(exc) or type(exc).__name__
         raise _Problem(

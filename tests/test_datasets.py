@@ -571,3 +571,14 @@ def test_embedded_subset_is_real_fashion_mnist_and_regenerable():
         assert np.array_equal(tool.select(labels, per_class, split), index)
         assert np.array_equal(stored[f"{split}_images"], images[index])
         assert np.array_equal(stored[f"{split}_labels"], labels[index])
+
+
+def test_gzip_bomb_and_oversized_file_are_refused_without_expanding(fake, tmp_path):
+    """A valid header followed by gigabytes of zeros stops one byte past the known size; a file larger than
+    any copy of the data set is refused before it is read."""
+    images = fake.arrays["train"][0]
+    bomb = gz(idx_images(images) + b"\0" * (64 << 20))          # 64 MB of zeros, ~64 kB compressed
+    msg = corrupt_case(fake, tmp_path, FILE_NAMES[0], bomb)
+    assert "decompresses to" in msg
+    msg = corrupt_case(fake, tmp_path, FILE_NAMES[0], b"\0" * (2 << 20))
+    assert "far more than" in msg
