@@ -59,31 +59,40 @@ def _summary(plan: dict) -> list[str]:
         lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({f['limit'] / 1024:.0f} KiB): {verdict}")
     if plan["timing_memory_enlarged"]:
         lines.append(f"does not fit in {fit['sram']['limit'] / 1024:.0f} KiB; timing measured with memory enlarged")
-    lines += [f"where the figures come from: {k}: {v}" for k, v in plan["provenance"].items()]
-    return lines
+    return lines + _provenance(plan)
+
+
+def _provenance(plan: dict) -> list[str]:
+    return [f"where the figures come from: {k}: {v}" for k, v in plan["provenance"].items()]
+
+
+def _table(fmt: str, columns, rows: list[list], notes: list[str], provenance: dict, left: int) -> str:
+    """rows under columns as csv (provenance rows after a blank one), md or aligned text (the first `left`
+    columns left-aligned), followed by the notes."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        writer.writerow([])
+        writer.writerows([["where the figures come from", k, v] for k, v in provenance.items()])
+        return buf.getvalue()
+    if fmt == "md":
+        out = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        return "\n".join(out + [""] + [f"- {line}" for line in notes]) + "\n"
+    cells = [list(columns)] + [list(map(str, r)) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    table = ["  ".join(v.rjust(w) if j >= left else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    return "\n".join(table + [""] + notes) + "\n"
 
 
 def render(plan: dict, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(plan, indent=1) + "\n"
-    rows = _rows(plan)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(COLUMNS)
-        writer.writerows(rows)
-        writer.writerow([])
-        writer.writerows([["where the figures come from", k, v] for k, v in plan["provenance"].items()])
-        return buf.getvalue()
-    if fmt == "md":
-        out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-        out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-        return "\n".join(out + [""] + [f"- {line}" for line in _summary(plan)]) + "\n"
-    cells = [list(TEXT_COLUMNS)] + [list(map(str, r)) for r in _text_rows(plan)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(TEXT_COLUMNS))]
-    table = ["  ".join(v.rjust(w) if j > 2 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
-             for row in cells]
-    return "\n".join(table + [""] + _summary(plan)) + "\n"
+    columns, rows = (TEXT_COLUMNS, _text_rows(plan)) if fmt == "text" else (COLUMNS, _rows(plan))
+    return _table(fmt, columns, rows, _summary(plan), plan["provenance"], left=3)
 
 
 COMPARE_COLUMNS = ("model", "precision", "board", "MHz", "params", "MACs/sample", "SRAM B", "SRAM limit B", "fits",
@@ -104,21 +113,4 @@ def render_comparison(plans: list[dict], fmt: str) -> str:
                      sram["total"], sram["limit"], fits, round(st["cycles_per_sample"]), round(st["ms_per_sample"], 2),
                      round(st["uj_per_sample"], 1),
                      round(1e3 * st["cycles_per_sample_batch1"] / (p["hclk_mhz"] * 1e6), 2)])
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(COMPARE_COLUMNS)
-        writer.writerows(rows)
-        writer.writerow([])
-        writer.writerows([["where the figures come from", k, v] for k, v in plans[0]["provenance"].items()])
-        return buf.getvalue()
-    if fmt == "md":
-        out = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + " --- |" * len(COMPARE_COLUMNS)]
-        notes = [f"- where the figures come from: {k}: {v}" for k, v in plans[0]["provenance"].items()]
-        return "\n".join(out + ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""] + notes) + "\n"
-    cells = [list(COMPARE_COLUMNS)] + [list(map(str, r)) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COMPARE_COLUMNS))]
-    lines = ["  ".join(v.rjust(w) if j > 3 else v.ljust(w) for j, (v, w) in enumerate(zip(row, widths)))
-             for row in cells]
-    notes = [f"where the figures come from: {k}: {v}" for k, v in plans[0]["provenance"].items()]
-    return "\n".join(lines + [""] + notes) + "\n"
+    return _table(fmt, COMPARE_COLUMNS, rows, _provenance(plans[0]), plans[0]["provenance"], left=4)
