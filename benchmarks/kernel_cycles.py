@@ -1,7 +1,7 @@
 """Cycles per layer and direction of one training sample on the emulated Cortex-M4, fp32 next to u8
 (the table in the README), for any model.
 
-The training step is built as firmware with one function per kernel call, and one real training sample
+The training step is built as firmware with one function per kernel call (`mcusim plan`), and one real sample
 (the first image of the embedded Fashion-MNIST subset, or random pixels for other input shapes) runs
 call by call, so each layer's forward, backward_input and backward_weight are measured where they
 really run: with the caches, data and ranges of the step, not on a synthetic call.
@@ -11,36 +11,19 @@ Usage: python benchmarks/kernel_cycles.py [--model baseline] [--opt -O2]
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
-
-import numpy as np
 
 from mcusim.graph import INPUT, load_model
-from mcusim.runtime import DeviceStep, initial_state
-from mcusim.tasks import build
+from mcusim.plan import make_plan
 
 DIRECTIONS = ("forward", "backward_input", "backward_weight")
-SCALARS = {"alpha_a": 0.1, "alpha_e": 0.1}
-
-
-def sample_image(shape) -> np.ndarray:
-    if tuple(shape) == (1, 28, 28):
-        from mcusim.datasets import load_embedded
-        return load_embedded("train")[0][0].reshape(-1)
-    return np.random.default_rng(0).integers(0, 256, int(np.prod(shape)), dtype=np.uint8)
 
 
 def layer_cycles(model, precision: str, opt: str) -> dict[tuple[str, str], int]:
-    """(layer, direction) -> cycles of one training sample; the task's own calls under layer 'task'."""
-    program = build(model, precision)
-    device = DeviceStep(program, opt=opt, per_call=("sample",))
-    device.load_state(initial_state(program, seed=0))
-    device.write("pixels", sample_image(model.input_shape))
-    if "label" in program.tensors:
-        device.write("label", np.zeros(1, np.int32))
-    cycles: dict[tuple[str, str], int] = defaultdict(int)
-    for call, result in device.run_calls("sample", **{k: v for k, v in SCALARS.items() if precision == "u8"}):
-        cycles[(call.layer or "task", call.direction or "-")] += result.cycles
+    """(layer, direction) -> cycles of one training sample (measured by `mcusim plan`); the task's own
+    calls under ('task', '-')."""
+    plan = make_plan(model, precision=precision, opt=opt)
+    cycles = {(r["name"], d): r["cycles"][d] for r in plan["layers"] for d in DIRECTIONS}
+    cycles[("task", "-")] = plan["task_cycles"]
     return cycles
 
 
@@ -65,7 +48,7 @@ def main() -> None:
             rate = lambda c: f"{macs / c:.3f}" if macs and c else "-"       # noqa: E731
             ratio = f"{f / q:.2f}x" if f and q else "-"
             print(f"| {shape} | {direction} | {macs} | {f} | {rate(f)} | {q} | {rate(q)} | {ratio} |")
-    tf, tq = sum(f32.values()), sum(u8.values())
+    tf, tq = sum(f32.values()), sum(u8.values())       # the sample, without the update
     print(f"| task (input, loss, latent) | all | | {f32.get(('task', '-'), 0)} | | {u8.get(('task', '-'), 0)} | | |")
     print(f"| one training sample | all | | {tf} | | {tq} | | {tf / tq:.2f}x |")
 

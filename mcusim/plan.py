@@ -35,11 +35,11 @@ UPDATE_SCALARS = {"lr": 0.001, "alpha_norm": 0.15, "alpha_w": 0.001}
 
 def _sample_pixels(shape) -> np.ndarray:
     """A real image where the embedded data sets have one of this shape, else fixed random pixels."""
-    from .datasets import load_dataset
+    from .datasets import DatasetError, load_dataset
     for name in ("fashion-mnist", "digits"):
         try:
             data = load_dataset(name)
-        except Exception:            # noqa: BLE001 - a missing data set only means random pixels
+        except DatasetError:         # an unreadable data set only means random pixels
             continue
         if tuple(data.shape) == tuple(shape):
             return data.train_x[0].reshape(-1)
@@ -63,7 +63,7 @@ def enlarged(board: Board, sram_bytes: int, flash_bytes: int) -> Board:
 
 
 def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", sparse: list[float] | None = None,
-              batch: int = 100, hclk_mhz: float | None = None, profile=None) -> dict:
+              batch: int = 100, hclk_mhz: float | None = None, profile=None, opt: str = "-O2") -> dict:
     """The plan as a dict (mcusim.plan_format renders it). `profile(machine, symbol, *args)`, if given, is
     called once on the loaded step to profile one more training sample (`plan --profile`)."""
     board = board or load_board()
@@ -71,10 +71,10 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     program = build(model, precision, sparse is not None)
     planned = sum(t.nbytes for t in program.tensors.values())
     try:
-        device, measured_on = DeviceStep(program, hclk_mhz=hclk, board=board, per_call=("sample", "update")), board
+        device, measured_on = DeviceStep(program, opt, hclk, board=board, per_call=("sample", "update")), board
     except MemoryBudgetError:
         measured_on = enlarged(board, 2 * planned + (1 << 16), 4 * board.flash.size)
-        device = DeviceStep(program, hclk_mhz=hclk, board=measured_on, per_call=("sample", "update"))
+        device = DeviceStep(program, opt, hclk, board=measured_on, per_call=("sample", "update"))
     device.load_state(initial_state(program, seed=0, weights=model.weights))
     device.write("pixels", _sample_pixels(model.input_shape))
     if "label" in program.tensors:
