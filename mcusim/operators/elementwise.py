@@ -20,35 +20,32 @@ class Activation(Operator):
         return f"{self.name}_f32_{direction}"
 
     def forward(self, ctx, node, xs, y, params):
-        (x,) = xs
-        if ctx.precision == "fp32":
-            ctx.call(self._f32("forward"), x.data, y.data, node.n_out)
-        else:
-            ctx.call("relu_u8_forward", *x.args, *y.args, node.n_out, int(self.six))
+        self.activate(ctx, y, node.n_out, x=xs[0])
 
     def backward_input(self, ctx, node, xs, y, e, dxs, params, mask, active):
         (dx,) = dxs
         if dx is None:
             return
-        if ctx.precision == "fp32":
-            ctx.call(self._f32("backward"), y.data, e.data, dx.data, node.n_out)
-        else:                             # the masked error keeps e's qparams: copy, then mask in place
+        if ctx.precision == "u8":             # the masked error keeps e's qparams: copy, then mask in place
             ctx.call("copy_u8", *e.args, *dx.args, node.n_out)
-            ctx.call("relu_u8_backward", *y.args, *dx.args, dx.data, node.n_out, int(self.six))
+            e = dx
+        self.deactivate(ctx, y, e, node.n_out, dx=dx)
 
-    def activate(self, ctx, y, n: int) -> None:
-        """The activation fused into a layer: in place on its output."""
+    def activate(self, ctx, y, n: int, x=None) -> None:
+        """y = act(x); without x in place on y (the activation fused into a layer)."""
+        x = y if x is None else x
         if ctx.precision == "fp32":
-            ctx.call(self._f32("forward"), y.data, y.data, n)
+            ctx.call(self._f32("forward"), x.data, y.data, n)
         else:
-            ctx.call("relu_u8_forward", *y.args, *y.args, n, int(self.six))
+            ctx.call("relu_u8_forward", *x.args, *y.args, n, int(self.six))
 
-    def deactivate(self, ctx, y, e, n: int) -> None:
-        """The fused activation's backward: masks the layer's output error in place."""
+    def deactivate(self, ctx, y, e, n: int, dx=None) -> None:
+        """dx = e masked by the activation's output y; without dx in place on e (the fused activation)."""
+        dx = e if dx is None else dx
         if ctx.precision == "fp32":
-            ctx.call(self._f32("backward"), y.data, e.data, e.data, n)
+            ctx.call(self._f32("backward"), y.data, e.data, dx.data, n)
         else:
-            ctx.call("relu_u8_backward", *y.args, *e.args, e.data, n, int(self.six))
+            ctx.call("relu_u8_backward", *y.args, *e.args, dx.data, n, int(self.six))
 
 
 class Relu(Activation):
