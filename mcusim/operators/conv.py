@@ -13,13 +13,15 @@ from .layer import TrainableLayer
 DIRECTIONS = ("forward", "backward_input", "backward_weight")
 
 
-def _valid(o: int, stride: int, pad: int, k: int, size: int) -> int:
-    """Kernel taps of output (or input) index o that land inside [0, size)."""
-    return sum(0 <= o * stride - pad + t < size for t in range(k))
+def _taps(n_src: int, n_dst: int, k: int, stride: int, pad: int) -> int:
+    """(dst index, kernel tap) pairs along one axis whose src index dst*stride - pad + tap lies in [0, n_src):
+    the taps that are not padding."""
+    return sum(0 <= o * stride - pad + t < n_src for o in range(n_dst) for t in range(k))
 
 
 class _Convolution(TrainableLayer):
     keys = {"out_channels": REQUIRED, "kernel": REQUIRED, "stride": 1, "padding": 0}
+    transposed = False
 
     def check(self, key, value, where):
         if key == "kernel":
@@ -34,6 +36,14 @@ class _Convolution(TrainableLayer):
 
     def shape_args(self, node):
         return (Struct(node.name, "nn_conv_dims", self.dims(node)),)
+
+    def macs(self, node):
+        """Multiply-accumulates without padding taps; a transposed convolution runs its taps from the input."""
+        (c_in, h_in, w_in), (c_out, h_out, w_out) = node.in_shapes[0], node.out_shape
+        (kh, kw), s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
+        (hs, ws), (hd, wd) = ((h_out, w_out), (h_in, w_in)) if self.transposed else ((h_in, w_in), (h_out, w_out))
+        n = _taps(hs, hd, kh, s, p) * _taps(ws, wd, kw, s, p) * (c_in // node.attrs.get("groups", 1)) * c_out
+        return Directions(n, n, n)
 
     def scratch_bytes(self, node, precision):
         if precision != "u8":
@@ -84,16 +94,11 @@ class Conv2D(_Convolution):
         return max(getattr(grouped_conv, f"grouped_conv2d_{direction}_buffer_size")(d, groups)
                    for direction in DIRECTIONS)
 
-    def macs(self, node):
-        (c_in, h_in, w_in), (c_out, h_out, w_out) = node.in_shapes[0], node.out_shape
-        (kh, kw), s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
-        taps = sum(_valid(o, s, p, kh, h_in) for o in range(h_out)) * sum(_valid(o, s, p, kw, w_in) for o in range(w_out))
-        n = taps * (c_in // node.attrs["groups"]) * c_out
-        return Directions(n, n, n)
 
 
 class ConvTranspose2D(_Convolution):
     name = "convtranspose2d"
+    transposed = True
     keys = {**_Convolution.keys, "output_padding": 0}
 
     def infer(self, attrs, in_shapes, where):
@@ -120,9 +125,3 @@ class ConvTranspose2D(_Convolution):
         ic, oc, kh, kw = self.weight_shape(node)
         return oc, ic * kh * kw, kh * kw
 
-    def macs(self, node):
-        (c_in, h_in, w_in), (c_out, h_out, w_out) = node.in_shapes[0], node.out_shape
-        (kh, kw), s, p = node.attrs["kernel"], node.attrs["stride"], node.attrs["padding"]
-        taps = sum(_valid(i, s, p, kh, h_out) for i in range(h_in)) * sum(_valid(i, s, p, kw, w_out) for i in range(w_in))
-        n = taps * c_in * c_out
-        return Directions(n, n, n)
