@@ -24,10 +24,9 @@ from .peripherals import SystemControlSpace
 from .timing import hook as timing_hook
 from .timing import state as S
 from .timing.model import CycleModel, disassembler
+from .toolchain import INIT_SYMBOL, RETURN_SYMBOL
 
-RETURN_SYMBOL = "__mcusim_return"
 STARTUP_BUDGET = 100_000_000     # cycles; start-up of a 640 KB image takes well under a million
-INIT_SYMBOL = "__mcusim_init"
 REG_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}
 CORE_REGS = [f"r{i}" for i in range(13)] + ["sp", "lr", "pc", "xpsr"]
 

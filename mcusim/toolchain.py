@@ -26,6 +26,7 @@ if not KERNEL_DIR.is_dir():          # editable install: the package maps ../ker
     KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 INCLUDE_DIR = KERNEL_DIR / "include"
 STARTUP = KERNEL_DIR / "startup.c"
+INIT_SYMBOL, RETURN_SYMBOL = "__mcusim_init", "__mcusim_return"   # start-up's hooks, called by the emulator
 LINKER_TEMPLATE = KERNEL_DIR / "link.ld.in"
 
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
@@ -124,7 +125,7 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
     link = ["-Wl,--no-gc-sections"]
     if keep is not None:
         flags.append("-ffunction-sections")
-        roots = ("__mcusim_init", "__mcusim_return", *keep)      # the emulator calls start-up's hooks by name
+        roots = (INIT_SYMBOL, RETURN_SYMBOL, *keep)                 # the emulator calls start-up's hooks by name
         link = ["-Wl,--gc-sections", *(f"-Wl,-u,{sym}" for sym in roots)]
 
     key = hashlib.sha256()
