@@ -95,10 +95,13 @@ def cmd_size(args) -> int:
     lines.append(f"  SRAM  {sram_total:>9} bytes of {sram_size} ({100 * sram_total / sram_size:.2f}%), "
                  f"{u.heap_hi - u.heap_lo} free for buffers")
     lines += [f"    {name:<14} {size:>9}" for name, size in sorted(u.sram.items(), key=lambda kv: -kv[1])]
+    for mem in board.extra_rams:
+        used = sum(n for name, n in u.other_ram.items() if name == mem.section)
+        lines.append(f"  {mem.name:<5} {used:>9} bytes of {mem.size} ({mem.kind}, section {mem.section})")
     syms = sorted((s for s in fw.symbols.values() if s.size and s.kind in ("func", "object")), key=lambda s: -s.size)
     lines.append("  largest symbols:")
     for s in syms[: args.top]:
-        region = "flash" if board.flash.origin <= s.addr < board.flash.end else "SRAM"
+        region = next((m.name for m in board.memories if m.origin <= s.addr < m.end), "?")
         lines.append(f"    {s.name:<32} {s.size:>9} {s.kind:<6} {region}")
     print("\n".join(lines))
     return 0
@@ -109,6 +112,7 @@ def cmd_size(args) -> int:
 def cmd_crosscheck(args) -> int:
     from tqdm import tqdm
 
+    from .boards import load_board
     from .crosscheck import all_checks, required_checks, run_checks
     from .kernel_lib import KernelLibrary
     found = all_checks()
@@ -130,7 +134,8 @@ def cmd_crosscheck(args) -> int:
         bar.set_description(f"{check.op} {check.dtype} {check.direction}")
         bar.update()
 
-    results = run_checks(checks, args.cases, args.seed, KernelLibrary(opt=args.opt), progress)
+    results = run_checks(checks, args.cases, args.seed, KernelLibrary(opt=args.opt, board=load_board(args.board)),
+                         progress)
     bar.close()
     ok = bool(results) and all(r.mismatches == 0 for r in results) and not missing
     if args.json:
@@ -167,7 +172,7 @@ def _ints(text: str) -> list[int]:
 def _common_train_config(args) -> dict:
     return dict(dataset=args.dataset, precision=args.precision, sparse=args.sparse, epochs=args.epochs,
                 seed=args.seed, lr=args.lr, lr_schedule=args.lr_schedule, hclk_mhz=args.hclk_mhz,
-                crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
+                crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit, board=args.board)
 
 
 def _run_training(args, cfg) -> dict:
@@ -209,7 +214,7 @@ def cmd_plan(args) -> int:
         raise McusimError("--sparse needs --precision u8 (dynamic sparse updates are a u8 method)")
     clocks = [None] if args.hclk_mhz is None else [_positive_float(v, "--hclk-mhz") for v in args.hclk_mhz.split(",")]
     models = [load_model(m) for m in args.model]
-    boards = [load_board(b) for b in args.board.split(",")]
+    boards = [load_board(b) for b in args.board.split(",")] if args.board else [load_board()]
     configs = list(itertools.product(models, boards, precisions, clocks))
     if args.profile and len(configs) != 1:
         raise McusimError("--profile profiles one plan; give one model, precision, board and clock")
@@ -270,8 +275,9 @@ def cmd_vae_train(args) -> int:
 def _print_mcu(mcu: dict) -> None:
     fits = "fits" if mcu["fits"] else "does NOT fit"
     if mcu["fits"]:
-        print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms and "
-              f"{mcu['energy_mj']:.2f} mJ per training sample, {mcu['inference_ms']:.1f} ms per inference; "
+        energy = "" if mcu["energy_mj"] is None else f" and {mcu['energy_mj']:.2f} mJ"
+        print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms{energy} "
+              f"per training sample, {mcu['inference_ms']:.1f} ms per inference; "
               f"SRAM {mcu['sram_bytes']['total'] / 1000:.1f} kB of {mcu['sram_bytes']['limit'] / 1024:.0f} KB ({fits}); "
               f"emulator matches the host bit for bit: {mcu['crosscheck']['bit_exact']}")
     else:
@@ -301,13 +307,15 @@ def cmd_vae_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .boards import DEFAULT_BOARD
+    from .boards import BOARD_ENV, DEFAULT_BOARD
     from .toolchain import DEFAULT_STACK
     p = argparse.ArgumentParser(prog="mcusim", description="Cycle-approximate Cortex-M4 simulator for on-device training studies")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def board_opt(sp):
-        sp.add_argument("--board", default=DEFAULT_BOARD, help="board name or path to a board TOML (default %(default)s)")
+    def board_opt(sp, several: bool = False):
+        compare = " (several, comma-separated, to compare)" if several else ""
+        sp.add_argument("--board", default=None, metavar="NAME|FILE" + (",..." if several else ""),
+                        help=f"board name or path to a board TOML{compare} (default: ${BOARD_ENV}, else {DEFAULT_BOARD})")
 
     cc = sub.add_parser("cc", help="compile and link C/assembly into Cortex-M4F firmware")
     cc.add_argument("sources", nargs="+", metavar="SRC")
@@ -327,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("firmware", metavar="FIRMWARE.elf")
         sp.add_argument("--call", required=True, metavar="SYMBOL")
         sp.add_argument("--arg", action="append", default=[], metavar="VALUE", help="argument (repeat in order)")
-        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's, 120)")
+        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
         sp.add_argument("--max-cycles", type=int, default=None, help="fault if the call runs longer")
         board_opt(sp)
         if name == "run":
@@ -347,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     xc.add_argument("--seed", type=int, default=0)
     xc.add_argument("--opt", default="-O2", choices=["-O2", "-O3", "-Os"], help="optimisation of the C kernels")
     xc.add_argument("--json", action="store_true")
+    board_opt(xc)
     xc.set_defaults(func=cmd_crosscheck)
 
     vae = sub.add_parser("vae", help="on-device VAE training: train, report").add_subparsers(dest="vae_command",
@@ -363,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="constant (the paper's) or cosine-annealed to 0 over --epochs (default: constant for "
                              "fp32, cosine for u8)")
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--hclk-mhz", type=float, default=120.0)
+        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
+        board_opt(sp)
         sp.add_argument("--crosscheck-samples", type=int, default=crosscheck,
                         help="training samples run on the emulated MCU too and compared bit for bit "
                              f"(default {crosscheck or 'the first batch, at most 10'})")
@@ -394,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also profile one training step: cycles per function and source line, callgrind format")
     pl.add_argument("--plot", default=None, metavar="FILE.png",
                     help="also draw SRAM per layer by kind and the live-buffer timeline of the step")
-    board_opt(pl)
+    board_opt(pl, several=True)
     pl.set_defaults(func=cmd_plan)
 
     tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")

@@ -1,4 +1,4 @@
-"""The functional model: a Cortex-M4 in Unicorn with exactly the board's memories, an ELF loaded,
+"""The functional model: the board's core in Unicorn with exactly the board's memories, an ELF loaded,
 functions called by symbol under the AAPCS hard-float ABI, and every Unicorn error turned into a
 `Fault` a firmware engineer can read. Timing is attached as a separate, swappable model.
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from unicorn import (UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_MCLASS,
-                     UC_MODE_THUMB, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, Uc, UcError)
+from unicorn import (UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_MCLASS,
+                     UC_MODE_THUMB, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError)
 from unicorn import arm_const as A
 from unicorn import unicorn_const as C
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
@@ -22,8 +22,9 @@ from .firmware import Firmware, FirmwareError
 from .memory import SramAllocator, paint_stack, stack_peak, static_usage
 from .peripherals import SystemControlSpace
 from .timing import hook as timing_hook
+from .timing import rules_for
 from .timing import state as S
-from .timing.model import CycleModel, disassembler
+from .timing.model import CycleModel, decode, disassembler
 from .toolchain import INIT_SYMBOL, RETURN_SYMBOL
 
 STARTUP_BUDGET = 100_000_000     # cycles; start-up of a 640 KB image takes well under a million
@@ -84,18 +85,21 @@ class Machine:
         self._last_fault: tuple[str, str] | None = None
 
         uc = self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        uc.ctl_set_cpu_model(A.UC_CPU_ARM_CORTEX_M4)               # the M-class default is a Cortex-M33
+        uc.ctl_set_cpu_model(getattr(A, f"UC_CPU_ARM_{self.board.core.unicorn_cpu}"))   # the default is an M33
         self.flash = np.zeros(self.board.flash.size, np.uint8)
         self.sram = np.zeros(sram_size, np.uint8)
+        self.extra_ram = {m.name: np.zeros(m.size, np.uint8) for m in self.board.extra_rams}
         uc.mem_map_ptr(self.board.flash.origin, self.board.flash.size, UC_PROT_READ | UC_PROT_EXEC,
                        self.flash.ctypes.data)
-        for mem in self.board.srams:
-            ptr = self.sram.ctypes.data + mem.origin - self.sram_origin
-            for at in (mem.origin, *mem.aliases):
-                uc.mem_map_ptr(at, mem.size, UC_PROT_ALL, ptr)
+        for mem in self.board.main_srams:
+            self._map(mem, self.sram.ctypes.data + mem.origin - self.sram_origin)
+        for mem in self.board.extra_rams:
+            self._map(mem, self.extra_ram[mem.name].ctypes.data)
         self._load_image()
         self._block_seen, self._reads_in_block = -1, 0
-        self.scs = SystemControlSpace(self._clock, write_char)
+        self._cycles_before_call = 0          # the SCS's clock runs on across calls, as the chip's does
+        self._div_hooks: list[int] = []
+        self.scs = SystemControlSpace(self._clock, self.board.core, write_char, self._on_div0_trap)
         self.scs.map(uc)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
         uc.hook_add(UC_HOOK_INTR, self._on_exception)
@@ -109,6 +113,12 @@ class Machine:
         uc.ctl_flush_tb()                                          # hooks apply only to new translations
         self._return = self.fw.address(RETURN_SYMBOL)
         self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
+
+    def _map(self, mem, ptr: int) -> None:
+        """A RAM region and its aliases onto one host buffer; CCM-like regions cannot be fetched from."""
+        prot = UC_PROT_ALL if mem.executable else UC_PROT_READ | UC_PROT_WRITE
+        for at in (mem.origin, *mem.aliases):
+            self.uc.mem_map_ptr(at, mem.size, prot, ptr)
 
     # -- loading -------------------------------------------------------------------------------
     def _load_image(self) -> None:
@@ -176,6 +186,7 @@ class Machine:
         if pc != self._return:
             raise self._fault("stopped", f"emulation stopped before {symbol} returned")
         m = self.model
+        self._cycles_before_call += m.cycles if m else 0
         return CallResult(symbol, self._return_value(sig, kinds), m.cycles if m else 0,
                           m.instructions if m else 0, stack_peak(self.sram, self.sram_origin, stack_lo, sp),
                           self.hclk_mhz * 1e6, m.counter("FLASH_STALLS") if m else 0,
@@ -230,10 +241,30 @@ class Machine:
         self._reads_in_block = self._reads_in_block + 1 if blocks == self._block_seen else 0
         self._block_seen = blocks
         pc = self.model.access_pc(block_pc, address, self._reads_in_block, self._reg)
-        return self.model.cycles_at(pc)
+        return self._cycles_before_call + self.model.cycles_at(pc)
 
     def _reg(self, name: str) -> int:
         return self.uc.reg_read(getattr(A, f"UC_ARM_REG_{REG_ALIASES.get(name, name).upper()}"))
+
+    # -- CCR.DIV_0_TRP --------------------------------------------------------------------------
+    def _on_div0_trap(self, enabled: bool) -> None:
+        """Firmware turned divide-by-zero trapping on: watch every SDIV/UDIV from the next block on (code
+        hooks cost a Python call per executed divide, so they exist only once trapping was asked for)."""
+        if not enabled or self._div_hooks:
+            return
+        insns = self.model.insns if self.model is not None else decode(self.fw, rules_for(self.board.core.timing_rules))
+        for d in insns:
+            if d.text.split(" ", 1)[0] in ("sdiv", "udiv"):
+                divisor = d.text.rsplit(",", 1)[-1].strip()
+                self._div_hooks.append(self.uc.hook_add(UC_HOOK_CODE, self._on_divide, divisor,
+                                                        d.address, d.address))
+        self.uc.ctl_flush_tb()
+
+    def _on_divide(self, uc, address, size, divisor):
+        if self.scs.div0_trap and self._reg(divisor) == 0:
+            self._last_fault = ("usage-fault", f"integer division by zero ({divisor} = 0) with CCR.DIV_0_TRP set: "
+                                f"the core raises a UsageFault (DIVBYZERO); without the trap it returns 0")
+            uc.emu_stop()
 
     # -- faults --------------------------------------------------------------------------------
     def _on_bad_access(self, uc, access, address, size, value, user_data):
@@ -246,6 +277,9 @@ class Machine:
             self._last_fault = ("stack-overflow", f"the stack grew below its {self.static.stack_hi - lo}-byte "
                                 f"reservation (write to {address:#010x}, sp {sp:#010x}); build with a larger "
                                 f"--stack-size or use less stack")
+        elif access == C.UC_MEM_FETCH_PROT and (mem := self._memory_at(address)) is not None:
+            self._last_fault = ("no-execute", f"an instruction fetch at {address:#010x} from {mem.name}, a "
+                                f"{mem.kind} region the core cannot execute from (it holds data only)")
         elif access == C.UC_MEM_WRITE_PROT and self.board.flash.origin <= address < self.board.flash.end:
             self._last_fault = ("flash-write", f"a {size}-byte write of {value:#x} to flash at {address:#010x} "
                                 f"(flash is read-only at run time)")
@@ -253,6 +287,10 @@ class Machine:
             self._last_fault = (f"unmapped-{what}", f"a {size}-byte {what} at {address:#010x}, where "
                                 f"{self.board.name} has no memory")
         return False
+
+    def _memory_at(self, address: int):
+        return next((m for m in self.board.memories for at in (m.origin, *m.aliases)
+                     if at <= address < at + m.size), None)
 
     def _on_exception(self, uc, intno, user_data):
         names = {1: "undefined-instruction", 2: "svc", 7: "breakpoint"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .boards import Board, load_board
 from .emulator import CallResult, Machine
 from .toolchain import KERNEL_DIR, STARTUP, build
 
@@ -22,8 +23,8 @@ def kernel_sources() -> list[Path]:
 
 
 @lru_cache(maxsize=None)
-def kernel_firmware(opt: str = "-O2", toolchain: str = "zig") -> Path:
-    return build(kernel_sources(), opt=opt, toolchain=toolchain, stack_size=8 * 1024)
+def kernel_firmware(opt: str = "-O2", toolchain: str = "zig", board: Board | None = None) -> Path:
+    return build(kernel_sources(), opt=opt, toolchain=toolchain, stack_size=8 * 1024, board=board)
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ class KernelCall:
 class KernelLibrary:
     """One emulated board with all training kernels loaded."""
 
-    def __init__(self, opt: str = "-O2", hclk_mhz: float | None = None, toolchain: str = "zig"):
-        self.machine = Machine(kernel_firmware(opt, toolchain), hclk_mhz=hclk_mhz)
+    def __init__(self, opt: str = "-O2", hclk_mhz: float | None = None, toolchain: str = "zig",
+                 board: Board | None = None):
+        board = board or load_board()
+        self.machine = Machine(kernel_firmware(opt, toolchain, board), board=board, hclk_mhz=hclk_mhz)
 
     def call(self, symbol: str, *args, warm: bool = False) -> KernelCall:
         """Run `symbol`; numpy arrays are passed as pointers to SRAM copies. `None` passes NULL.

@@ -27,11 +27,12 @@ def _kib(n: int) -> str:
 class StaticUsage:
     """Flash and SRAM taken by the ELF itself."""
     flash: dict[str, int]          # section -> bytes stored in flash (code, constants, .data image)
-    sram: dict[str, int]           # section -> bytes reserved in SRAM (.data, .bss, .stack)
+    sram: dict[str, int]           # section -> bytes reserved in the main SRAM block (.data, .bss, .stack)
     stack_lo: int
     stack_hi: int
     heap_lo: int                   # first free SRAM byte after .bss
     heap_hi: int
+    other_ram: dict[str, int] = field(default_factory=dict)   # section -> bytes in RAM outside it (.ccm)
 
     @property
     def flash_bytes(self) -> int:
@@ -44,13 +45,14 @@ class StaticUsage:
 
 
 def static_usage(fw: Firmware, board: Board) -> StaticUsage:
-    flash, sram = {}, {}
+    flash, sram, other = {}, {}, {}
     fo, fe = board.flash.origin, board.flash.end
     for s in fw.sections:
         if fo <= s.load_addr < fe and not s.nobits:
             flash[s.name] = flash.get(s.name, 0) + s.size
-        if any(m.origin <= s.addr < m.end for m in board.srams):
-            sram[s.name] = sram.get(s.name, 0) + s.size
+        for rams, counts in ((board.main_srams, sram), (board.extra_rams, other)):
+            if any(m.origin <= s.addr < m.end for m in rams):
+                counts[s.name] = counts.get(s.name, 0) + s.size
     sym = fw.symbols
     origin, size = board.sram_block
     need = ("__stack_bottom", "__stack_top", "__heap_start")
@@ -58,7 +60,7 @@ def static_usage(fw: Firmware, board: Board) -> StaticUsage:
         raise MemoryBudgetError(f"{fw.path.name} was not linked with mcusim's linker script (symbols "
                                 f"{', '.join(need)} are missing); build it with `mcusim cc`")
     usage = StaticUsage(flash, sram, sym["__stack_bottom"].addr, sym["__stack_top"].addr,
-                        sym["__heap_start"].addr, origin + size)
+                        sym["__heap_start"].addr, origin + size, other)
     _check_static(usage, board, fw)
     return usage
 

@@ -97,7 +97,10 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     if profile is not None:
         from .ir import phase_symbol
         profile(device.machine, phase_symbol("sample"), *[scalars[v.name] for v in program.scalars("sample")])
-    energy_per_cycle_uj = board.power_mw(hclk) / hclk / 1e3       # mW / MHz = nJ per cycle -> uJ
+    power_mw = board.power_mw(hclk)                                # None: the board file has no [power]
+
+    def energy_uj(cycles: float) -> float | None:
+        return None if power_mw is None else cycles * power_mw / hclk / 1e3   # mW / MHz = nJ per cycle
 
     rows = []
     for node in model.nodes:
@@ -112,7 +115,7 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
         rows.append({"name": node.name, "op": node.op, "in": list(node.in_shapes[0]), "out": list(node.out_shape),
                      "params": node.n_weights + node.n_bias if node.trainable else 0, "sram": sram, "macs": macs,
                      "cycles": c, "cycles_total": total, "ms": 1e3 * total / (hclk * 1e6),
-                     "uj": total * energy_per_cycle_uj,
+                     "uj": energy_uj(total),
                      "mac_per_cycle": sum(macs.values()) / total if total else None})
     task_cycles = cycles.get(("task", "task"), 0)
     per_sample = sum(r["cycles_total"] for r in rows) + task_cycles
@@ -134,7 +137,7 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
         "sram_by_kind": by_kind,
         "timeline": live_timeline(program),
         "step": {"cycles_per_sample": per_sample, "ms_per_sample": 1e3 * per_sample / (hclk * 1e6),
-                 "uj_per_sample": per_sample * energy_per_cycle_uj, "power_mw": board.power_mw(hclk),
+                 "uj_per_sample": energy_uj(per_sample), "power_mw": power_mw,
                  "update_cycles_per_batch": update_batch,
                  "cycles_per_sample_batch1": per_sample - update_batch / batch + update_batch,
                  "whole_step_cycles": whole.cycles,

@@ -59,17 +59,15 @@ class Toolchain:
 
 
 def get_toolchain(name: str, board: Board) -> Toolchain:
+    """The compiler with the target flags of the board's core (mcusim/boards/cores/*.toml)."""
     if name == "zig":
-        return Toolchain("zig", (sys.executable, "-m", "ziglang", "cc"),
-                         ("-target", "thumb-freestanding-eabihf", board.cpu_flags))
+        return Toolchain("zig", (sys.executable, "-m", "ziglang", "cc"), board.core.zig_flags)
     if name == "gcc":
         gcc = shutil.which("arm-none-eabi-gcc")
         if gcc is None:
             raise BuildError("toolchain 'gcc' needs arm-none-eabi-gcc on PATH (Debian: apt-get install "
                              "gcc-arm-none-eabi); or use the default --toolchain zig, installed with mcusim.")
-        cpu = board.cpu_flags.replace("-mcpu=", "").split("+")[0].replace("_", "-")
-        return Toolchain("gcc", (gcc,), (f"-mcpu={cpu}", "-mthumb", "-mfpu=fpv4-sp-d16",
-                                         "-mfloat-abi=hard", "-nostartfiles", "-specs=nano.specs"))
+        return Toolchain("gcc", (gcc,), (*board.core.gcc_flags, "-nostartfiles", "-specs=nano.specs"))
     raise BuildError(f"unknown toolchain '{name}': choose zig or gcc")
 
 
@@ -84,7 +82,12 @@ def linker_script(board: Board, stack_size: int, unbounded: bool = False) -> str
                        "SRAM_ORIGIN": sram_origin, "SRAM_SIZE": sram_size,
                        "STACK_SIZE": stack_size}.items():
         text = text.replace(f"@{key}@", hex(value))
-    return text
+    extra = board.extra_rams
+    text = text.replace("@EXTRA_MEMORY@", "\n".join(
+        f"  {m.name} ({'rwx' if m.executable else 'rw'}) : ORIGIN = {m.origin:#x}, LENGTH = {m.size:#x}"
+        for m in extra))
+    return text.replace("@EXTRA_SECTIONS@", "\n".join(
+        f"  {m.section} (NOLOAD) : ALIGN(4) {{ *({m.section} {m.section}.*) }} > {m.name}" for m in extra))
 
 
 def _headers(dirs: list[Path]) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .boards import load_board
+from .boards import default_board_name, load_board
 from .classifier import balanced_subset, train_head
 from .datasets import load, load_or_embedded, resolve_dir
 from .errors import McusimError
@@ -74,7 +74,8 @@ class TrainConfig:
     alpha_e: float = 0.1
     alpha_w: float = 0.001
     alpha_norm: float | None = None
-    hclk_mhz: float = 120.0
+    hclk_mhz: float | None = None              # None: the board's default clock
+    board: str | None = None                   # board name or TOML path; None: $MCUSIM_BOARD or the default
     crosscheck_samples: int = 100
     train_limit: int | None = None
     data: str = ""
@@ -100,6 +101,9 @@ class TrainConfig:
                              f"{self.labels_per_class}")
         if self.train_limit is not None and self.train_limit < 1:
             raise TrainError(f"--train-limit must be a positive number of samples, not {self.train_limit}")
+        self.board = self.board or default_board_name()
+        if self.hclk_mhz is None:
+            self.hclk_mhz = load_board(self.board).default_hclk_mhz
         if not (math.isfinite(self.hclk_mhz) and self.hclk_mhz > 0):
             raise TrainError(f"--hclk-mhz must be a positive clock in MHz, not {self.hclk_mhz}")
         if not 1 <= self.crosscheck_samples <= self.batch_size:
@@ -138,7 +142,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
                  resume: bool = False, progress: bool = True, log=print):
         config.validate()
-        load_board().wait_states(config.hclk_mhz)           # a clock the board cannot run fails now, not later
+        load_board(config.board).wait_states(config.hclk_mhz)   # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self._claim_output()
         self.generic = isinstance(config, ModelTrainConfig)
@@ -353,14 +357,14 @@ class Trainer:
     # -- the MCU -------------------------------------------------------------------------------
     def _device(self) -> DeviceStep | None:
         try:
-            return DeviceStep(self.program, hclk_mhz=self.cfg.hclk_mhz)
+            return DeviceStep(self.program, hclk_mhz=self.cfg.hclk_mhz, board=load_board(self.cfg.board))
         except MemoryBudgetError as exc:
             self.log(f"the {self.cfg.precision} '{self.model.name}' model does not fit the MCU: {exc}")
             return None
 
     def _mcu_report(self, device: DeviceStep | None, cycles: list[int], bit_exact: bool | None, steps: int,
                     stack: int) -> dict:
-        board = load_board()
+        board = load_board(self.cfg.board)
         p = self.program
         activations = p.total("activations") + p.total("io")      # the image is the first activation
         weights = p.total("weights")
@@ -386,11 +390,12 @@ class Trainer:
                                     total=elf_static + stack)
         infer = device.run("evaluate", **self._eval_scalars())
         hz = self.cfg.hclk_mhz * 1e6
-        power = board.power_mw(self.cfg.hclk_mhz)
+        power = board.power_mw(self.cfg.hclk_mhz)                  # None: the board file has no [power]
         mean = float(np.mean(cycles))
         report.update(cycles_per_training_sample=mean, cycles_per_training_sample_std=float(np.std(cycles)),
                       cycles_per_inference=float(infer.cycles), latency_ms=1e3 * mean / hz,
-                      inference_ms=1e3 * infer.cycles / hz, power_mw=power, energy_mj=power * mean / hz)
+                      inference_ms=1e3 * infer.cycles / hz, power_mw=power,
+                      energy_mj=None if power is None else power * mean / hz)
         return report
 
     def _crosschecked_batch(self, device: DeviceStep, order: np.ndarray) -> tuple[np.ndarray, list[int], int]:
