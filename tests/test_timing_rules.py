@@ -260,6 +260,38 @@ def test_vpush_vpop_cost_1_plus_n_each(rig, symbol, n):
     assert rig.delta(symbol) == (2 * (1 + n), 2)
 
 
+# FPU result latency: nop; producer; consumer; nop against base2, so the pair costs producer + consumer
+# + FP_RESULT_STALL when the consumer waits for the producer's result
+S = rules.FP_RESULT_STALL
+
+
+@pytest.mark.parametrize("symbol, cycles", [
+    ("fpl_vadd_vadd_dep", 1 + 1 + S),       # VADD result into the next VADD
+    ("fpl_vadd_vadd_indep", 1 + 1),         # independent: no wait
+    ("fpl_vmul_vadd_dep", 1 + 1 + S),
+    ("fpl_vdiv_vstr_dep", 14 + 1 + S),      # divide result stored next
+    ("fpl_vcvt_vmov_dep", 1 + 2 + S),       # conversion result moved to a core register
+    ("fpl_vmla_vmul_dep", 3 + 1 + S),       # multiply-accumulate result multiplied next
+    ("fpl_vmul_vmla_addend", 1 + 3),        # result only the next MAC's addend: forwarded
+    ("fpl_vmla_vmla_addend", 3 + 3),        # MAC chain through the accumulator: forwarded
+    ("fpl_vmul_vmla_operand", 1 + 3 + S),   # result a multiplicand of the MAC: waits
+    ("fpl_vmul_vfma_operand", 1 + 3 + S),   # addend and multiplicand at once: waits
+    ("fpl_vabs_vadd_dep", 1 + 1),           # VABS is not arithmetic with a late result
+    ("fpl_vadd_vstm_d", 1 + (1 + 2) + S),   # S1 stored as half of D0 (two singles)
+    ("fpl_vadd_vmov_other", 1 + 2),         # the next instruction reads another register
+])
+def test_fpu_result_consumed_by_the_next_instruction_costs_1_more(rig, symbol, cycles):
+    assert rig.delta(symbol) == (cycles, 2)
+
+
+def test_dependent_vadd_chain_takes_twice_the_independent_one(rig):
+    """The published lab measurement: 200 independent VADD.F32 take 201 cycles, 200 dependent 401.
+    Here the first VADD of the chain follows a NOP, so 199 of the 200 wait."""
+    dependent, independent = rig.delta("fpl_chain_dep")[0], rig.delta("fpl_chain_indep")[0]
+    assert independent == 200
+    assert dependent - independent == 199 * S == 199
+
+
 # ----------------------------------------------------------------------------------- not modelled yet
 @pytest.mark.xfail(strict=True, reason=(
     "unaligned data accesses are not modelled: REFERENCE.md says a word at a halfword address and a "

@@ -15,6 +15,16 @@ from capstone import arm
 BRANCH_REFILL = 2        # P: pipeline refill after a taken branch (TRM: 1 to 3)
 DIVIDE_CYCLES = 7        # SDIV/UDIV: 2 to 12 with early termination; the middle of the range
 UNALIGNED_TARGET = 1     # taken branch to a 32-bit instruction at an address 2 mod 4
+# FPU result latency (Cortex-M4 TRM, FPU chapter, instruction throughput and latency): floating-point
+# arithmetic (add, subtract, multiply, divide, square root, every multiply-accumulate form, conversions)
+# takes one cycle longer when the next instruction consumes its result; a multiply-accumulate reads its
+# addend a cycle later, so a result that is only the next multiply-accumulate's addend is forwarded free.
+# GCC's cortex-m4-fpu.md agrees (latency 2 for fadds/fmuls/f_cvt, 4 after 3 for fmacs, 15 after 14 for
+# fdivs; define_bypass into the fmacs addend); a published lab measurement: 200 independent VADD.F32 take
+# 201 cycles, 200 dependent 401. VABS/VNEG/VCMP/VMOV results are ready for the next instruction.
+FP_RESULT_STALL = 1
+FP_LATE_RESULT = frozenset("vadd vsub vmul vnmul vdiv vsqrt vmla vmls vnmla vnmls vfma vfms vfnma vfnms "
+                     "vcvt vcvtr vcvtb vcvtt".split())
 
 CC_ALWAYS = arm.ARM_CC_AL
 
@@ -110,6 +120,38 @@ def _register_count(insn) -> int:
     return n
 
 
+def _single_fp_registers(regs) -> set[int]:
+    """Capstone S/D register ids as the set of single-precision registers they cover (D<n> = S<2n>, S<2n+1>)."""
+    out = set()
+    for r in regs:
+        if arm.ARM_REG_S0 <= r <= arm.ARM_REG_S31:
+            out.add(r - arm.ARM_REG_S0)
+        elif arm.ARM_REG_D0 <= r <= arm.ARM_REG_D15:
+            out.update((2 * (r - arm.ARM_REG_D0), 2 * (r - arm.ARM_REG_D0) + 1))
+    return out
+
+
+def _fp_inputs(insn) -> set[int]:
+    """Single-precision registers `insn` reads. Capstone leaves the register list of VSTM out of its
+    read set, so a store's register operands count as read."""
+    reads = set(insn.regs_access()[0])
+    if classify(insn) in ("fp_multi", "fp_store") and insn.insn_name() not in ("vldmia", "vldmdb", "vldm", "vpop"):
+        reads.update(o.reg for o in insn.operands if o.type == arm.ARM_OP_REG)
+    return _single_fp_registers(reads)
+
+
+def fp_result_stall(insn, prev) -> int:
+    """FP_RESULT_STALL when `prev` is FPU arithmetic whose result `insn` consumes, except as the addend
+    of a multiply-accumulate (forwarded)."""
+    if prev is None or prev.insn_name() not in FP_LATE_RESULT:
+        return 0
+    consumed = _fp_inputs(insn) & _single_fp_registers(prev.regs_access()[1])
+    if classify(insn) == "fp_mac":
+        addend, multiplicands = insn.operands[0].reg, (insn.operands[1].reg, insn.operands[2].reg)
+        consumed -= _single_fp_registers([addend]) - _single_fp_registers(multiplicands)
+    return FP_RESULT_STALL if consumed else 0
+
+
 def _is_register_offset(insn) -> bool:
     return any(o.type == arm.ARM_OP_MEM and o.mem.index for o in insn.operands)
 
@@ -131,6 +173,7 @@ def instruction_cost(insn, prev) -> InsnCost:
             cost += 1                      # address register written just before: no AGU forwarding
     elif klass == "it" and prev is not None and prev.size == 2 and prev_class != "it":
         cost = 0                           # folded onto the preceding 16-bit instruction
+    cost += fp_result_stall(insn, prev)    # waits for the previous FPU result it reads
 
     taken = 0
     if writes_pc(insn):

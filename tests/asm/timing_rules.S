@@ -622,6 +622,55 @@ FUNC fp_vpp_8                       /* 9 + 9 */
     bx lr
 ENDF fp_vpp_8
 
+/* ---------------------------------------------------------------- FPU result latency
+ * nop; <producer>; <consumer>; nop; bx lr: the consumer waits one cycle for an arithmetic result,
+ * unless it only takes it as a multiply-accumulate's addend (forwarded); the producer is quoted */
+.macro FPAIR name, producer:req, consumer:vararg
+    .balign 4
+FUNC \name
+    nop
+    \producer
+    \consumer
+    nop
+    bx lr
+ENDF \name
+.endm
+
+FPAIR fpl_vadd_vadd_dep,   "vadd.f32 s0, s1, s2", vadd.f32 s3, s0, s1
+FPAIR fpl_vadd_vadd_indep, "vadd.f32 s0, s1, s2", vadd.f32 s3, s4, s5
+FPAIR fpl_vmul_vadd_dep,   "vmul.f32 s0, s1, s2", vadd.f32 s3, s4, s0
+FPAIR fpl_vdiv_vstr_dep,   "vdiv.f32 s0, s1, s2", vstr s0, [r0, #20]
+FPAIR fpl_vcvt_vmov_dep,   "vcvt.s32.f32 s0, s1", vmov r1, s0
+FPAIR fpl_vmla_vmul_dep,   "vmla.f32 s0, s1, s2", vmul.f32 s3, s0, s4
+FPAIR fpl_vmul_vmla_addend,  "vmul.f32 s0, s1, s2", vmla.f32 s0, s3, s4
+FPAIR fpl_vmla_vmla_addend,  "vmla.f32 s0, s1, s2", vmla.f32 s0, s3, s4
+FPAIR fpl_vmul_vmla_operand, "vmul.f32 s0, s1, s2", vmla.f32 s3, s0, s4
+FPAIR fpl_vmul_vfma_operand, "vmul.f32 s0, s1, s2", vfma.f32 s0, s0, s4
+FPAIR fpl_vabs_vadd_dep,   "vabs.f32 s0, s1", vadd.f32 s3, s0, s1
+FPAIR fpl_vadd_vstm_d,     "vadd.f32 s1, s2, s3", vstmia r0, {d0}
+FPAIR fpl_vadd_vmov_other, "vadd.f32 s0, s1, s2", vmov r1, s3
+
+/* 200 VADD.F32, each reading the previous result or not (the published lab measurement's sequences) */
+    .balign 4
+FUNC fpl_chain_dep
+    nop
+    .rept 200
+    vadd.f32 s0, s0, s1
+    .endr
+    nop
+    bx lr
+ENDF fpl_chain_dep
+
+    .balign 4
+FUNC fpl_chain_indep
+    nop
+    .rept 200
+    vadd.f32 s0, s1, s2
+    .endr
+    nop
+    bx lr
+ENDF fpl_chain_indep
+
 /* ---------------------------------------------------------------- unaligned data accesses */
 CASE ua_ldr_h,  ldr r1, [r0, #2]        /* word at a halfword address: +1 */
 CASE ua_ldr_b,  ldr r1, [r0, #1]        /* word at a byte address: +2 */
