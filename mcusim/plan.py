@@ -27,8 +27,8 @@ PROVENANCE = {
     "macs": "analytic: counted from the shapes (padding taps excluded)",
     "cycles": "emulated: one training sample run call by call on the emulated board",
     "stack": "emulated: stack painting during that sample",
-    "energy": "model: the board's run current per MHz x supply voltage x time (no data-dependent term)",
 }
+NO_POWER = "none: the board file gives no [power] figures, so no energy is estimated"
 SAMPLE_SCALARS = {"alpha_a": 0.1, "alpha_e": 0.1}
 UPDATE_SCALARS = {"lr": 0.001, "alpha_norm": 0.15, "alpha_w": 0.001}
 
@@ -97,10 +97,11 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     if profile is not None:
         from .ir import phase_symbol
         profile(device.machine, phase_symbol("sample"), *[scalars[v.name] for v in program.scalars("sample")])
-    power_mw = board.power_mw(hclk)                                # None: the board file has no [power]
+    power = None if board.power is None else board.power.at(hclk)      # None: the board file has no [power]
+    power_mw = None if power is None else power.power_mw
 
     def energy_uj(cycles: float) -> float | None:
-        return None if power_mw is None else cycles * power_mw / hclk / 1e3   # mW / MHz = nJ per cycle
+        return None if power is None else power.energy_uj(cycles)
 
     rows = []
     for node in model.nodes:
@@ -130,7 +131,8 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     flash_total, flash_limit = static.flash_bytes, board.flash.size
     return {
         "model": model.name, "task": model.task, "precision": precision, "sparse": sparse, "batch": batch,
-        "board": board.name, "hclk_mhz": hclk, "provenance": PROVENANCE,
+        "board": board.name, "hclk_mhz": hclk,
+        "provenance": {**PROVENANCE, "energy": board.power.describe(hclk) if board.power else NO_POWER},
         "timing_memory_enlarged": measured_on is not board,
         "layers": rows,
         "task_cycles": task_cycles,

@@ -379,8 +379,9 @@ def build_report(runs: list[dict]) -> str:
             "the sparse rows are \"60%\" and \"10% of structures updated\" (a sparse run is compared with the "
             "row within 10 points of its measured update rate, or by lambda_max if it recorded none). "
             "Ours: training step and inference are *emulated* (cycle counts of the simulated firmware at the run's "
-            "clock); power and energy are a *model* (the board's constant run current per MHz x supply voltage, "
-            "not a measurement); \"—\" when the model does not fit in SRAM.", ""]
+            "clock); power and energy are a *model* (the board's datasheet run-current table x supply voltage, "
+            "not a measurement; each run's `power_model` in results.json names the table); "
+            "\"—\" when the model does not fit in SRAM.", ""]
     chosen = _dedupe(runs, lambda r: (r["config"]["variant"], _setting_label(r["config"])), "table (c)", notes)
     rows = []
     for _, run in chosen:

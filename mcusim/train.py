@@ -41,7 +41,8 @@ DEFAULT_LR_SCHEDULE = {"u8": "cosine", "fp32": "constant"}
 MCU_PROVENANCE = {
     "cycles, latency_ms, inference_ms": "emulated: the first training batch run on the emulated board",
     "sram_bytes": "analytic plan (activations, weights, planned_total) + emulated (static, stack, measured_total)",
-    "power_mw, energy_mj": "model: the board's constant run current per MHz x supply voltage (not a measurement)",
+    "power_mw, energy_mj": "model: the board's run-current table x supply voltage (not a measurement); "
+                           "results.json's power_model says which table, at which clock",
     "epochs, wall_seconds, samples_per_second": "host: measured while training on the host's Numba twins",
 }
 
@@ -376,7 +377,7 @@ class Trainer:
                                  "measured_total": None, "static": None, "stack": None},
                   "fits": device is not None, "cycles_per_training_sample": None,
                   "cycles_per_training_sample_std": None, "cycles_per_inference": None,
-                  "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None,
+                  "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None, "power_model": None,
                   "crosscheck": {"steps": steps, "bit_exact": bit_exact},
                   "provenance": MCU_PROVENANCE}
         if device is None:
@@ -390,12 +391,13 @@ class Trainer:
                                     total=elf_static + stack)
         infer = device.run("evaluate", **self._eval_scalars())
         hz = self.cfg.hclk_mhz * 1e6
-        power = board.power_mw(self.cfg.hclk_mhz)                  # None: the board file has no [power]
+        power = None if board.power is None else board.power.at(self.cfg.hclk_mhz)
         mean = float(np.mean(cycles))
         report.update(cycles_per_training_sample=mean, cycles_per_training_sample_std=float(np.std(cycles)),
                       cycles_per_inference=float(infer.cycles), latency_ms=1e3 * mean / hz,
-                      inference_ms=1e3 * infer.cycles / hz, power_mw=power,
-                      energy_mj=None if power is None else power * mean / hz)
+                      inference_ms=1e3 * infer.cycles / hz, power_mw=None if power is None else power.power_mw,
+                      energy_mj=None if power is None else power.energy_uj(mean) / 1e3,
+                      power_model=board.power.describe(self.cfg.hclk_mhz) if board.power else None)
         return report
 
     def _crosschecked_batch(self, device: DeviceStep, order: np.ndarray) -> tuple[np.ndarray, list[int], int]:

@@ -37,7 +37,7 @@ def test_stm32f407_facts_and_its_reset_state():
     assert [(m.name, m.kind, m.origin, m.size) for m in b.extra_rams] == [("CCM", "ccm", 0x1000_0000, 64 * 1024)]
     assert [b.wait_states(f) for f in (16, 30, 31, 60, 90, 120, 150, 168)] == [0, 0, 1, 1, 2, 3, 4, 5]
     assert (b.art.prefetch, b.art.icache_lines, b.art.icache_line_bytes, b.art.dcache_lines) == (True, 64, 16, 8)
-    assert b.power_mw(168) is None                                      # no [power] section: no invented figure
+    assert b.power_mw(168) == pytest.approx(40.0 * 3.3)                 # DS8626 table 20 at 168 MHz
     r = load_board("stm32f407vg_reset")
     assert (r.default_hclk_mhz, r.wait_states(r.default_hclk_mhz), r.art.prefetch) == (16, 0, False)
     assert (r.art.icache_lines, r.art.icache_line_bytes) == (1, 16)    # off: one flash word's read buffer

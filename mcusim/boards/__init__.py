@@ -13,11 +13,12 @@ import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import McusimError
+from ..power import PowerModel
 
 BOARD_DIR = Path(__file__).parent
 CORE_DIR = BOARD_DIR / "cores"
@@ -94,8 +95,7 @@ class Board:
     art: Art
     accelerator: str                 # what the board calls its flash accelerator ("" when it has none)
     memories: tuple[Memory, ...]
-    run_ua_per_mhz: float | None     # None: the board file gives no power figures
-    supply_v: float | None
+    power: PowerModel | None         # None: the board file gives no power figures
 
     @property
     def flash(self) -> Memory:
@@ -138,10 +138,8 @@ class Board:
         return next(ws for ws, top in enumerate(self.wait_state_max_mhz) if hclk_mhz <= top)
 
     def power_mw(self, hclk_mhz: float) -> float | None:
-        """Run-mode power at this clock from the board's uA/MHz figure (None without a [power] section)."""
-        if self.run_ua_per_mhz is None:
-            return None
-        return self.run_ua_per_mhz * hclk_mhz * self.supply_v / 1000.0
+        """Run-mode power at this clock from the board's power model (None without a [power] section)."""
+        return None if self.power is None else self.power.at(hclk_mhz).power_mw
 
 
 # -- the file formats (pydantic: every value checked before the emulator or the native hook sees it) --
@@ -279,8 +277,17 @@ class _Memory(_Strict):
 
 
 class _Power(_Strict):
-    run_ua_per_mhz: float = Field(ge=0, allow_inf_nan=False)
     supply_v: float = Field(gt=0, lt=100)
+    source: str = Field(min_length=1)
+    run_current: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(min_length=1)  # [[MHz, mA]]
+
+    @model_validator(mode="after")
+    def _table(self):
+        mhz = [f for f, _ in self.run_current]
+        if mhz != sorted(set(mhz)) or not all(0 < f < 1e4 and 0 < i < 1e5 for f, i in self.run_current):
+            raise ValueError(f"[power] run_current = {[list(p) for p in self.run_current]}: give [MHz, mA] pairs "
+                             f"with ascending clocks and positive currents")
+        return self
 
 
 class BoardFile(_Strict):
@@ -409,8 +416,8 @@ def _load_board(name_or_path: str) -> Board:
                  wait_state_max_mhz=tuple(b.flash.table(b.clock.max_hclk_mhz)), art=art,
                  accelerator=acc.description if b.flash_accelerator else "",
                  memories=tuple(Memory(m.name, m.kind, m.origin, m.size, tuple(m.aliases)) for m in b.memory),
-                 run_ua_per_mhz=b.power.run_ua_per_mhz if b.power else None,
-                 supply_v=b.power.supply_v if b.power else None)
+                 power=PowerModel(b.power.supply_v, tuple(map(tuple, b.power.run_current)), b.power.source)
+                 if b.power else None)
 
 
 load_board.cache_clear = _load_board.cache_clear       # tests reload edited files under one path
