@@ -70,9 +70,11 @@ class Machine:
     """One emulated board running one firmware. Calls reuse the machine (caches stay warm, as on the chip)."""
 
     def __init__(self, firmware: Firmware | str | Path, board: Board | None = None, hclk_mhz: float | None = None,
-                 timing: bool = True, write_char=None, startup_budget: int = STARTUP_BUDGET):
+                 timing: bool = True, write_char=None, startup_budget: int = STARTUP_BUDGET,
+                 debuggable: bool = False):
         """`startup_budget`: cycles the start-up code (.data copy, .bss zeroing) may take before it counts
-        as hung (a firmware whose start-up loops faults instead of hanging)."""
+        as hung (a firmware whose start-up loops faults instead of hanging). `debuggable`: a machine a gdb
+        server can attach to (mcusim.gdb explains the difference)."""
         self.fw = firmware if isinstance(firmware, Firmware) else Firmware.load(firmware)
         self.board = board or load_board()
         self.hclk_mhz = float(self.board.default_hclk_mhz if hclk_mhz is None else hclk_mhz)
@@ -84,7 +86,7 @@ class Machine:
         self.model = CycleModel(self.fw, self.board, self.hclk_mhz) if timing else None
         self._last_fault: tuple[str, str] | None = None
 
-        uc = self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+        uc = self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB if debuggable else UC_MODE_THUMB | UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(getattr(A, f"UC_CPU_ARM_{self.board.core.unicorn_cpu}"))   # the default is an M33
         self.flash = np.zeros(self.board.flash.size, np.uint8)
         self.sram = np.zeros(sram_size, np.uint8)
