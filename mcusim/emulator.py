@@ -101,7 +101,8 @@ class Machine:
         self._block_seen, self._reads_in_block = -1, 0
         self._cycles_before_call = 0          # the SCS's clock runs on across calls, as the chip's does
         self._div_hooks: list[int] = []
-        self.scs = SystemControlSpace(self._clock, self.board.core, write_char, self._on_div0_trap)
+        self.scs = SystemControlSpace(self._clock, self.board.core, self.board.systick_reference_divider,
+                                      write_char, self._on_div0_trap)
         self.scs.map(uc)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
         uc.hook_add(UC_HOOK_INTR, self._on_exception)

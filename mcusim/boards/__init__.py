@@ -96,6 +96,7 @@ class Board:
     memories: tuple[Memory, ...]
     run_ua_per_mhz: float | None     # None: the board file gives no power figures
     supply_v: float | None
+    systick_reference_divider: int | None = None   # SysTick's external clock = HCLK / this; None: none
 
     @property
     def flash(self) -> Memory:
@@ -283,6 +284,11 @@ class _Power(_Strict):
     supply_v: float = Field(gt=0, lt=100)
 
 
+class _SysTick(_Strict):
+    """Optional; without it the chip gives SysTick no external reference clock (CLKSOURCE reads as 1)."""
+    reference_clock_divider: int = Field(ge=1, le=1024)
+
+
 class BoardFile(_Strict):
     name: str
     description: str = ""
@@ -292,6 +298,7 @@ class BoardFile(_Strict):
     flash_accelerator: Optional[_Accelerator] = None
     memory: list[_Memory] = Field(min_length=2)
     power: Optional[_Power] = None
+    systick: Optional[_SysTick] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -410,7 +417,8 @@ def _load_board(name_or_path: str) -> Board:
                  accelerator=acc.description if b.flash_accelerator else "",
                  memories=tuple(Memory(m.name, m.kind, m.origin, m.size, tuple(m.aliases)) for m in b.memory),
                  run_ua_per_mhz=b.power.run_ua_per_mhz if b.power else None,
-                 supply_v=b.power.supply_v if b.power else None)
+                 supply_v=b.power.supply_v if b.power else None,
+                 systick_reference_divider=b.systick.reference_clock_divider if b.systick else None)
 
 
 load_board.cache_clear = _load_board.cache_clear       # tests reload edited files under one path
