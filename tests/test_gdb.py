@@ -1,4 +1,5 @@
 """`mcusim run --gdb PORT` with gdb-multiarch in batch mode: a breakpoint, a step, registers and memory."""
+import json
 import re
 import shutil
 import socket
@@ -42,7 +43,12 @@ def test_gdb_breaks_steps_and_reads_registers_and_memory(tmp_path):
         stdout, _ = run.communicate(timeout=120)
     finally:
         run.kill()
-    assert run.returncode == 0 and '"symbol": "time_work"' in stdout
+    assert run.returncode == 0
+    plain = subprocess.run([sys.executable, "-m", "mcusim.cli", "run", str(elf), "--call", "time_work", "--arg", "25",
+                            "--json"], capture_output=True, text=True, timeout=120)
+    debugged, undebugged = json.loads(stdout), json.loads(plain.stdout)
+    assert debugged["return_value"] == undebugged["return_value"]      # CYCCNT's count of work(25)
+    assert debugged["cycles"] == undebugged["cycles"]                  # stopping in gdb costs no cycles
 
 
 def test_bad_gdb_port_is_one_clear_error(tmp_path, capsys):
