@@ -91,8 +91,7 @@ class Machine:
         self.flash = np.zeros(self.board.flash.size, np.uint8)
         self.sram = np.zeros(sram_size, np.uint8)
         self.extra_ram = {m.name: np.zeros(m.size, np.uint8) for m in self.board.extra_rams}
-        uc.mem_map_ptr(self.board.flash.origin, self.board.flash.size, UC_PROT_READ | UC_PROT_EXEC,
-                       self.flash.ctypes.data)
+        self._map(self.board.flash, self.flash.ctypes.data, UC_PROT_READ | UC_PROT_EXEC)
         for mem in self.board.main_srams:
             self._map(mem, self.sram.ctypes.data + mem.origin - self.sram_origin)
         for mem in self.board.extra_rams:
@@ -117,9 +116,11 @@ class Machine:
         self._return = self.fw.address(RETURN_SYMBOL)
         self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
 
-    def _map(self, mem, ptr: int) -> None:
-        """A RAM region and its aliases onto one host buffer; CCM-like regions cannot be fetched from."""
-        prot = UC_PROT_ALL if mem.executable else UC_PROT_READ | UC_PROT_WRITE
+    def _map(self, mem, ptr: int, prot: int | None = None) -> None:
+        """A memory and its aliases onto one host buffer; RAM is read-write, and executable unless it is
+        CCM-like (data only)."""
+        if prot is None:
+            prot = UC_PROT_ALL if mem.executable else UC_PROT_READ | UC_PROT_WRITE
         for at in (mem.origin, *mem.aliases):
             self.uc.mem_map_ptr(at, mem.size, prot, ptr)
 

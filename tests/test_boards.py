@@ -161,6 +161,15 @@ def test_the_accelerator_switches_change_flash_stalls(tmp_path):
     assert stalls[0] < 200 < 2000 < stalls[1]
 
 
+def test_flash_aliases_are_mapped(tmp_path):
+    """STM32 boot alias: the flash also appears at 0 (a new board file, no code change)."""
+    text = (BOARD_DIR / "stm32f407vg.toml").read_text().replace("size = 0x10_0000", "size = 0x10_0000\naliases = [0]")
+    (tmp_path / "boot.toml").write_text(text)
+    b = load_board(str(tmp_path / "boot.toml"))
+    m = Machine(build([FIRMWARE / "basics.c"], board=b), board=b)
+    assert bytes(m.uc.mem_read(0, 8)) == bytes(m.uc.mem_read(b.flash.origin, 8))
+
+
 def test_nrf52840_runs_firmware_from_flash_at_address_zero():
     b = load_board("nrf52840")
     m = Machine(build([FIRMWARE / "basics.c"], board=b), board=b)
