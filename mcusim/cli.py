@@ -25,7 +25,7 @@ def _parse_arg(text: str):
         raise McusimError(f"--arg {text!r} is neither an integer (e.g. 42, 0x2a) nor a float (e.g. 1.5)") from None
 
 
-def _machine(args, timing: bool = True):
+def _machine(args, timing: bool = True, debuggable: bool = False):
     from .boards import load_board
     from .emulator import Machine
     from .emulator import STARTUP_BUDGET
@@ -33,7 +33,7 @@ def _machine(args, timing: bool = True):
     if not 1 <= budget < 1 << 62:
         raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
     return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
-                   startup_budget=budget)
+                   startup_budget=budget, debuggable=debuggable)
 
 
 def cmd_cc(args) -> int:
@@ -46,7 +46,12 @@ def cmd_cc(args) -> int:
 
 
 def cmd_run(args) -> int:
-    m = _machine(args)
+    m = _machine(args, debuggable=args.gdb is not None)
+    if args.gdb is not None:
+        from .gdb import serve
+        serve(m, args.gdb, args.call)
+        print(f"{args.call} waits for gdb on port {args.gdb}: gdb-multiarch {args.firmware} "
+              f"-ex 'target remote :{args.gdb}'", file=sys.stderr, flush=True)
     r = m.call(args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles)
     mem = m.memory_summary(r.stack_peak_bytes)
     report = {"symbol": r.symbol, "return_value": r.return_value, "cycles": r.cycles,
@@ -340,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         board_opt(sp)
         if name == "run":
             sp.add_argument("--json", action="store_true", help="print one JSON object")
+            sp.add_argument("--gdb", type=int, default=None, metavar="PORT",
+                            help="wait at the call's first instruction for gdb-multiarch on this TCP port")
         else:
             sp.add_argument("--top", type=int, default=15, help="hottest instructions to list")
             sp.add_argument("--annotate", metavar="FUNCTION", default=None,

@@ -70,9 +70,11 @@ class Machine:
     """One emulated board running one firmware. Calls reuse the machine (caches stay warm, as on the chip)."""
 
     def __init__(self, firmware: Firmware | str | Path, board: Board | None = None, hclk_mhz: float | None = None,
-                 timing: bool = True, write_char=None, startup_budget: int = STARTUP_BUDGET):
+                 timing: bool = True, write_char=None, startup_budget: int = STARTUP_BUDGET,
+                 debuggable: bool = False):
         """`startup_budget`: cycles the start-up code (.data copy, .bss zeroing) may take before it counts
-        as hung (a firmware whose start-up loops faults instead of hanging)."""
+        as hung (a firmware whose start-up loops faults instead of hanging). `debuggable`: a machine a gdb
+        server can attach to (mcusim.gdb explains the difference)."""
         self.fw = firmware if isinstance(firmware, Firmware) else Firmware.load(firmware)
         self.board = board or load_board()
         self.hclk_mhz = float(self.board.default_hclk_mhz if hclk_mhz is None else hclk_mhz)
@@ -84,13 +86,12 @@ class Machine:
         self.model = CycleModel(self.fw, self.board, self.hclk_mhz) if timing else None
         self._last_fault: tuple[str, str] | None = None
 
-        uc = self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+        uc = self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB if debuggable else UC_MODE_THUMB | UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(getattr(A, f"UC_CPU_ARM_{self.board.core.unicorn_cpu}"))   # the default is an M33
         self.flash = np.zeros(self.board.flash.size, np.uint8)
         self.sram = np.zeros(sram_size, np.uint8)
         self.extra_ram = {m.name: np.zeros(m.size, np.uint8) for m in self.board.extra_rams}
-        uc.mem_map_ptr(self.board.flash.origin, self.board.flash.size, UC_PROT_READ | UC_PROT_EXEC,
-                       self.flash.ctypes.data)
+        self._map(self.board.flash, self.flash.ctypes.data, UC_PROT_READ | UC_PROT_EXEC)
         for mem in self.board.main_srams:
             self._map(mem, self.sram.ctypes.data + mem.origin - self.sram_origin)
         for mem in self.board.extra_rams:
@@ -99,7 +100,8 @@ class Machine:
         self._block_seen, self._reads_in_block = -1, 0
         self._cycles_before_call = 0          # the SCS's clock runs on across calls, as the chip's does
         self._div_hooks: list[int] = []
-        self.scs = SystemControlSpace(self._clock, self.board.core, write_char, self._on_div0_trap)
+        self.scs = SystemControlSpace(self._clock, self.board.core, self.board.systick_reference_divider,
+                                      write_char, self._on_div0_trap)
         self.scs.map(uc)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_bad_access)
         uc.hook_add(UC_HOOK_INTR, self._on_exception)
@@ -114,9 +116,11 @@ class Machine:
         self._return = self.fw.address(RETURN_SYMBOL)
         self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
 
-    def _map(self, mem, ptr: int) -> None:
-        """A RAM region and its aliases onto one host buffer; CCM-like regions cannot be fetched from."""
-        prot = UC_PROT_ALL if mem.executable else UC_PROT_READ | UC_PROT_WRITE
+    def _map(self, mem, ptr: int, prot: int | None = None) -> None:
+        """A memory and its aliases onto one host buffer; RAM is read-write, and executable unless it is
+        CCM-like (data only)."""
+        if prot is None:
+            prot = UC_PROT_ALL if mem.executable else UC_PROT_READ | UC_PROT_WRITE
         for at in (mem.origin, *mem.aliases):
             self.uc.mem_map_ptr(at, mem.size, prot, ptr)
 

@@ -19,7 +19,7 @@ MASK32, MASK24 = 0xFFFF_FFFF, 0xFF_FFFF
 CYCCNTENA = 1 << 0               # DWT_CTRL
 DWT_CTRL_READ_ONLY = 0xFF00_0000  # NUMCOMP, NOTRCPKT, NOEXTTRIG, NOCYCCNT, NOPRFCNT
 TRCENA = 1 << 24                 # DEMCR: the DWT (and ITM) are enabled only with it
-SYST_ENABLE, SYST_COUNTFLAG = 1 << 0, 1 << 16
+SYST_ENABLE, SYST_CLKSOURCE, SYST_COUNTFLAG = 1 << 0, 1 << 2, 1 << 16
 DIV_0_TRP = 1 << 4               # CCR
 
 
@@ -44,19 +44,23 @@ class CycleCounter:
 
 
 class SysTick:
-    """The 24-bit SysTick down-counter at the core clock: from its value it counts to 0, then reloads
-    SYST_RVR on the next tick; the 1 -> 0 step sets COUNTFLAG, which a read of SYST_CSR clears, as does
-    any write to SYST_CVR (which also clears the counter). A new RVR takes effect at the next reload."""
+    """The 24-bit SysTick down-counter: from its value it counts to 0, then reloads SYST_RVR on the next
+    tick; the 1 -> 0 step sets COUNTFLAG, which a read of SYST_CSR clears, as does any write to SYST_CVR
+    (which also clears the counter). A new RVR takes effect at the next reload. It ticks with the core
+    clock (CLKSOURCE = 1) or with the chip's reference clock, core clock / `reference_divider`; a chip
+    without one (None) keeps CLKSOURCE at 1."""
 
-    def __init__(self):
-        self.csr = 0                 # ENABLE, TICKINT, CLKSOURCE as written
+    def __init__(self, reference_divider: int | None):
+        self.reference_divider = reference_divider
+        self.csr = 0 if reference_divider else SYST_CLKSOURCE   # ENABLE, TICKINT, CLKSOURCE
         self.reload = 0
         self.value = 0               # the counter at `since`
         self.since = 0
         self.countflag = False
 
     def _advance(self, now: int) -> None:
-        elapsed = now - self.since
+        divider = 1 if self.csr & SYST_CLKSOURCE else self.reference_divider
+        elapsed = now // divider - self.since // divider
         if self.csr & SYST_ENABLE and elapsed > 0:
             v, r = self.value, self.reload
             if elapsed <= v:
@@ -82,7 +86,7 @@ class SysTick:
     def write(self, now: int, offset: int, value: int) -> None:
         self._advance(now)
         if offset == SYST_CSR:
-            self.csr = value & 0x7
+            self.csr = value & 0x7 | (0 if self.reference_divider else SYST_CLKSOURCE)
         elif offset == SYST_RVR:
             self.reload = value & MASK24
         else:                                             # SYST_CVR: any write clears it and COUNTFLAG
@@ -91,18 +95,18 @@ class SysTick:
 
 class SystemControlSpace:
     """MMIO model; `clock(uc, address)` is the timing model's cycle count as seen by the load or store
-    at `address`; `core` gives the reset values; `on_div0_trap(enabled)` is told when firmware turns
-    CCR.DIV_0_TRP on or off."""
+    at `address`; `core` gives the reset values, `systick_reference_divider` the board's SysTick reference
+    clock; `on_div0_trap(enabled)` is told when firmware turns CCR.DIV_0_TRP on or off."""
 
-    def __init__(self, clock: Callable[[object, int], int], core, write_char: Callable[[str], None] | None = None,
-                 on_div0_trap: Callable[[bool], None] | None = None):
+    def __init__(self, clock: Callable[[object, int], int], core, systick_reference_divider: int | None = None,
+                 write_char: Callable[[str], None] | None = None, on_div0_trap: Callable[[bool], None] | None = None):
         self.clock = clock
         self.write_char = write_char or (lambda c: (sys.stdout.write(c), sys.stdout.flush()))
         self.on_div0_trap = on_div0_trap or (lambda enabled: None)
         self.cpuid = core.cpuid
         self.regs: dict[int, int] = {DWT_BASE + DWT_CTRL: core.dwt_ctrl_reset, SCS_BASE + SCB_CCR: core.ccr_reset}
         self.cyccnt = CycleCounter()
-        self.systick = SysTick()
+        self.systick = SysTick(systick_reference_divider)
 
     @property
     def div0_trap(self) -> bool:

@@ -24,7 +24,7 @@ def test_stm32l4r5_facts():
         "SRAM1": (0x2000_0000, 192), "SRAM2": (0x2003_0000, 64), "SRAM3": (0x2004_0000, 384)}
     assert b.sram_block == (0x2000_0000, 640 * 1024) and b.extra_rams == ()
     assert [b.wait_states(f) for f in (16, 20, 21, 40, 60, 80, 100, 101, 120)] == [0, 0, 1, 1, 2, 3, 4, 5, 5]
-    assert b.power_mw(120) == pytest.approx(39.6)
+    assert b.power_mw(120) == pytest.approx(39.6) and b.systick_reference_divider == 8
     assert (b.art.prefetch, b.art.icache_lines, b.art.dcache_lines, b.art.flash_word_bytes) == (True, 32, 8, 8)
     with pytest.raises(BoardError, match="outside"):
         b.wait_states(150)
@@ -50,6 +50,7 @@ def test_nrf52840_facts():
     assert b.sram_block == (0x2000_0000, 256 * 1024)
     assert b.srams[0].aliases == (0x0080_0000,)                         # Code RAM alias
     assert b.accelerator == "NVMC instruction cache" and not b.art.prefetch and b.art.dcache_lines == 1
+    assert b.systick_reference_divider is None
 
 
 def test_the_core_drives_unicorn_cpuid_and_the_compiler_flags(tmp_path):
@@ -158,6 +159,15 @@ def test_the_accelerator_switches_change_flash_stalls(tmp_path):
         w, x, y = m.put(np.ones((16, 50), np.float32)), m.put(np.ones(50, np.float32)), m.alloc(16, np.float32)
         stalls.append(m.call("matvec_f32", w, x, y, 16, 50).flash_stall_cycles)
     assert stalls[0] < 200 < 2000 < stalls[1]
+
+
+def test_flash_aliases_are_mapped(tmp_path):
+    """STM32 boot alias: the flash also appears at 0 (a new board file, no code change)."""
+    text = (BOARD_DIR / "stm32f407vg.toml").read_text().replace("size = 0x10_0000", "size = 0x10_0000\naliases = [0]")
+    (tmp_path / "boot.toml").write_text(text)
+    b = load_board(str(tmp_path / "boot.toml"))
+    m = Machine(build([FIRMWARE / "basics.c"], board=b), board=b)
+    assert bytes(m.uc.mem_read(0, 8)) == bytes(m.uc.mem_read(b.flash.origin, 8))
 
 
 def test_nrf52840_runs_firmware_from_flash_at_address_zero():

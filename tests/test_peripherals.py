@@ -2,6 +2,7 @@
 CCR.DIV_0_TRP, with small C firmware (tests/firmware/peripherals.c)."""
 import pytest
 
+from mcusim.boards import load_board
 from mcusim.emulator import Fault, Machine
 from mcusim.toolchain import build
 from conftest import FIRMWARE
@@ -43,3 +44,16 @@ def test_divide_by_zero_returns_0_unless_ccr_traps_it(elf):
     assert info.value.kind == "usage-fault" and info.value.where.startswith("divide")
     m.call("set_div0_trap", 0)
     assert m.call("divide", 7, 0).return_value == 0
+
+
+def test_systick_reference_clock_is_the_boards(elf):
+    """STM32: the reference clock is HCLK/8; a chip without one (the nRF52840 file) keeps CLKSOURCE at 1."""
+    m = Machine(elf)
+    r = m.call("systick_reference_ticks", 10_000)
+    assert abs(r.return_value - r.cycles / 8) < 20
+    assert m.call("systick_csr_after_writing", 0x1).return_value & 0x4 == 0
+    nrf = load_board("nrf52840")
+    m = Machine(build([FIRMWARE / "peripherals.c"], board=nrf), board=nrf)
+    assert m.call("systick_csr_after_writing", 0x1).return_value & 0x4 == 0x4
+    r = m.call("systick_reference_ticks", 10_000)
+    assert abs(r.return_value - r.cycles) < 60

@@ -96,6 +96,7 @@ class Board:
     accelerator: str                 # what the board calls its flash accelerator ("" when it has none)
     memories: tuple[Memory, ...]
     power: PowerModel | None         # None: the board file gives no power figures
+    systick_reference_divider: int | None = None   # SysTick's external clock = HCLK / this; None: none
 
     @property
     def flash(self) -> Memory:
@@ -290,6 +291,11 @@ class _Power(_Strict):
         return self
 
 
+class _SysTick(_Strict):
+    """Optional; without it the chip gives SysTick no external reference clock (CLKSOURCE reads as 1)."""
+    reference_clock_divider: int = Field(ge=1, le=1024)
+
+
 class BoardFile(_Strict):
     name: str
     description: str = ""
@@ -299,6 +305,7 @@ class BoardFile(_Strict):
     flash_accelerator: Optional[_Accelerator] = None
     memory: list[_Memory] = Field(min_length=2)
     power: Optional[_Power] = None
+    systick: Optional[_SysTick] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -417,7 +424,8 @@ def _load_board(name_or_path: str) -> Board:
                  accelerator=acc.description if b.flash_accelerator else "",
                  memories=tuple(Memory(m.name, m.kind, m.origin, m.size, tuple(m.aliases)) for m in b.memory),
                  power=PowerModel(b.power.supply_v, tuple(map(tuple, b.power.run_current)), b.power.source)
-                 if b.power else None)
+                 if b.power else None,
+                 systick_reference_divider=b.systick.reference_clock_divider if b.systick else None)
 
 
 load_board.cache_clear = _load_board.cache_clear       # tests reload edited files under one path

@@ -69,3 +69,22 @@ __attribute__((noinline)) int32_t divide(int32_t a, int32_t b) { return a / b; }
 void set_div0_trap(int on) {
     if (on) SCB_CCR |= 1u << 4; else SCB_CCR &= ~(1u << 4);
 }
+
+/* SysTick from the reference clock (CLKSOURCE = 0): the ticks over `iters` of spin, and CSR as read back. */
+uint32_t systick_reference_ticks(uint32_t iters) {
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 0x1u;                       /* ENABLE, CLKSOURCE = 0 */
+    uint32_t start = SYST_CVR;
+    spin(iters);
+    uint32_t end = SYST_CVR;
+    SYST_CSR = 0;
+    return start - end;
+}
+
+uint32_t systick_csr_after_writing(uint32_t value) {
+    SYST_CSR = value;
+    uint32_t csr = SYST_CSR;
+    SYST_CSR = 0;
+    return csr;
+}
