@@ -452,6 +452,20 @@ FUNC br_popc_ref                    /* PUSH; POP without PC; BX LR */
 ENDF br_popc_ref
 
     .balign 4
+FUNC br_bxlr_lr_written             /* LR written just before BX LR: its target is issued from execute */
+    mov r12, lr
+    mov lr, r12
+    bx lr
+ENDF br_bxlr_lr_written
+
+    .balign 4
+FUNC br_bxlr_other_written          /* the same with another register written: issued from decode */
+    mov r12, lr
+    mov r1, r12
+    bx lr
+ENDF br_bxlr_other_written
+
+    .balign 4
 FUNC br_tbb                         /* r1 = 0: TBB, 2+P */
     nop
     tbb [pc, r1]
