@@ -25,6 +25,10 @@ BRANCH_REFILL = 2        # target issued from the execute stage
 BRANCH_REFILL_FORWARDED = BRANCH_REFILL - 1   # target issued from the decode stage
 DIVIDE_CYCLES = 7        # SDIV/UDIV: 2 to 12 with early termination; the middle of the range
 UNALIGNED_TARGET = 1     # taken branch to a 32-bit instruction at an address 2 mod 4
+# A PC-relative (literal) load reads the code memory the fetch unit is reading: "LDR Rx,[PC,#imm] might
+# add a cycle because of contention with the fetch unit" (Cortex-M3 TRM, "Load/store timings", the list
+# REFERENCE.md section 2 cites for load pipelining). Charged on every literal load (LDR and VLDR).
+LITERAL_CONTENTION = 1
 # FPU result latency (Cortex-M4 TRM, FPU chapter, instruction throughput and latency): floating-point
 # arithmetic (add, subtract, multiply, divide, square root, every multiply-accumulate form, conversions)
 # takes one cycle longer when the next instruction consumes its result; a multiply-accumulate reads its
@@ -162,6 +166,10 @@ def fp_result_stall(insn, prev) -> int:
     return FP_RESULT_STALL if consumed else 0
 
 
+def is_literal_load(insn) -> bool:
+    return any(o.type == arm.ARM_OP_MEM and o.mem.base == arm.ARM_REG_PC for o in insn.operands)
+
+
 def _is_register_offset(insn) -> bool:
     return any(o.type == arm.ARM_OP_MEM and o.mem.index for o in insn.operands)
 
@@ -183,6 +191,8 @@ def instruction_cost(insn, prev) -> InsnCost:
             cost += 1                      # address register written just before: no AGU forwarding
     elif klass == "it" and prev is not None and prev.size == 2 and prev_class != "it":
         cost = 0                           # folded onto the preceding 16-bit instruction
+    if klass in SINGLE_LOADS and is_literal_load(insn):
+        cost += LITERAL_CONTENTION         # shares the code bus with the instruction fetch
     cost += fp_result_stall(insn, prev)    # waits for the previous FPU result it reads
 
     taken = 0

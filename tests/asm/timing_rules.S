@@ -141,6 +141,16 @@ FUNC ld_lit                         /* PC-relative literal (flash, 0 wait states
 1:  .word 0x12345678
 ENDF ld_lit
 
+    .balign 4
+FUNC fp_vldr_lit                    /* VLDR from a literal pool */
+    nop
+    vldr s0, 1f
+    nop
+    bx lr
+    .balign 4
+1:  .word 0x3f800000
+ENDF fp_vldr_lit
+
 /* ---------------------------------------------------------------- load/store pipelining */
     .balign 4
 FUNC pl_ldr_ldr                     /* LDR;LDR, independent addresses: 3 */
