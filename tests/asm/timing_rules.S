@@ -141,6 +141,16 @@ FUNC ld_lit                         /* PC-relative literal (flash, 0 wait states
 1:  .word 0x12345678
 ENDF ld_lit
 
+    .balign 4
+FUNC fp_vldr_lit                    /* VLDR from a literal pool */
+    nop
+    vldr s0, 1f
+    nop
+    bx lr
+    .balign 4
+1:  .word 0x3f800000
+ENDF fp_vldr_lit
+
 /* ---------------------------------------------------------------- load/store pipelining */
     .balign 4
 FUNC pl_ldr_ldr                     /* LDR;LDR, independent addresses: 3 */
@@ -450,6 +460,20 @@ FUNC br_popc_ref                    /* PUSH; POP without PC; BX LR */
     pop {r4, lr}
     bx lr
 ENDF br_popc_ref
+
+    .balign 4
+FUNC br_bxlr_lr_written             /* LR written just before BX LR: its target is issued from execute */
+    mov r12, lr
+    mov lr, r12
+    bx lr
+ENDF br_bxlr_lr_written
+
+    .balign 4
+FUNC br_bxlr_other_written          /* the same with another register written: issued from decode */
+    mov r12, lr
+    mov r1, r12
+    bx lr
+ENDF br_bxlr_other_written
 
     .balign 4
 FUNC br_tbb                         /* r1 = 0: TBB, 2+P */
