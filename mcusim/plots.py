@@ -1,13 +1,12 @@
 """PNG plots of a training run: loss and accuracy curves, SRAM use against the board, generated samples.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no windows, no global state) and written
-atomically: to a temporary name in the target directory, then renamed over the final name.
+atomically (mcusim.outputs.write_atomic).
 """
 from __future__ import annotations
 
+import io
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .outputs import write_atomic
 from .report import KB, paper_value
 
 LABELS_PER_CLASS = (10, 100, 200)
@@ -27,21 +27,12 @@ def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write fig to path atomically (temp file in the same directory, then os.replace)."""
+    """Write fig to path through mcusim.outputs (atomic, never over a folder, device or symlink)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique hidden name next to the target; open(..., "xb") keeps the usual umask permissions (mkstemp: 0600)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
     return path
 
 

@@ -169,7 +169,10 @@ class Trainer:
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
         self.start_epoch = 0
-        if resume:
+        nothing_saved = not (self.out / "checkpoint.npz").exists() and not (self.out / "results.json").exists()
+        if resume and nothing_saved:               # killed before its first epoch ended: that is a fresh start
+            self.log(f"--resume: nothing was saved in {self.out} yet; starting the run from the beginning")
+        if resume and not nothing_saved:
             self._resume()
         else:
             if (self.out / "results.json").exists():
@@ -255,8 +258,8 @@ class Trainer:
                              f"--out") from None
         except OSError as exc:
             raise TrainError(f"cannot write into --out {self.out}: {exc.strerror or exc}") from None
-        for name in ("results.json", "checkpoint.npz"):
-            for stale in self.out.glob(f".{name}.*.tmp"):
+        for pattern in (".results.json.*.tmp", ".checkpoint.npz.*.tmp", ".*.png.*.tmp"):
+            for stale in self.out.glob(pattern):
                 stale.unlink(missing_ok=True)
 
     def _check_saved_results(self, saved) -> None:
