@@ -115,7 +115,7 @@ def test_memory_fit_verdict(variant, precision, fits):
     if fits:
         DeviceStep(program)
     else:
-        with pytest.raises(MemoryBudgetError, match="of SRAM but stm32l4r5zi has 640.0 KB"):
+        with pytest.raises(MemoryBudgetError, match="of SRAM but stm32l4r5zi has 655.4 kB"):
             DeviceStep(program)
 
 

@@ -95,11 +95,11 @@ def _parse(data: dict, source: str) -> Board:
             wait_state_max_mhz=tuple(float(x) for x in data["flash"]["wait_state_max_mhz"]),
             art=Art(**data["art"]),
             memories=tuple(Memory(m["name"], m["kind"], int(m["origin"]), int(m["size"]),
-                                  tuple(m.get("aliases", ()))) for m in data["memory"]),
+                                  tuple(int(a) for a in m.get("aliases", ()))) for m in data["memory"]),
             run_ua_per_mhz=float(data["power"]["run_ua_per_mhz"]),
             supply_v=float(data["power"]["supply_v"]),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BoardError(f"board description {source} is missing or has a malformed entry: {exc!r}; compare "
                          f"with {BOARD_DIR / (DEFAULT_BOARD + '.toml')}") from None
 

@@ -35,7 +35,7 @@ class Case:
     out_files: dict[str, bytes] = field(default_factory=dict)  # written into out/ (e.g. a checkpoint to resume)
     garbage: bool = False                      # the input is invalid: the case must be refused
     check: Callable[[dict, Path], str | None] | None = None   # a further check of (reply, out/): a problem or None
-    timeout: float = 60.0
+    timeout: float = 120.0
     subprocess: bool = False                   # a real `python -m mcusim.cli` process instead of the worker
     note: str = ""                             # what was done to the input (for the failure report)
 
@@ -80,7 +80,11 @@ class Worker:
         line = self._line(timeout)
         if line is not None:
             return json.loads(line)
-        if self.proc.poll() is None:                           # still running: a hang
+        if self.proc.poll() is None:                           # still running: a hang; its stack goes to the log
+            self.log.write(f"--- hang in {probe} {args}\n".encode())
+            self.log.flush()
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             self.stop()
             return {"hang": True}
         code = self.proc.wait()

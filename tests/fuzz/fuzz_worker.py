@@ -7,10 +7,12 @@ caught by the parent (fuzz_harness.Worker), which restarts it.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import io
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -61,6 +63,7 @@ PROBES = {"cli": _cli, "model": _model, "idx": _idx, "npz": _npz}
 
 
 def serve() -> None:
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr)   # the parent asks for the stack of a hang
     channel = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)                             # native code printing cannot corrupt the channel
