@@ -102,7 +102,7 @@ def run_subprocess(case: Case, cwd: Path, env: dict) -> dict:
     """A true per-case process, as a user starts it."""
     try:
         p = subprocess.run([sys.executable, "-m", "mcusim.cli", *map(str, case.args)], cwd=cwd, env=env,
-                           capture_output=True, text=True, timeout=case.timeout)
+                           capture_output=True, text=True, timeout=2 * case.timeout)   # + interpreter start-up
     except subprocess.TimeoutExpired:
         return {"hang": True}
     if p.returncode < 0:
