@@ -9,8 +9,7 @@ from pathlib import Path
 
 from .errors import McusimError
 from .outputs import check_target, write_atomic
-
-KB = 1024
+from .units import kb
 
 
 def _parse_arg(text: str):
@@ -283,11 +282,11 @@ def _print_mcu(mcu: dict) -> None:
         energy = "" if mcu["energy_mj"] is None else f" and {mcu['energy_mj']:.2f} mJ"
         print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms{energy} "
               f"per training sample, {mcu['inference_ms']:.1f} ms per inference; "
-              f"SRAM {mcu['sram_bytes']['total'] / 1000:.1f} kB of {mcu['sram_bytes']['limit'] / 1024:.0f} KB ({fits}); "
+              f"SRAM {kb(mcu['sram_bytes']['total'])} of {kb(mcu['sram_bytes']['limit'])} ({fits}); "
               f"emulator matches the host bit for bit: {mcu['crosscheck']['bit_exact']}")
     else:
-        print(f"the model {fits} in {mcu['sram_bytes']['limit'] / 1024:.0f} KB of SRAM "
-              f"(planned {mcu['sram_bytes']['planned_total'] / 1000:.1f} kB)")
+        print(f"the model {fits} in {kb(mcu['sram_bytes']['limit'])} of SRAM "
+              f"(planned {kb(mcu['sram_bytes']['planned_total'])})")
 
 
 def cmd_vae_report(args) -> int:

@@ -299,6 +299,8 @@ class Machine:
     def _on_exception(self, uc, intno, user_data):
         names = {1: "undefined-instruction", 2: "svc", 7: "breakpoint"}
         self._last_fault = (names.get(intno, f"exception-{intno}"), f"the core raised exception {intno}")
+        if intno == 2:                     # Unicorn reports an SVC with the pc past it; name the SVC itself
+            self._last_fault += (uc.reg_read(A.UC_ARM_REG_PC) - 2,)
         uc.emu_stop()
 
     def _fault_from(self, exc: UcError) -> Fault:
@@ -308,10 +310,10 @@ class Machine:
             return self._fault("undefined-instruction", "an undefined instruction")
         return self._fault("emulator-error", f"Unicorn stopped with '{exc}'")
 
-    def _fault(self, kind: str, detail: str) -> Fault:
+    def _fault(self, kind: str, detail: str, pc: int | None = None) -> Fault:
         uc = self.uc
         regs = {name: uc.reg_read(getattr(A, f"UC_ARM_REG_{name.upper()}")) for name in CORE_REGS}
-        pc = regs["pc"]
+        pc = regs["pc"] if pc is None else pc
         try:
             code = bytes(uc.mem_read(pc, 4))
             insn = next(disassembler().disasm(code, pc, 1), None)

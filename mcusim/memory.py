@@ -10,17 +10,13 @@ import numpy as np
 from .boards import Board
 from .errors import McusimError
 from .firmware import Firmware
+from .units import kb
 
 STACK_PAINT = 0xC5   # byte written over the stack before a call; the deepest changed byte is the peak
-KIB = 1024
 
 
 class MemoryBudgetError(McusimError):
     """The firmware plus its buffers do not fit in the board's SRAM or flash."""
-
-
-def _kib(n: int) -> str:
-    return f"{n / KIB:.1f} KB"
 
 
 @dataclass(frozen=True)
@@ -62,6 +58,10 @@ def static_usage(fw: Firmware, board: Board) -> StaticUsage:
     usage = StaticUsage(flash, sram, sym["__stack_bottom"].addr, sym["__stack_top"].addr,
                         sym["__heap_start"].addr, origin + size, other)
     _check_static(usage, board, fw)
+    if not origin <= usage.stack_lo <= usage.stack_hi <= origin + size or not origin <= usage.heap_lo <= origin + size:
+        raise MemoryBudgetError(f"{fw.path.name} puts its stack ({usage.stack_lo:#x}..{usage.stack_hi:#x}) or heap "
+                                f"({usage.heap_lo:#x}) outside {board.name}'s SRAM ({origin:#x}..{origin + size:#x}); "
+                                f"it was linked for another board or damaged: rebuild it with `mcusim cc`")
     return usage
 
 
@@ -69,17 +69,17 @@ def _check_static(u: StaticUsage, board: Board, fw: Firmware) -> None:
     _, sram_size = board.sram_block
     total_sram = sum(u.sram.values())
     if u.flash_bytes > board.flash.size:
-        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {_kib(u.flash_bytes)} of flash but "
-                                           f"{board.name} has {_kib(board.flash.size)}", u.flash,
+        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {kb(u.flash_bytes)} of flash but "
+                                           f"{board.name} has {kb(board.flash.size)}", u.flash,
                                            u.flash_bytes - board.flash.size))
     if total_sram > sram_size:
-        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {_kib(total_sram)} of SRAM but "
-                                           f"{board.name} has {_kib(sram_size)}", u.sram, total_sram - sram_size))
+        raise MemoryBudgetError(_breakdown(f"{fw.path.name} needs {kb(total_sram)} of SRAM but "
+                                           f"{board.name} has {kb(sram_size)}", u.sram, total_sram - sram_size))
 
 
 def _breakdown(headline: str, parts: dict[str, int], over: int) -> str:
-    rows = "; ".join(f"{name} {_kib(n)}" for name, n in sorted(parts.items(), key=lambda kv: -kv[1]))
-    return f"{headline}: over by {_kib(over)} ({over} bytes). Breakdown: {rows}."
+    rows = "; ".join(f"{name} {kb(n)}" for name, n in sorted(parts.items(), key=lambda kv: -kv[1]))
+    return f"{headline}: over by {kb(over)} ({over} bytes). Breakdown: {rows}."
 
 
 @dataclass
@@ -106,7 +106,7 @@ class SramAllocator:
             parts[name] = parts.get(name, 0) + size
             over = addr + size - self.hi
             raise MemoryBudgetError(_breakdown(
-                f"allocating {size} bytes for '{name}' overflows the {_kib(self.sram_size)} of SRAM on "
+                f"allocating {size} bytes for '{name}' overflows the {kb(self.sram_size)} of SRAM on "
                 f"{self.board_name}", parts, over) + " Shrink the buffers or the model; "
                 "mcusim never grows the memory beyond the chip's.")
         self.cursor = addr + size

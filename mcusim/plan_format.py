@@ -5,7 +5,8 @@ import csv
 import io
 import json
 
-KB = 1000.0
+from .units import KB, kb
+
 COLUMNS = ("layer", "op", "in -> out", "params", "act kB", "err kB", "weights kB", "grads kB", "optim kB",
            "qparams kB", "sparse kB", "MACs", "fwd cyc", "bwd_in cyc", "bwd_w cyc", "update cyc", "ms", "uJ",
            "MAC/cyc", "share")
@@ -64,10 +65,10 @@ def _summary(plan: dict) -> list[str]:
              f"task buffers (input, loss, latent): {plan['sram_by_kind']['task'] / KB:.2f} kB"]
     for what, f in (("SRAM", fit["sram"]), ("flash", fit["flash"])):
         terms = " + ".join(f"{k} {v:,} B" for k, v in f["terms"].items())
-        verdict = "fits" if f["fits"] else f"does NOT fit: over by {f['over_by']:,} B ({f['over_by'] / 1024:.1f} KiB)"
-        lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({f['limit'] / 1024:.0f} KiB): {verdict}")
+        verdict = "fits" if f["fits"] else f"does NOT fit: over by {f['over_by']:,} B ({kb(f['over_by'])})"
+        lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({kb(f['limit'])}): {verdict}")
     if plan["timing_memory_enlarged"]:
-        lines.append(f"does not fit in {fit['sram']['limit'] / 1024:.0f} KiB; timing measured with memory enlarged")
+        lines.append(f"does not fit in {kb(fit['sram']['limit'])}; timing measured with memory enlarged")
     return lines + _provenance(plan)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,8 @@ class TrainConfig:
         if not self.labels_per_class or min(self.labels_per_class) < 1:
             raise TrainError(f"--labels takes positive numbers of labelled samples per class, not "
                              f"{self.labels_per_class}")
+        if not 0 <= self.seed < 1 << 32:
+            raise TrainError(f"--seed must be between 0 and 2^32-1 (the generators' 32-bit state), not {self.seed}")
         if self.train_limit is not None and self.train_limit < 1:
             raise TrainError(f"--train-limit must be a positive number of samples, not {self.train_limit}")
         self.board = self.board or default_board_name()
@@ -139,6 +142,21 @@ class ModelTrainConfig(TrainConfig):
         """Any data set: it is checked against the model when it is loaded."""
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _same_shape(value, model) -> bool:
+    """`value` has the structure of `model`: the same keys in every dict, a number where it has a number,
+    a string where a string; where the model holds None, any number, bool or None."""
+    if isinstance(model, dict):
+        return isinstance(value, dict) and value.keys() == model.keys() and all(
+            _same_shape(value[k], m) for k, m in model.items())
+    if model is None:
+        return value is None or isinstance(value, bool) or _number(value)
+    return _number(value) if _number(model) else isinstance(value, type(model))
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
                  resume: bool = False, progress: bool = True, log=print):
@@ -156,7 +174,10 @@ class Trainer:
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
         self.start_epoch = 0
-        if resume:
+        nothing_saved = not (self.out / "checkpoint.npz").exists() and not (self.out / "results.json").exists()
+        if resume and nothing_saved:               # killed before its first epoch ended: that is a fresh start
+            self.log(f"--resume: nothing was saved in {self.out} yet; starting the run from the beginning")
+        if resume and not nothing_saved:
             self._resume()
         else:
             if (self.out / "results.json").exists():
@@ -242,9 +263,25 @@ class Trainer:
                              f"--out") from None
         except OSError as exc:
             raise TrainError(f"cannot write into --out {self.out}: {exc.strerror or exc}") from None
-        for name in ("results.json", "checkpoint.npz"):
-            for stale in self.out.glob(f".{name}.*.tmp"):
+        for pattern in (".results.json.*.tmp", ".checkpoint.npz.*.tmp", ".*.png.*.tmp"):
+            for stale in self.out.glob(pattern):
                 stale.unlink(missing_ok=True)
+
+    def _check_saved_results(self, saved) -> None:
+        """The results a checkpoint carries must have the structure this class writes (a damaged or edited
+        file fails here, not in the middle of the run or of its report)."""
+        epoch_keys = {"epoch", f"train_{self.loss_key}", f"test_{self.loss_key}", "test_accuracy", "update_rate",
+                      "seconds"}
+        accuracy_ok = lambda a: a is None or _number(a) or (isinstance(a, dict) and all(map(_number, a.values())))  # noqa: E731
+        ok = (isinstance(saved, dict) and isinstance(saved.get("config"), dict)
+              and _number(saved.get("wall_seconds")) and _number(saved.get("samples_per_second"))
+              and isinstance(saved.get("epochs"), list)
+              and all(isinstance(e, dict) and e.keys() == epoch_keys and _number(e[f"test_{self.loss_key}"])
+                      and _number(e[f"train_{self.loss_key}"]) and accuracy_ok(e["test_accuracy"])
+                      for e in saved["epochs"])
+              and (saved.get("mcu") is None or _same_shape(saved["mcu"], self._mcu_report(None, [], None, 0, 0))))
+        if not ok:
+            raise ValueError("its results are not those of an mcusim run of this model")
 
     def _layout(self) -> str:
         """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
@@ -255,12 +292,14 @@ class Trainer:
         if not path.exists():
             raise TrainError(f"--resume: no checkpoint.npz in {self.out}; start the run without --resume")
         try:
-            with np.load(path) as ck:
+            with np.load(path, allow_pickle=False) as ck:
                 saved = json.loads(bytes(ck["results"]).decode())
                 layout = bytes(ck["layout"]).decode() if "layout" in ck.files else None
                 arenas = {k[len("arena_"):]: ck[k] for k in ck.files if k.startswith("arena_")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
+            self._check_saved_results(saved)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise TrainError(f"--resume: {path} is unreadable or damaged ({exc}); delete the folder's checkpoint.npz "
+                             f"and results.json to start afresh") from None
         mine = asdict(self.cfg)
         keys = ["dataset", "precision", "sparse", "variant", "batch_size", "lr", "lr_schedule", "seed", "train_limit"]
         if self.generic:
@@ -277,7 +316,8 @@ class Trainer:
                              f"or an mcusim older than the operator registry); finish that run with the mcusim "
                              f"that started it, or start afresh in another --out")
         for name, arena in arenas.items():
-            if name not in self.host.arenas or self.host.arenas[name].shape != arena.shape:
+            mine_arena = self.host.arenas.get(name)
+            if mine_arena is None or mine_arena.shape != arena.shape or mine_arena.dtype != arena.dtype:
                 raise TrainError(f"--resume: {path} does not match model {self.model.name} ({name} arena)")
             self.host.arenas[name][...] = arena
         saved["config"] = mine

@@ -105,7 +105,7 @@ def test_mcusim_board_sets_the_default(monkeypatch):
     (("icache_line_bytes = 32", "icache_line_bytes = 4"), "below the flash word"),
     (("word_bytes = 8", 'word_bytes = "x"'), "word_bytes"),
     (("icache_lines = 32\n", ""), "icache = true needs icache_lines"),
-    (("size = 0x3_0000", "size = 0x3_0001"), "4 KB-aligned"),
+    (("size = 0x3_0000", "size = 0x3_0001"), "4096-byte-aligned"),
     (("wait_state_max_mhz = [20, 40, 60, 80, 100, 120]", "wait_state_max_mhz = []"), "wait-state table"),
     (("supply_v = 3.3", "supply_v = nan"), "supply_v"),
     (("default_hclk_mhz = 120", 'default_hclk_mhz = "fast"'), "default_hclk_mhz"),

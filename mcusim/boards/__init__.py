@@ -272,8 +272,8 @@ class _Memory(_Strict):
             raise ValueError(f"memory name {self.name!r}: use letters, digits and _ (it names a linker region)")
         for addr in (self.origin, *self.aliases):
             if addr % 4096 or self.size % 4096 or not 0 <= addr <= U32 or addr + self.size > 1 << 32:
-                raise ValueError(f"memory {self.name} at {addr:#x}, {self.size} bytes: give a 4 KB-aligned "
-                                 f"origin and a positive size in 4 KB units inside the 4 GB map")
+                raise ValueError(f"memory {self.name} at {addr:#x}, {self.size} bytes: give a 4096-byte-aligned "
+                                 f"origin and a positive size in units of 4096 bytes inside the 32-bit address space")
         return self
 
 
