@@ -83,6 +83,15 @@ def decode(firmware: Firmware) -> list[Decoded]:
     return out
 
 
+def cached_decode(firmware: Firmware) -> list[Decoded]:
+    """decode(), kept on disk by the ELF's content and the timing rules' source (mcusim/disk_cache.py)."""
+    import sys
+
+    from ..disk_cache import cached, source_digest
+    return cached("decode", (firmware.content_digest, source_digest(rules, sys.modules[__name__])),
+                  lambda: decode(firmware))
+
+
 class CycleModel:
     """Static tables + the state array for one firmware at one clock on one board."""
 
@@ -90,7 +99,7 @@ class CycleModel:
         self.board = board
         self.hclk_mhz = hclk_mhz
         self.wait_states = board.wait_states(hclk_mhz)
-        self.insns = decode(firmware)
+        self.insns = cached_decode(firmware)
         self._addresses = [d.address for d in self.insns]
         ranges = firmware.code_ranges()
         self.code_lo = min(a for a, _ in ranges) if ranges else board.flash.origin
