@@ -21,10 +21,104 @@ def _parse_arg(text: str):
     try:
         return float(text)
     except ValueError:
-        raise McusimError(f"--arg {text!r} is neither an integer (e.g. 42, 0x2a) nor a float (e.g. 1.5)") from None
+        raise McusimError(f"--arg {text!r} is neither an integer (e.g. 42, 0x2a) nor a float (e.g. 1.5), an array "
+                          f"file (@in.npy) nor a fresh buffer (zeros:N:DTYPE)") from None
 
 
-def _machine(args, timing: bool = True, debuggable: bool = False):
+DEFAULT_CALL_BUDGET = 10_000_000_000     # cycles per call without --max-cycles: minutes of emulation, not hours
+
+
+class _CallAction(argparse.Action):
+    """`--call SYMBOL` starts a call; the `--arg`s after it are its arguments."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), (value, [])])
+
+
+class _ArgAction(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        calls = getattr(namespace, "calls", None)
+        if not calls:
+            parser.error(f"--arg {value} comes before any --call; give --call SYMBOL first, then its arguments")
+        calls[-1][1].append(value)
+
+
+def _dtype(text: str, where: str):
+    import numpy as np
+    try:
+        return np.dtype(text)
+    except TypeError:
+        raise McusimError(f"{where}: {text!r} is not a numpy dtype; use e.g. float32, int16, uint8") from None
+
+
+def _call_argument(machine, text: str, arrays: list):
+    """One --arg: a number, `@FILE.npy` (copied into SRAM, its address passed) or `zeros:N:DTYPE`."""
+    import numpy as np
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise McusimError(f"--arg {text}: cannot read {path} as a .npy array ({exc}); save it with numpy.save"
+                              ) from None
+        buf = machine.put(array, name=path.name)
+    elif text.startswith("zeros:"):
+        try:
+            _, count, dtype = text.split(":")
+            shape = (int(count),)
+        except ValueError:
+            raise McusimError(f"--arg {text}: write a fresh buffer as zeros:N:DTYPE, e.g. zeros:100:float32") from None
+        buf = machine.alloc(shape, _dtype(dtype, f"--arg {text}"), name=text)
+        buf.array[...] = 0
+    else:
+        return _parse_arg(text)
+    arrays.append(buf)
+    return buf
+
+
+def _write_out_array(machine, spec: str, arrays: list) -> str:
+    """--out-array FILE.npy=WHERE[:N:DTYPE]; WHERE is @K (the K-th array argument), a symbol or an address."""
+    import numpy as np
+    target, _, where = spec.partition("=")
+    parts = where.split(":")
+    if not target or len(parts) not in (1, 3):
+        raise McusimError(f"--out-array {spec!r}: write FILE.npy=WHERE[:N:DTYPE], e.g. out.npy=@2 or "
+                          f"out.npy=result:10:float32 or out.npy=0x20001000:16:uint8")
+    if parts[0].startswith("@"):
+        try:
+            buf = arrays[int(parts[0][1:]) - 1]
+        except (ValueError, IndexError):
+            raise McusimError(f"--out-array {spec!r}: {parts[0]} names no array argument; there are {len(arrays)} "
+                              f"(@1 is the first @FILE.npy or zeros: argument)") from None
+        address, count, dtype = buf.address, buf.array.size, buf.array.dtype
+    else:
+        if len(parts) != 3:
+            raise McusimError(f"--out-array {spec!r}: a symbol or address needs :N:DTYPE, e.g. {where}:10:float32")
+        try:
+            address = int(parts[0], 0)
+        except ValueError:
+            address = machine.fw.address(parts[0])
+        count, dtype = None, None
+    if len(parts) == 3:
+        try:
+            count = int(parts[1])
+        except ValueError:
+            raise McusimError(f"--out-array {spec!r}: N must be an element count, not {parts[1]!r}") from None
+        dtype = _dtype(parts[2], f"--out-array {spec}")
+    from unicorn import UcError
+    try:
+        data = bytes(machine.uc.mem_read(address, count * dtype.itemsize))
+    except UcError:
+        raise McusimError(f"--out-array {spec!r}: {count} x {dtype} at {address:#x} is not all in the board's "
+                          f"memory") from None
+    import io
+    out = io.BytesIO()
+    np.save(out, np.frombuffer(data, dtype).copy())
+    write_atomic(Path(target), out.getvalue())
+    return target
+
+
+def _machine(args, timing: bool = True, write_char=None, debuggable: bool = False):
     from .boards import load_board
     from .emulator import Machine
     from .emulator import STARTUP_BUDGET
@@ -32,34 +126,77 @@ def _machine(args, timing: bool = True, debuggable: bool = False):
     if not 1 <= budget < 1 << 62:
         raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
     return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
-                   startup_budget=budget, debuggable=debuggable)
+                   startup_budget=budget, write_char=write_char, debuggable=debuggable)
+
+
+def _to_stderr(c: str) -> None:
+    sys.stderr.write(c)
+    sys.stderr.flush()
+
+
+def _run_calls(m, calls, max_cycles):
+    """Run the --call/--arg sequence on one machine state; returns (results, array buffers in --arg order)."""
+    arrays, results = [], []
+    budget = max_cycles if max_cycles is not None else DEFAULT_CALL_BUDGET
+    for symbol, texts in calls:
+        values = [_call_argument(m, t, arrays) for t in texts]
+        results.append(m.call(symbol, *values, max_cycles=budget))
+    return results, arrays
+
+
+def _split_flags(values: list[str], option: str) -> list[str]:
+    """--cflags/--ldflags strings, split as a shell would (repeatable)."""
+    import shlex
+    try:
+        return [flag for value in values for flag in shlex.split(value)]
+    except ValueError as exc:
+        raise McusimError(f"{option} {values[-1]!r} cannot be split into flags ({exc}); quote it as one "
+                          f"shell word, e.g. {option} \"-DN=1 -Wextra\"") from None
 
 
 def cmd_cc(args) -> int:
     from .boards import load_board
     from .toolchain import build
     out = build(args.sources, args.output, opt=f"-O{args.opt}", include_dirs=args.include, defines=args.define,
-                toolchain=args.toolchain, stack_size=args.stack_size, board=load_board(args.board))
+                toolchain=args.toolchain, stack_size=args.stack_size, board=load_board(args.board),
+                libc=args.libc, float_abi=args.float_abi, gc_sections=args.gc_sections,
+                cflags=_split_flags(args.cflags, "--cflags"), ldflags=_split_flags(args.ldflags, "--ldflags"),
+                libs=args.libs)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_run(args) -> int:
-    m = _machine(args, debuggable=args.gdb is not None)
+    json_stdout = args.json == "-"
+    if args.json not in (None, "-"):
+        check_target(Path(args.json))
+    m = _machine(args, write_char=_to_stderr if json_stdout else None,   # firmware output never mixes with JSON
+                 debuggable=args.gdb is not None)
     if args.gdb is not None:
         from .gdb import serve
-        serve(m, args.gdb, args.call)
-        print(f"{args.call} waits for gdb on port {args.gdb}: gdb-multiarch {args.firmware} "
+        first = args.calls[0][0]
+        serve(m, args.gdb, first)
+        print(f"{first} waits for gdb on port {args.gdb}: gdb-multiarch {args.firmware} "
               f"-ex 'target remote :{args.gdb}'", file=sys.stderr, flush=True)
-    r = m.call(args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles)
-    mem = m.memory_summary(r.stack_peak_bytes)
-    report = {"symbol": r.symbol, "return_value": r.return_value, "cycles": r.cycles,
-              "instructions": r.instructions, "hclk_hz": r.hclk_hz, "seconds": r.seconds,
-              "flash_wait_states": m.model.wait_states, "flash_stall_cycles": r.flash_stall_cycles,
-              "taken_branches": r.taken_branches, **mem}
-    if args.json:
-        print(json.dumps(report))
+    results, arrays = _run_calls(m, args.calls, args.max_cycles)
+    written = [_write_out_array(m, spec, arrays) for spec in args.out_array]
+    r = results[-1]
+    mem = m.memory_summary(max(c.stack_peak_bytes for c in results))
+    per_call = [{"symbol": c.symbol, "return_value": c.return_value, "cycles": c.cycles,
+                 "instructions": c.instructions, "seconds": c.seconds, "flash_stall_cycles": c.flash_stall_cycles,
+                 "taken_branches": c.taken_branches, "stack_peak_bytes": c.stack_peak_bytes} for c in results]
+    report = {**per_call[-1], "hclk_hz": r.hclk_hz, "flash_wait_states": m.model.wait_states, **mem,
+              "calls": per_call, "out_arrays": written}
+    if args.json is not None:
+        text = json.dumps(report)
+        if json_stdout:
+            print(text)
+        else:
+            write_atomic(Path(args.json), (text + "\n").encode())
+            print(f"wrote {args.json}", file=sys.stderr)
         return 0
+    for c in results[:-1]:
+        print(f"{c.symbol} returned {c.return_value!r} in {c.cycles} cycles")
     cpi = r.cycles / max(r.instructions, 1)
     print(f"{r.symbol} returned {r.return_value!r}\n"
           f"  cycles        {r.cycles:>12}  ({r.seconds * 1e3:.4f} ms at {r.hclk_hz / 1e6:g} MHz, "
@@ -70,13 +207,20 @@ def cmd_run(args) -> int:
           f"  stack peak    {mem['stack_peak_bytes']:>12}  bytes of {mem['stack_reserved_bytes']} reserved\n"
           f"  SRAM peak     {mem['sram_peak_bytes']:>12}  bytes of {mem['sram_limit_bytes']}\n"
           f"  flash         {mem['flash_bytes']:>12}  bytes of {mem['flash_limit_bytes']}")
+    for target in written:
+        print(f"wrote {target}")
     return 0
 
 
 def cmd_profile(args) -> int:
     from .profile import annotate, callgrind, format_profile, profile_call
     m = _machine(args)
-    p = profile_call(m, args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles, top=args.top)
+    _run_calls(m, args.calls[:-1], args.max_cycles)          # earlier calls set up the state; the last is profiled
+    symbol, texts = args.calls[-1]
+    arrays: list = []
+    values = [_call_argument(m, t, arrays) for t in texts]
+    budget = args.max_cycles if args.max_cycles is not None else DEFAULT_CALL_BUDGET
+    p = profile_call(m, symbol, *values, max_cycles=budget, top=args.top)
     print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
     if args.callgrind:
         write_atomic(Path(args.callgrind), callgrind(p).encode())
@@ -330,6 +474,22 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("-D", dest="define", action="append", default=[], metavar="NAME[=VALUE]")
     cc.add_argument("--toolchain", choices=["zig", "gcc"], default="zig")
     cc.add_argument("--stack-size", type=int, default=DEFAULT_STACK, help="bytes reserved for the stack")
+    cc.add_argument("--libc", choices=["nano", "full", "none"], default="nano",
+                    help="C library and compiler support: zig links picolibc (built on first use, cached) and "
+                         "compiler-rt, gcc newlib-nano (nano, the default) or newlib (full) and libgcc; none links "
+                         "start-up only (gcc: and libgcc), as mcusim's own kernels")
+    cc.add_argument("--float-abi", choices=["hard", "soft"], default="hard",
+                    help="hard (FPU, floats in s0-s15) or soft (no FPU, floats in core registers); `mcusim run` "
+                         "reads which from the ELF")
+    cc.add_argument("--cflags", action="append", default=[], metavar='"FLAGS"',
+                    help="extra compiler flags, split as a shell would (repeatable)")
+    cc.add_argument("--ldflags", action="append", default=[], metavar='"FLAGS"',
+                    help="extra link flags, e.g. \"-L lib -Wl,--print-memory-usage\" (repeatable)")
+    cc.add_argument("-l", dest="libs", action="append", default=[], metavar="NAME", help="link libNAME.a too")
+    cc.add_argument("--no-gc-sections", dest="gc_sections", action="store_false",
+                    help="keep unused functions and data (by default, with -ffunction-sections -fdata-sections, "
+                         "--gc-sections drops what nothing uses; the sources' global symbols are always kept). "
+                         "With zig this keeps all of compiler-rt (about 170 KB)")
     board_opt(cc)
     cc.set_defaults(func=cmd_cc)
 
@@ -337,15 +497,25 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("profile", cmd_profile, "cycles per function and the hottest instructions of one call")):
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("firmware", metavar="FIRMWARE.elf")
-        sp.add_argument("--call", required=True, metavar="SYMBOL")
-        sp.add_argument("--arg", action="append", default=[], metavar="VALUE", help="argument (repeat in order)")
+        sp.add_argument("--call", dest="calls", action=_CallAction, required=True, metavar="SYMBOL",
+                        help="function to call; repeat to run several calls on one machine state in order" +
+                             ("" if name == "run" else " (the last one is profiled)"))
+        sp.add_argument("--arg", action=_ArgAction, metavar="VALUE",
+                        help="argument of the preceding --call (repeat in order): 42, 0x2a, 1.5, @in.npy (the "
+                             "array copied into SRAM, its address passed) or zeros:N:DTYPE (a zeroed SRAM buffer)")
         sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
-        sp.add_argument("--max-cycles", type=int, default=None, help="fault if the call runs longer")
+        sp.add_argument("--max-cycles", type=int, default=None,
+                        help=f"fault if a call runs longer (default {DEFAULT_CALL_BUDGET:.0e} cycles)")
         board_opt(sp)
         if name == "run":
-            sp.add_argument("--json", action="store_true", help="print one JSON object")
+            sp.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                            help="write the results as one JSON object to FILE, or to stdout without FILE "
+                                 "(firmware output then goes to stderr)")
+            sp.add_argument("--out-array", action="append", default=[], metavar="FILE.npy=WHERE[:N:DTYPE]",
+                            help="after the calls, save memory as .npy: WHERE is @K (the K-th array --arg), "
+                                 "a symbol or an address (these need :N:DTYPE)")
             sp.add_argument("--gdb", type=int, default=None, metavar="PORT",
-                            help="wait at the call's first instruction for gdb-multiarch on this TCP port")
+                            help="wait at the first call's first instruction for gdb-multiarch on this TCP port")
         else:
             sp.add_argument("--top", type=int, default=15, help="hottest instructions to list")
             sp.add_argument("--annotate", metavar="FUNCTION", default=None,

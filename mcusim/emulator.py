@@ -1,5 +1,6 @@
 """The functional model: the board's core in Unicorn with exactly the board's memories, an ELF loaded,
-functions called by symbol under the AAPCS hard-float ABI, and every Unicorn error turned into a
+functions called by symbol under the AAPCS (hard- or soft-float, as the ELF says), and every Unicorn
+error turned into a
 `Fault` a firmware engineer can read. Timing is attached as a separate, swappable model.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .timing.model import CycleModel, decode, disassembler
 from .toolchain import INIT_SYMBOL, RETURN_SYMBOL
 
 STARTUP_BUDGET = 100_000_000     # cycles; start-up of a 640 KB image takes well under a million
+EMULATION_SLICE_US = 200_000     # a call runs natively in slices this long; a pending Ctrl-C is raised between
 REG_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}
 CORE_REGS = [f"r{i}" for i in range(13)] + ["sp", "lr", "pc", "xpsr"]
 
@@ -177,18 +179,20 @@ class Machine:
         if self.model is not None:
             self.model.start_call(entry, max_cycles)
         self._last_fault = None
-        try:
-            uc.emu_start(entry | 1, self._return)
-        except UcError as exc:
-            raise self._fault_from(exc) from None
-        if self._last_fault is not None:
-            raise self._fault(*self._last_fault)
-        if self.model is not None and self.model.state[S.STOPPED]:
-            raise self._fault("cycle-budget", f"the call to {symbol} exceeded its budget of {max_cycles} cycles "
-                              f"(raise --max-cycles, or look for an endless loop)")
-        pc = uc.reg_read(A.UC_ARM_REG_PC)
-        if pc != self._return:
-            raise self._fault("stopped", f"emulation stopped before {symbol} returned")
+        pc = entry
+        while True:             # native runs of EMULATION_SLICE_US each, so Ctrl-C is seen between two
+            try:
+                uc.emu_start(pc | 1, self._return, timeout=EMULATION_SLICE_US)
+            except UcError as exc:
+                raise self._fault_from(exc) from None
+            if self._last_fault is not None:
+                raise self._fault(*self._last_fault)
+            if self.model is not None and self.model.state[S.STOPPED]:
+                raise self._fault("cycle-budget", f"the call to {symbol} exceeded its budget of {max_cycles} "
+                                  f"cycles (raise --max-cycles, or look for an endless loop)")
+            pc = uc.reg_read(A.UC_ARM_REG_PC)
+            if pc == self._return:
+                break
         m = self.model
         self._cycles_before_call += m.cycles if m else 0
         return CallResult(symbol, self._return_value(sig, kinds), m.cycles if m else 0,
@@ -205,7 +209,10 @@ class Machine:
                 if math.isfinite(float(value)) and not abs(float(value)) <= 3.4028234663852886e38:
                     raise McusimError(f"argument {value!r} of {symbol} is beyond the float32 range (+-3.4e38)")
                 bits = struct.unpack("<I", struct.pack("<f", float(value)))[0]
-                (fp if len(fp) < 16 else stacked).append(bits)
+                if self.fw.soft_float_abi:
+                    (core if len(core) < 4 else stacked).append(bits)
+                else:
+                    (fp if len(fp) < 16 else stacked).append(bits)
             elif kind in ("int", "uint", "pointer"):
                 if not isinstance(value, (int, np.integer)):
                     raise McusimError(f"argument {value!r} of {symbol} must be an integer or a Buffer ({kind})")
@@ -231,7 +238,8 @@ class Machine:
         if rtype == "void":
             return None
         if rtype == "float":
-            return struct.unpack("<f", struct.pack("<I", self.uc.reg_read(A.UC_ARM_REG_S0)))[0]
+            bits = self.uc.reg_read(A.UC_ARM_REG_R0 if self.fw.soft_float_abi else A.UC_ARM_REG_S0)
+            return struct.unpack("<f", struct.pack("<I", bits))[0]
         r0 = self.uc.reg_read(A.UC_ARM_REG_R0)
         return r0 - (1 << 32) if rtype == "int" and r0 & 0x8000_0000 else r0
 

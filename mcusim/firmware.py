@@ -17,6 +17,7 @@ from elftools.elf.sections import SymbolTableSection
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 PF_X = 0x1
+EF_ARM_ABI_FLOAT_SOFT = 0x200          # ARM ELF e_flags: built for the soft-float procedure call standard
 
 
 class FirmwareError(McusimError):
@@ -126,6 +127,11 @@ class Firmware:
         return cls(path, segments, sections, symbols, _data_ranges(mapping, sections), raw)
 
     # -- symbols -------------------------------------------------------------------------------
+    @cached_property
+    def soft_float_abi(self) -> bool:
+        """Floats are passed and returned in core registers (`mcusim cc --float-abi soft`), not s0-s15."""
+        return bool(int.from_bytes(self._elf_bytes[36:40], "little") & EF_ARM_ABI_FLOAT_SOFT)
+
     def symbol(self, name: str) -> Symbol:
         try:
             return self.symbols[name]
@@ -208,7 +214,18 @@ class Firmware:
 
     # -- signatures ----------------------------------------------------------------------------
     @cached_property
+    def content_digest(self) -> str:
+        import hashlib
+        return hashlib.sha256(self._elf_bytes).hexdigest()
+
+    @cached_property
     def _signatures(self) -> dict[str, Signature]:
+        import sys
+
+        from .disk_cache import cached, source_digest
+        return cached("signatures", (self.content_digest, source_digest(sys.modules[__name__])), self._read_signatures)
+
+    def _read_signatures(self) -> dict[str, Signature]:
         import io
         sigs = {}
         try:

@@ -1,6 +1,6 @@
 """The training kernels as one firmware, called from the host with numpy arrays.
 
-Every `kernels/*.c` (except the start-up) is built into one ELF; `KernelLibrary.call` copies the
+Every `kernels/*.c` (except the start-up and C-library glue) is built into one ELF; `KernelLibrary.call` copies the
 array arguments into SRAM buffers, runs the kernel on the emulator with the cycle model, and returns
 the arrays as the kernel left them, with the call's cycles. Used by the cross-checks, the tests and
 the on-MCU measurements.
@@ -15,11 +15,12 @@ import numpy as np
 
 from .boards import Board, load_board
 from .emulator import CallResult, Machine
-from .toolchain import KERNEL_DIR, STARTUP, build
+from .toolchain import KERNEL_DIR, RUNTIME_SOURCES, build
 
 
 def kernel_sources() -> list[Path]:
-    return sorted(p for p in KERNEL_DIR.glob("*.c") if p.resolve() != STARTUP.resolve())
+    runtime = {p.resolve() for p in RUNTIME_SOURCES}
+    return sorted(p for p in KERNEL_DIR.glob("*.c") if p.resolve() not in runtime)
 
 
 @lru_cache(maxsize=None)

@@ -46,8 +46,7 @@ class Core:
     cpuid: int
     dwt_ctrl_reset: int
     ccr_reset: int
-    zig_flags: tuple[str, ...]
-    gcc_flags: tuple[str, ...]
+    compiler_flags: dict[tuple[str, str], tuple[str, ...]]    # (toolchain, float ABI) -> target flags
 
 
 @dataclass(frozen=True)
@@ -160,6 +159,8 @@ class _Strict(BaseModel):
 class _Compiler(_Strict):
     zig: list[str] = Field(min_length=1)
     gcc: list[str] = Field(min_length=1)
+    zig_soft: list[str] = Field(min_length=1)
+    gcc_soft: list[str] = Field(min_length=1)
 
 
 class CoreFile(_Strict):
@@ -391,7 +392,8 @@ def load_core(name_or_path: str) -> Core:
         raise (_explain(exc, f"core description {path}", CORE_DIR / "cortex-m4f.toml")
                if isinstance(exc, ValidationError) else BoardError(f"core description {path}: {exc}")) from None
     return Core(c.name, c.description, c.unicorn_cpu, c.timing_rules, c.cpuid, c.dwt_ctrl_reset, c.ccr_reset,
-                tuple(c.compiler.zig), tuple(c.compiler.gcc))
+                {(tc, abi): tuple(getattr(c.compiler, tc if abi == "hard" else f"{tc}_soft"))
+                 for tc in ("zig", "gcc") for abi in ("hard", "soft")})
 
 
 def load_board(name_or_path: str | None = None) -> Board:

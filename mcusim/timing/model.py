@@ -84,6 +84,15 @@ def decode(firmware: Firmware, rules) -> list[Decoded]:
     return out
 
 
+def cached_decode(firmware: Firmware, rules) -> list[Decoded]:
+    """decode(), kept on disk by the ELF's content and the timing rules' source (mcusim/disk_cache.py)."""
+    import sys
+
+    from ..disk_cache import cached, source_digest
+    return cached("decode", (firmware.content_digest, source_digest(rules, sys.modules[__name__])),
+                  lambda: decode(firmware, rules))
+
+
 class CycleModel:
     """Static tables + the state array for one firmware at one clock on one board."""
 
@@ -91,7 +100,7 @@ class CycleModel:
         self.board = board
         self.hclk_mhz = hclk_mhz
         self.wait_states = board.wait_states(hclk_mhz)
-        self.insns = decode(firmware, rules_for(board.core.timing_rules))
+        self.insns = cached_decode(firmware, rules_for(board.core.timing_rules))
         self._addresses = [d.address for d in self.insns]
         ranges = firmware.code_ranges()
         self.code_lo = min(a for a, _ in ranges) if ranges else board.flash.origin
