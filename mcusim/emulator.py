@@ -193,6 +193,8 @@ class Machine:
             pc = uc.reg_read(A.UC_ARM_REG_PC)
             if pc == self._return:
                 break
+            if self.model is not None:
+                self.model.stopped_at(pc)
         m = self.model
         self._cycles_before_call += m.cycles if m else 0
         return CallResult(symbol, self._return_value(sig, kinds), m.cycles if m else 0,
