@@ -60,8 +60,10 @@ def test_training_records_its_board(tmp_path, capsys):
                  "--quiet", "--board", "stm32f407vg_reset", "--out", str(tmp_path / "run")]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["config"]["board"] == "stm32f407vg_reset" and results["config"]["hclk_mhz"] == 16
-    assert (results["mcu"]["board"], results["mcu"]["hclk_mhz"], results["mcu"]["energy_mj"]) == (
-        "stm32f407vg_reset", 16, None)
+    mcu = results["mcu"]
+    assert (mcu["board"], mcu["hclk_mhz"], mcu["power_mw"]) == ("stm32f407vg_reset", 16, pytest.approx(7.0 * 3.3))
+    assert mcu["energy_mj"] == pytest.approx(mcu["power_mw"] * mcu["latency_ms"] / 1000)   # at a table clock
+    assert "DS8626 Rev 12, table 21" in mcu["power_model"]
     assert results["mcu"]["crosscheck"]["bit_exact"] is True
     assert "on the stm32f407vg_reset at 16 MHz" in capsys.readouterr().out
 
