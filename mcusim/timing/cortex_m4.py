@@ -38,7 +38,7 @@ LITERAL_CONTENTION = 1
 # 201 cycles, 200 dependent 401. VABS/VNEG/VCMP/VMOV results are ready for the next instruction.
 FP_RESULT_STALL = 1
 FP_LATE_RESULT = frozenset("vadd vsub vmul vnmul vdiv vsqrt vmla vmls vnmla vnmls vfma vfms vfnma vfnms "
-                     "vcvt vcvtr vcvtb vcvtt".split())
+                           "vcvt vcvtr vcvtb vcvtt".split())
 
 CC_ALWAYS = arm.ARM_CC_AL
 
