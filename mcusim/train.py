@@ -174,12 +174,12 @@ class Trainer:
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
         self.start_epoch = 0
-        nothing_saved = not (self.out / "checkpoint.npz").exists() and not (self.out / "results.json").exists()
-        if resume and nothing_saved:               # killed before its first epoch ended: that is a fresh start
-            self.log(f"--resume: nothing was saved in {self.out} yet; starting the run from the beginning")
-        if resume and not nothing_saved:
+        saved = (self.out / "checkpoint.npz").exists() or (self.out / "results.json").exists()
+        if resume and saved:
             self._resume()
         else:
+            if resume:                             # killed before its first epoch ended: that is a fresh start
+                self.log(f"--resume: nothing was saved in {self.out} yet; starting the run from the beginning")
             if (self.out / "results.json").exists():
                 raise TrainError(f"{self.out} already holds a run (results.json); pass --resume to continue "
                                  f"it or choose another --out")

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from elftools.elf.elffile import ELFFile
 
 from conftest import FIRMWARE

@@ -208,6 +208,19 @@ def test_report_over_a_runs_folder_skips_what_is_not_a_finished_vae_run(tmp_path
     assert main(["vae", "report", str(tmp_path / "empty")]) == 2
 
 
+def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, capsys):
+    """`vae report -o` once renamed over whatever was at the target."""
+    from mcusim.cli import main
+    run = _write(tmp_path, "run", _results())
+    kept = tmp_path / "kept.md"
+    kept.write_text("mine")
+    (tmp_path / "link.md").symlink_to(kept)
+    for target in (tmp_path, tmp_path / "link.md", tmp_path / "missing" / "r.md"):
+        assert main(["vae", "report", str(run), "-o", str(target)]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
+
+
 def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
     """One run: the SRAM plot's bars, results.json, the report and the CLI line give the same kB (1000 bytes),
     and the report says that a short run on part of the data is not the paper's setting."""

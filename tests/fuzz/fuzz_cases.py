@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fuzz_harness import Case
+from fuzz_worker import digest
 
 REPO = Path(__file__).resolve().parents[2]
 INTERESTING_INTS = [0, 1, -1, 2, 3, 7, 255, 256, 65535, 2**31 - 1, 2**31, -2**31, 2**32, 2**63, -2**63, 10**20]
@@ -118,14 +119,6 @@ def _idx_set(rng: np.random.Generator) -> tuple[dict, dict]:
     return files, spec
 
 
-def _digest(*arrays) -> str:
-    h = hashlib.sha1()
-    for a in arrays:
-        h.update(repr((a.shape, str(a.dtype))).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _npz_bytes(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -149,7 +142,7 @@ def build_corpus(root: Path, campaign) -> Corpus:
     labels = np.frombuffer(gzip.decompress(idx["train-labels-idx1-ubyte.gz"]), np.uint8, offset=8)
     return Corpus(elf=elf, models=models, onnx=(REPO / "models" / "ds_cnn.onnx").read_bytes(),
                   board=(REPO / "mcusim" / "boards" / "stm32l4r5zi.toml").read_text(), idx=idx, idx_spec=spec,
-                  idx_digest=_digest(images, labels), npz=_npz_bytes(**small),
+                  idx_digest=digest(images, labels), npz=_npz_bytes(**small),
                   checkpoint=(run / "checkpoint.npz").read_bytes(), results=(run / "results.json").read_bytes())
 
 

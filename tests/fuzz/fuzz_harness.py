@@ -48,9 +48,9 @@ class Worker:
 
     def __init__(self, env: dict):
         self.env, self.proc, self.buffer = env, None, b""
+        self.log = open(Path(env["MCUSIM_FUZZ_ROOT"]) / "worker.log", "ab")
 
     def _start(self) -> None:
-        self.log = open(Path(self.env["MCUSIM_FUZZ_ROOT"]) / "worker.log", "ab")
         self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, env=self.env, cwd=self.env["MCUSIM_FUZZ_ROOT"])
         self.buffer = b""
@@ -96,6 +96,10 @@ class Worker:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
 
 
 def run_subprocess(case: Case, cwd: Path, env: dict) -> dict:
@@ -225,4 +229,4 @@ class Campaign:
                 f"{time.monotonic() - self.started:.0f} s wall")
 
     def close(self) -> None:
-        self.worker.stop()
+        self.worker.close()

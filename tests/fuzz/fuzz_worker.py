@@ -25,7 +25,8 @@ def _cli(argv):
         return (exc.code if isinstance(exc.code, int) else 2), None
 
 
-def _digest(*arrays) -> str:
+def digest(*arrays) -> str:
+    """What a loaded data set holds, to compare with the original."""
     h = hashlib.sha1()
     for a in arrays:
         h.update(repr((a.shape, str(a.dtype))).encode())
@@ -49,14 +50,14 @@ def _idx(folder, spec):
                               mirrors=(), splits=files)
     datasets._verified.clear()
     images, labels = datasets.load(spec["name"], "train", folder, spec=ds)
-    return 0, {"digest": _digest(images, labels)}
+    return 0, {"digest": digest(images, labels)}
 
 
 def _npz(path):
     from mcusim.datasets import load_dataset
     d = load_dataset(path)
     parts = [a for a in (d.train_x, d.train_y, d.test_x, d.test_y) if a is not None]
-    return 0, {"digest": _digest(*parts)}
+    return 0, {"digest": digest(*parts)}
 
 
 PROBES = {"cli": _cli, "model": _model, "idx": _idx, "npz": _npz}
