@@ -126,8 +126,11 @@ def _machine(args, timing: bool = True, write_char=None):
     budget = args.max_cycles if args.max_cycles is not None else STARTUP_BUDGET     # start-up is budgeted too
     if not 1 <= budget < 1 << 62:
         raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
-    return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
-                   startup_budget=budget, write_char=write_char)
+    machine = Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
+                      startup_budget=budget, write_char=write_char)
+    for note in machine.static.notes:                   # a foreign ELF's layout: what had to be assumed
+        print(f"mcusim {args.command}: note: {note}", file=sys.stderr)
+    return machine
 
 
 def _to_stderr(c: str) -> None:
@@ -237,6 +240,7 @@ def cmd_size(args) -> int:
     lines.append(f"  SRAM  {sram_total:>9} bytes of {sram_size} ({100 * sram_total / sram_size:.2f}%), "
                  f"{u.heap_hi - u.heap_lo} free for buffers")
     lines += [f"    {name:<14} {size:>9}" for name, size in sorted(u.sram.items(), key=lambda kv: -kv[1])]
+    lines += [f"  note: {note}" for note in u.notes]
     syms = sorted((s for s in fw.symbols.values() if s.size and s.kind in ("func", "object")), key=lambda s: -s.size)
     lines.append("  largest symbols:")
     for s in syms[: args.top]:
