@@ -210,14 +210,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from .profile import annotate, callgrind, format_profile, profile_call
+    from .profile import annotate, callgrind, format_profile, profile_calls
     m = _machine(args)
-    _run_calls(m, args.calls[:-1], args.max_cycles)          # earlier calls set up the state; the last is profiled
-    symbol, texts = args.calls[-1]
     arrays: list = []
-    values = [_call_argument(m, t, arrays) for t in texts]
+    calls = [(symbol, [_call_argument(m, t, arrays) for t in texts]) for symbol, texts in args.calls]
     budget = args.max_cycles if args.max_cycles is not None else DEFAULT_CALL_BUDGET
-    p = profile_call(m, symbol, *values, max_cycles=budget, top=args.top)
+    p = profile_calls(m, calls, max_cycles=budget, top=args.top)
     print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
     if args.callgrind:
         write_atomic(Path(args.callgrind), callgrind(p).encode())
@@ -489,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("firmware", metavar="FIRMWARE.elf")
         sp.add_argument("--call", dest="calls", action=_CallAction, required=True, metavar="SYMBOL",
                         help="function to call; repeat to run several calls on one machine state in order" +
-                             ("" if name == "run" else " (the last one is profiled)"))
+                             ("" if name == "run" else " (profiled together)"))
         sp.add_argument("--arg", action=_ArgAction, metavar="VALUE",
                         help="argument of the preceding --call (repeat in order): 42, 0x2a, 1.5, @in.npy (the "
                              "array copied into SRAM, its address passed) or zeros:N:DTYPE (a zeroed SRAM buffer)")
