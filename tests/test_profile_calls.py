@@ -48,7 +48,7 @@ def test_sizeless_functions_and_tail_calls(machine):
     assert "?" not in funcs and {"outer", "inner", "leaf"} <= set(funcs)
     assert funcs["inner"].calls == 3 and funcs["leaf"].calls == 3          # leaf is only ever tail-called
     assert funcs["inner"].inclusive == funcs["inner"].exclusive + funcs["leaf"].exclusive
-    assert funcs["outer"].inclusive == sum(f.exclusive for f in p.functions)
+    assert funcs["outer"].inclusive == sum(f.exclusive for f in p.functions) == p.result.cycles
     assert machine.fw.describe(machine.fw.address("leaf") + 2) == "leaf+0x2"
 
 
@@ -59,3 +59,15 @@ def test_several_calls_make_one_profile(machine):
     assert both.result.cycles == 2 * one.result.cycles
     assert {f.name: f.calls for f in both.functions}["outer"] == 2
     assert {f.name: f.calls for f in both.functions}["leaf"] == 6
+
+
+def test_every_cycle_is_attributed_taken_branch_penalties_to_the_branch():
+    import numpy as np
+    from pathlib import Path
+    m = Machine(build([Path(__file__).parent / "firmware" / "basics.c"]))
+    w, x, y = m.put(np.ones((5, 7), np.float32)), m.put(np.ones(7, np.float32)), m.alloc((5,), np.float32)
+    p = profile_call(m, "matvec_f32", w, x, y, 5, 7)
+    assert p.result.taken_branches > 0
+    assert sum(f.exclusive for f in p.functions) == sum(i.cycles for i in p.instructions) == p.result.cycles
+    branches = [i for i in p.instructions if i.text.startswith(("b", "cb"))]
+    assert any(i.cycles > i.count for i in branches)         # a branch carries its refill
