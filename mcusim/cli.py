@@ -125,8 +125,12 @@ def _machine(args, timing: bool = True, write_char=None, debuggable: bool = Fals
     budget = args.max_cycles if args.max_cycles is not None else STARTUP_BUDGET     # start-up is budgeted too
     if not 1 <= budget < 1 << 62:
         raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
-    return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
-                   startup_budget=budget, write_char=write_char, debuggable=debuggable)
+    machine = Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
+                      startup_budget=budget, write_char=write_char,
+                      debuggable=debuggable)
+    for note in machine.static.notes:                   # a foreign ELF's layout: what had to be assumed
+        print(f"mcusim {args.command}: note: {note}", file=sys.stderr)
+    return machine
 
 
 def _to_stderr(c: str) -> None:
@@ -213,14 +217,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from .profile import annotate, callgrind, format_profile, profile_call
+    from .profile import annotate, callgrind, format_profile, profile_calls
     m = _machine(args)
-    _run_calls(m, args.calls[:-1], args.max_cycles)          # earlier calls set up the state; the last is profiled
-    symbol, texts = args.calls[-1]
     arrays: list = []
-    values = [_call_argument(m, t, arrays) for t in texts]
+    calls = [(symbol, [_call_argument(m, t, arrays) for t in texts]) for symbol, texts in args.calls]
     budget = args.max_cycles if args.max_cycles is not None else DEFAULT_CALL_BUDGET
-    p = profile_call(m, symbol, *values, max_cycles=budget, top=args.top)
+    p = profile_calls(m, calls, max_cycles=budget, top=args.top)
     print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
     if args.callgrind:
         write_atomic(Path(args.callgrind), callgrind(p).encode())
@@ -246,6 +248,7 @@ def cmd_size(args) -> int:
     for mem in board.extra_rams:
         used = sum(n for name, n in u.other_ram.items() if name == mem.section)
         lines.append(f"  {mem.name:<5} {used:>9} bytes of {mem.size} ({mem.kind}, section {mem.section})")
+    lines += [f"  note: {note}" for note in u.notes]
     syms = sorted((s for s in fw.symbols.values() if s.size and s.kind in ("func", "object")), key=lambda s: -s.size)
     lines.append("  largest symbols:")
     for s in syms[: args.top]:
@@ -499,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("firmware", metavar="FIRMWARE.elf")
         sp.add_argument("--call", dest="calls", action=_CallAction, required=True, metavar="SYMBOL",
                         help="function to call; repeat to run several calls on one machine state in order" +
-                             ("" if name == "run" else " (the last one is profiled)"))
+                             ("" if name == "run" else " (profiled together)"))
         sp.add_argument("--arg", action=_ArgAction, metavar="VALUE",
                         help="argument of the preceding --call (repeat in order): 42, 0x2a, 1.5, @in.npy (the "
                              "array copied into SRAM, its address passed) or zeros:N:DTYPE (a zeroed SRAM buffer)")

@@ -115,8 +115,29 @@ class Machine:
                 raise McusimError(f"Unicorn refused the native cycle hook (error {err})")
             self.model.state[S.STOP_FN] = timing_hook.UC_EMU_STOP_ADDRESS
         uc.ctl_flush_tb()                                          # hooks apply only to new translations
-        self._return = self.fw.address(RETURN_SYMBOL)
-        self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
+        if RETURN_SYMBOL in self.fw.symbols:                        # built by `mcusim cc`: its start-up's hooks
+            self._return = self.fw.address(RETURN_SYMBOL)
+            self.call(INIT_SYMBOL, max_cycles=startup_budget if timing else None)   # .data copy, .bss zero, FPU on
+        else:                                                      # linked with the user's own script
+            self._return = self._foreign_start_up()
+
+    def _foreign_start_up(self) -> int:
+        """What start-up does, for an ELF without mcusim's: copy .data from flash and zero .bss, here on the
+        host (its own Reset_Handler would run main and never return); calls return to a BKPT placed in the
+        last halfword of flash, which the image must leave free."""
+        for sec in self.fw.sections:
+            if not sec.write or not any(m.origin <= sec.addr < m.end for m in self.board.srams):
+                continue
+            if sec.nobits:
+                self.uc.mem_write(sec.addr, bytes(sec.size))
+            elif sec.load_addr != sec.addr:
+                self.uc.mem_write(sec.addr, bytes(self.uc.mem_read(sec.load_addr, sec.size)))
+        trampoline = self.board.flash.end - 2
+        if any(seg.paddr <= trampoline < seg.paddr + len(seg.data) for seg in self.fw.segments):
+            raise FirmwareError(f"{self.fw.path.name} fills {self.board.name}'s flash to its last byte; mcusim needs "
+                                f"the last halfword ({trampoline:#x}) to return from calls, or a build with `mcusim cc`")
+        self.flash[trampoline - self.board.flash.origin:][:2] = (0x00, 0xBE)     # BKPT #0
+        return trampoline
 
     def _map(self, mem, ptr: int, prot: int | None = None) -> None:
         """A memory and its aliases onto one host buffer; RAM is read-write, and executable unless it is

@@ -145,8 +145,19 @@ class Firmware:
 
     @cached_property
     def _functions(self) -> tuple[list[int], list[Symbol]]:
-        funcs = sorted((s for s in self.symbols.values() if s.kind == "func" and s.size), key=lambda s: s.addr)
-        return [f.addr for f in funcs], funcs
+        """Functions by address; one without a size (assembly with no `.size`) extends to the next
+        function or the end of its section."""
+        funcs = sorted((s for s in self.symbols.values() if s.kind == "func"), key=lambda s: (s.addr, -s.size))
+        sized = []
+        for i, f in enumerate(funcs):
+            if not f.size:
+                section_end = next((s.addr + s.size for s in self.sections if s.addr <= f.addr < s.addr + s.size),
+                                   f.addr)
+                following = next((g.addr for g in funcs[i + 1:] if g.addr > f.addr), section_end)
+                f = Symbol(f.name, f.addr, min(following, section_end) - f.addr, f.kind)
+            if f.size and not (sized and sized[-1].addr == f.addr):    # aliases: the first (sized) name
+                sized.append(f)
+        return [f.addr for f in sized], sized
 
     def function_at(self, addr: int) -> Symbol | None:
         starts, funcs = self._functions

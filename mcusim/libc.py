@@ -55,8 +55,16 @@ def _picolibc_source() -> tuple[Path, str]:
 
 
 def _tool(name: str) -> str:
-    """cmake and ninja come from their PyPI wheels (installed with mcusim), or from PATH."""
-    path = shutil.which(name)
+    """cmake and ninja come from their PyPI wheels (installed with mcusim, found even when the environment's
+    bin folder is not on PATH), or from PATH."""
+    import importlib
+    try:
+        module = importlib.import_module(name)
+        folder = getattr(module, "CMAKE_BIN_DIR", None) or getattr(module, "BIN_DIR", None)
+    except ImportError:
+        folder = None
+    path = shutil.which(name, path=folder) if folder else None
+    path = path or shutil.which(name)
     if path is None:
         raise LibcError(f"building picolibc needs `{name}`, which is not on PATH; reinstall mcusim "
                         f"(`pip install -e .` installs the {name} wheel)")

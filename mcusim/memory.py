@@ -29,6 +29,7 @@ class StaticUsage:
     heap_lo: int                   # first free SRAM byte after .bss
     heap_hi: int
     other_ram: dict[str, int] = field(default_factory=dict)   # section -> bytes in RAM outside it (.ccm)
+    notes: tuple[str, ...] = ()    # what could not be determined about a foreign ELF's layout, and the guess
 
     @property
     def flash_bytes(self) -> int:
@@ -51,18 +52,69 @@ def static_usage(fw: Firmware, board: Board) -> StaticUsage:
                 counts[s.name] = counts.get(s.name, 0) + s.size
     sym = fw.symbols
     origin, size = board.sram_block
-    need = ("__stack_bottom", "__stack_top", "__heap_start")
-    if any(n not in sym for n in need):
-        raise MemoryBudgetError(f"{fw.path.name} was not linked with mcusim's linker script (symbols "
-                                f"{', '.join(need)} are missing); build it with `mcusim cc`")
-    usage = StaticUsage(flash, sram, sym["__stack_bottom"].addr, sym["__stack_top"].addr,
-                        sym["__heap_start"].addr, origin + size, other)
+    if all(n in sym for n in ("__stack_bottom", "__stack_top", "__heap_start")):      # mcusim's linker script
+        usage = StaticUsage(flash, sram, sym["__stack_bottom"].addr, sym["__stack_top"].addr,
+                            sym["__heap_start"].addr, origin + size, other)
+    else:
+        *layout, notes = _foreign_layout(fw, board)
+        usage = StaticUsage(flash, sram, *layout, other, notes)
     _check_static(usage, board, fw)
     if not origin <= usage.stack_lo <= usage.stack_hi <= origin + size or not origin <= usage.heap_lo <= origin + size:
         raise MemoryBudgetError(f"{fw.path.name} puts its stack ({usage.stack_lo:#x}..{usage.stack_hi:#x}) or heap "
                                 f"({usage.heap_lo:#x}) outside {board.name}'s SRAM ({origin:#x}..{origin + size:#x}); "
                                 f"it was linked for another board or damaged: rebuild it with `mcusim cc`")
     return usage
+
+
+# Names linker scripts commonly give the initial stack pointer and the stack's lower limit (ST, CMSIS/Arm,
+# GNU/newlib, picolibc, Zephyr-like and Rust cortex-m-rt spellings).
+STACK_TOP_SYMBOLS = ("_estack", "__StackTop", "__stack_top", "_stack_top", "__stack", "_stack", "__initial_sp",
+                     "_stack_start", "__stack_end__")
+STACK_LIMIT_SYMBOLS = ("__StackLimit", "_sstack", "__stack_bottom", "__stack_start__", "_stack_bottom",
+                       "__stack_limit", "_stack_end")
+ASSUMED_STACK = 16 * KIB
+
+
+def _foreign_layout(fw: Firmware, board: Board) -> tuple[int, int, int, int, tuple[str, ...]]:
+    """(stack_lo, stack_hi, heap_lo, heap_hi, notes) of an ELF linked with its own linker script: the stack
+    top from the usual symbols or the vector table's first word, its limit from the usual symbols (else
+    16 KB below the top is assumed), and the free SRAM for host buffers between static data and the stack."""
+    origin, size = board.sram_block
+    end = origin + size
+    in_sram = lambda a: origin <= a <= end   # noqa: E731 - the top of the stack may be the end of SRAM
+    notes = []
+    top = next((fw.symbols[n].addr for n in STACK_TOP_SYMBOLS if n in fw.symbols and in_sram(fw.symbols[n].addr)),
+               None)
+    if top is None:
+        vector = _word_at(fw, board.flash.origin)
+        if vector is None or not in_sram(vector):
+            raise MemoryBudgetError(
+                f"{fw.path.name} was not linked by `mcusim cc` and its stack could not be found: none of the "
+                f"symbols {', '.join(STACK_TOP_SYMBOLS)} lies in {board.name}'s SRAM ({origin:#x}..{end:#x}), and "
+                f"the first word of the vector table at {board.flash.origin:#x} is "
+                f"{'missing' if vector is None else hex(vector)}, not an SRAM address. Define _estack in the "
+                f"linker script, or build with `mcusim cc`")
+        top = vector
+        notes.append(f"stack top {top:#x} taken from the vector table (no {STACK_TOP_SYMBOLS[0]} symbol)")
+    top &= ~7
+    static_end = max((s.addr + s.size for s in fw.sections if s.alloc and in_sram(s.addr) and s.addr < top),
+                     default=origin)
+    limit = next((fw.symbols[n].addr for n in STACK_LIMIT_SYMBOLS if n in fw.symbols
+                  and origin <= fw.symbols[n].addr < top), None)
+    if limit is None:
+        limit = max(static_end, top - ASSUMED_STACK)
+        notes.append(f"stack size unknown (no {', '.join(STACK_LIMIT_SYMBOLS[:3])} symbol): assumed "
+                     f"{top - limit} bytes below the top; deeper use is not seen as an overflow")
+    heap_lo = (static_end + 7) & ~7
+    heap_hi = limit if heap_lo <= limit else end
+    return limit, top, heap_lo, heap_hi, tuple(notes)
+
+
+def _word_at(fw: Firmware, address: int) -> int | None:
+    for seg in fw.segments:
+        if seg.paddr <= address and address + 4 <= seg.paddr + len(seg.data):
+            return int.from_bytes(seg.data[address - seg.paddr: address - seg.paddr + 4], "little")
+    return None
 
 
 def _check_static(u: StaticUsage, board: Board, fw: Firmware) -> None:
