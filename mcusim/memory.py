@@ -72,13 +72,13 @@ STACK_TOP_SYMBOLS = ("_estack", "__StackTop", "__stack_top", "_stack_top", "__st
                      "_stack_start", "__stack_end__")
 STACK_LIMIT_SYMBOLS = ("__StackLimit", "_sstack", "__stack_bottom", "__stack_start__", "_stack_bottom",
                        "__stack_limit", "_stack_end")
-ASSUMED_STACK = 16 * KIB
+ASSUMED_STACK = 16384               # bytes
 
 
 def _foreign_layout(fw: Firmware, board: Board) -> tuple[int, int, int, int, tuple[str, ...]]:
     """(stack_lo, stack_hi, heap_lo, heap_hi, notes) of an ELF linked with its own linker script: the stack
     top from the usual symbols or the vector table's first word, its limit from the usual symbols (else
-    16 KB below the top is assumed), and the free SRAM for host buffers between static data and the stack."""
+    16384 bytes below the top are assumed), and the free SRAM for host buffers between static data and the stack."""
     origin, size = board.sram_block
     end = origin + size
     in_sram = lambda a: origin <= a <= end   # noqa: E731 - the top of the stack may be the end of SRAM
