@@ -485,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hard (FPU, floats in s0-s15) or soft (no FPU, floats in core registers); `mcusim run` "
                          "reads which from the ELF")
     cc.add_argument("--cflags", action="append", default=[], metavar='"FLAGS"',
-                    help="extra compiler flags, split as a shell would (repeatable)")
+                    help="extra compiler flags, split as a shell would (repeatable); one flag alone is "
+                         "written --cflags=-w")
     cc.add_argument("--ldflags", action="append", default=[], metavar='"FLAGS"',
                     help="extra link flags, e.g. \"-L lib -Wl,--print-memory-usage\" (repeatable)")
     cc.add_argument("-l", dest="libs", action="append", default=[], metavar="NAME", help="link libNAME.a too")

@@ -5,8 +5,12 @@ error turned into a
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import socket
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +33,49 @@ from .timing.model import CycleModel, decode, disassembler
 from .toolchain import INIT_SYMBOL, RETURN_SYMBOL
 
 STARTUP_BUDGET = 100_000_000     # cycles; start-up of a 640 KB image takes well under a million
-EMULATION_SLICE_US = 200_000     # a call runs natively in slices this long; a pending Ctrl-C is raised between
 REG_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12"}
 CORE_REGS = [f"r{i}" for i in range(13)] + ["sp", "lr", "pc", "xpsr"]
+
+
+class _SignalStop:
+    """Ctrl-C (or SIGTERM) during a native run. Python runs its signal handlers only between bytecodes,
+    never inside emu_start, so a helper thread woken through `signal.set_wakeup_fd` stops the emulator;
+    the handler's exception (KeyboardInterrupt) is then raised as emu_start returns. Only the main
+    thread receives signals, so calls from other threads are left as they are."""
+
+    def __init__(self):
+        self.running = None
+        self.watching = False
+
+    @contextlib.contextmanager
+    def stopping(self, uc):
+        if not self.watching and threading.current_thread() is threading.main_thread():
+            self._watch()
+        self.running = uc
+        try:
+            yield
+        finally:
+            self.running = None
+
+    def _watch(self) -> None:
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:            # not the main thread of the main interpreter
+            return
+        self._sockets = (reader, writer)
+        threading.Thread(target=self._stop_on_wakeup, args=(reader,), daemon=True, name="mcusim-signals").start()
+        self.watching = True
+
+    def _stop_on_wakeup(self, reader) -> None:
+        while reader.recv(64):
+            uc = self.running
+            if uc is not None:
+                uc.emu_stop()
+
+
+_SIGNALS = _SignalStop()
 
 
 class Fault(McusimError):
@@ -200,22 +244,19 @@ class Machine:
         if self.model is not None:
             self.model.start_call(entry, max_cycles)
         self._last_fault = None
-        pc = entry
-        while True:             # native runs of EMULATION_SLICE_US each, so Ctrl-C is seen between two
-            try:
-                uc.emu_start(pc | 1, self._return, timeout=EMULATION_SLICE_US)
-            except UcError as exc:
-                raise self._fault_from(exc) from None
-            if self._last_fault is not None:
-                raise self._fault(*self._last_fault)
-            if self.model is not None and self.model.state[S.STOPPED]:
-                raise self._fault("cycle-budget", f"the call to {symbol} exceeded its budget of {max_cycles} "
-                                  f"cycles (raise --max-cycles, or look for an endless loop)")
-            pc = uc.reg_read(A.UC_ARM_REG_PC)
-            if pc == self._return:
-                break
-            if self.model is not None:
-                self.model.stopped_at(pc)
+        try:
+            with _SIGNALS.stopping(uc):
+                uc.emu_start(entry | 1, self._return)
+        except UcError as exc:
+            raise self._fault_from(exc) from None
+        if self._last_fault is not None:
+            raise self._fault(*self._last_fault)
+        if self.model is not None and self.model.state[S.STOPPED]:
+            raise self._fault("cycle-budget", f"the call to {symbol} exceeded its budget of {max_cycles} cycles "
+                              f"(raise --max-cycles, or look for an endless loop)")
+        pc = uc.reg_read(A.UC_ARM_REG_PC)
+        if pc != self._return:
+            raise self._fault("stopped", f"emulation stopped before {symbol} returned")
         m = self.model
         self._cycles_before_call += m.cycles if m else 0
         return CallResult(symbol, self._return_value(sig, kinds), m.cycles if m else 0,

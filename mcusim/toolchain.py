@@ -161,8 +161,10 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
              *extra_flags, *cflags, *(f"-D{d}" for d in defines), *(f"-I{d}" for d in incs)]
     runtime = [STARTUP, FREESTANDING_MEM] if libc == "none" else [STARTUP, LIBC_IO]
     gc = keep is not None or gc_sections
-    if gc:
-        flags += ["-ffunction-sections", *(["-fdata-sections"] if keep is None else [])]
+    if gc:                     # start-up too, so that its unused functions go as well (kernel layouts depend on it)
+        sections = ["-ffunction-sections", *(["-fdata-sections"] if keep is None else [])]
+        flags += sections
+        runtime_flags += sections
 
     key = hashlib.sha256()
     for part in (tc.name, tc.version(), " ".join(runtime_flags + flags), " ".join([*ldflags, *libs]),
@@ -180,7 +182,7 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
             ld = tmp / "link.ld"
             ld.write_text(script)
             tmp_elf = tmp / "firmware.elf"
-            link = []
+            link = ["-Wl,--no-gc-sections"]
             if gc:
                 roots = (INIT_SYMBOL, RETURN_SYMBOL, *(keep if keep is not None else _globals(user_objects)))
                 link = ["-Wl,--gc-sections", *(f"-Wl,-u,{sym}" for sym in roots)]

@@ -169,17 +169,3 @@ def test_damaged_elf_files_are_one_clear_error(tmp_path, basics_elf):
         except FirmwareError:
             pass
 
-
-def test_cycles_do_not_depend_on_how_the_run_is_sliced(basics_elf, monkeypatch):
-    """A call runs in native time slices (so Ctrl-C is seen); a slice can end inside a block, whose cost
-    the hook charged on entry: the model takes the unexecuted part back, so the count is the same."""
-    import mcusim.emulator as emulator
-
-    def matvec_cycles(slice_us):
-        monkeypatch.setattr(emulator, "EMULATION_SLICE_US", slice_us)
-        m = Machine(basics_elf)
-        w, x = m.put(np.ones((200, 200), np.float32)), m.put(np.ones(200, np.float32))
-        r = m.call("matvec_f32", w, x, m.alloc((200,), np.float32), 200, 200)
-        return r.cycles, r.instructions
-
-    assert matvec_cycles(2) == matvec_cycles(200_000)

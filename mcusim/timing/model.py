@@ -189,26 +189,6 @@ class CycleModel:
         st[S.BLOCK_END] = entry
         st[S.BUDGET] = budget if budget is not None else np.iinfo(np.int64).max
 
-    def stopped_at(self, pc: int) -> None:
-        """The emulation stopped before `pc` inside the current block (a time slice ended, so the next
-        run resumes at `pc`): the hook charged the whole block on entry, so take back the instructions
-        at and after `pc`, and make the resumed block a fall-through. Cycle counts then do not depend
-        on where a run was sliced."""
-        st = self.state
-        h_pc = (pc - self.code_lo) // 2
-        h_end = (int(st[S.BLOCK_END]) - self.code_lo) // 2
-        if not (0 <= h_pc < h_end <= self.n_hw):
-            return
-        oc, on = int(st[S.OFF_COST]), int(st[S.OFF_NINS])
-        st[S.CYCLES] -= st[oc + h_end] - st[oc + h_pc]
-        st[S.INSNS] -= st[on + h_end] - st[on + h_pc]
-        if st[S.PROFILE]:
-            ol, cnt, h = int(st[S.OFF_LEN]), int(st[S.OFF_COUNT]), h_pc
-            while h < h_end:
-                st[cnt + h] -= 1
-                h += int(st[ol + h]) or 1
-        st[S.PREV_END] = st[S.BLOCK_END] = pc
-
     def cycles_at(self, pc: int) -> int:
         """Cycle count as seen by an instruction at `pc` inside the current block (for DWT CYCCNT):
         the hook charged the whole block on entry, so take back what lies at and after `pc`."""
