@@ -83,14 +83,14 @@ def get_toolchain(name: str, board: Board, float_abi: str = "hard") -> Toolchain
     if float_abi not in FLOAT_ABIS:
         raise BuildError(f"--float-abi takes {' or '.join(FLOAT_ABIS)}, not {float_abi!r}")
     if name == "zig":
-        return Toolchain("zig", (sys.executable, "-m", "ziglang", "cc"), board.core.compiler_flags[("zig", float_abi)])
+        return Toolchain("zig", (sys.executable, "-m", "ziglang", "cc"), board.core.target_flags("zig", float_abi))
     if name == "gcc":
         gcc = shutil.which("arm-none-eabi-gcc")
         if gcc is None:
             raise BuildError("toolchain 'gcc' needs arm-none-eabi-gcc on PATH (Debian: apt-get install "
                              "gcc-arm-none-eabi libnewlib-arm-none-eabi); or use the default --toolchain zig, "
                              "installed with mcusim.")
-        return Toolchain("gcc", (gcc,), board.core.compiler_flags[("gcc", float_abi)])
+        return Toolchain("gcc", (gcc,), board.core.target_flags("gcc", float_abi))
     raise BuildError(f"unknown toolchain '{name}': choose zig or gcc")
 
 

@@ -46,7 +46,11 @@ class Core:
     cpuid: int
     dwt_ctrl_reset: int
     ccr_reset: int
-    compiler_flags: dict[tuple[str, str], tuple[str, ...]]    # (toolchain, float ABI) -> target flags
+    compiler_flags: tuple[tuple[str, str, tuple[str, ...]], ...]   # (toolchain, float ABI, target flags)
+
+    def target_flags(self, toolchain: str, float_abi: str) -> tuple[str, ...]:
+        """The compiler's target flags for this core, for `toolchain` (zig, gcc) and `float_abi` (hard, soft)."""
+        return next(f for t, abi, f in self.compiler_flags if (t, abi) == (toolchain, float_abi))
 
 
 @dataclass(frozen=True)
@@ -392,8 +396,8 @@ def load_core(name_or_path: str) -> Core:
         raise (_explain(exc, f"core description {path}", CORE_DIR / "cortex-m4f.toml")
                if isinstance(exc, ValidationError) else BoardError(f"core description {path}: {exc}")) from None
     return Core(c.name, c.description, c.unicorn_cpu, c.timing_rules, c.cpuid, c.dwt_ctrl_reset, c.ccr_reset,
-                {(tc, abi): tuple(getattr(c.compiler, tc if abi == "hard" else f"{tc}_soft"))
-                 for tc in ("zig", "gcc") for abi in ("hard", "soft")})
+                tuple((tc, abi, tuple(getattr(c.compiler, tc if abi == "hard" else f"{tc}_soft")))
+                      for tc in ("zig", "gcc") for abi in ("hard", "soft")))
 
 
 def load_board(name_or_path: str | None = None) -> Board:
