@@ -148,12 +148,12 @@ def _number(v) -> bool:
 
 def _same_shape(value, model) -> bool:
     """`value` has the structure of `model`: the same keys in every dict, a number where it has a number,
-    a string where a string; where the model holds None, any number, bool or None."""
+    a string where a string; where the model holds None, any number, bool, string or None."""
     if isinstance(model, dict):
         return isinstance(value, dict) and value.keys() == model.keys() and all(
             _same_shape(value[k], m) for k, m in model.items())
     if model is None:
-        return value is None or isinstance(value, bool) or _number(value)
+        return value is None or isinstance(value, (bool, str)) or _number(value)
     return _number(value) if _number(model) else isinstance(value, type(model))
 
 
