@@ -5,8 +5,8 @@ then one weight update.
 
 (a) mcusim's Numba twins (fp32 and u8): `HostStep.run_batch("sample", ...)` over 100 images, then
     `HostStep.run("update", ...)`, exactly as `mcusim vae train` does it. fp32 runs its batch-lane
-    twins (mcusim/ops/lanes_f32.py: the 100 samples side by side, bit-exact with the device), measured
-    with Numba's threads set to <cores> and to 1; u8 runs one sample at a time on one thread.
+    twins (mcusim/ops/lanes_f32.py: the 100 samples side by side, bit-exact with the device); u8 runs
+    one sample at a time. Both run on one thread.
 (b) the same fp32 VAE in PyTorch on the CPU (optional: `pip install .[bench]`), built from the layer
     shapes of `load_model("baseline")`, negative-ELBO loss summed per image, SGD(lr=0.001):
       batch 1   - 100 forward/backward passes of one image each (gradients accumulate), one optimizer
@@ -64,9 +64,7 @@ def rates(batch_fn, repeats: int, warmup: int) -> tuple[float, float]:
 
 
 # ---- (a) Numba twins ----------------------------------------------------------------------------
-def bench_numba(model, images: np.ndarray, precision: str, repeats: int, threads: int):
-    import numba
-    numba.set_num_threads(threads)
+def bench_numba(model, images: np.ndarray, precision: str, repeats: int):
     sample_scalars, update_scalars = SCALARS[precision]
     p = build(model, precision)
     h = HostStep(p)
@@ -181,11 +179,10 @@ def main() -> None:
     thread_counts = [1] if args.cpu_time else sorted({cores, 1}, reverse=True)
     rows = []        # (implementation, batch, threads, best, median)
     notes = []
-    for precision, threads in [("fp32", t) for t in thread_counts] + [("u8", 1)]:
-        best, med, compile_s = bench_numba(model, images, precision, args.repeats, threads)
-        rows.append((f"mcusim Numba {precision}", BATCH if precision == "fp32" else 1, threads, best, med))
-        notes.append(f"Numba {precision}, {threads} thread(s): first batch (compile / cache load) {compile_s:.1f} s, "
-                     f"excluded")
+    for precision in ("fp32", "u8"):
+        best, med, compile_s = bench_numba(model, images, precision, args.repeats)
+        rows.append((f"mcusim Numba {precision}", BATCH if precision == "fp32" else 1, 1, best, med))
+        notes.append(f"Numba {precision}: first batch (compile / cache load) {compile_s:.1f} s, excluded")
 
     torch = None
     if not args.no_torch:
@@ -219,9 +216,8 @@ def main() -> None:
                 return best
         return None
 
-    fp32 = max(best_of("mcusim Numba fp32", threads=t) for t in thread_counts)
-    u8 = best_of("mcusim Numba u8")
-    print("ratios (best samples/s; Numba fp32: the better of its thread counts):")
+    fp32, u8 = best_of("mcusim Numba fp32"), best_of("mcusim Numba u8")
+    print("ratios (best samples/s):")
     print(f"  Numba u8 / Numba fp32                        {u8 / fp32:8.2f}")
     if torch is not None:
         for threads in thread_counts:

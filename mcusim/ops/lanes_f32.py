@@ -12,12 +12,13 @@ vectorizes them; no fastmath, no FMA, float32 throughout, as in mcusim/ops/nn_ma
 are the one place where samples meet: the C adds each sample's term to a gradient element in sample
 order, so the lane twins form every sample's term first (a product, or a whole per-sample partial sum)
 and then add the terms to the element for s = 0, 1, ..., m - 1, exactly as m calls would.
-The big loops run over independent output channels or rows with prange (both cores).
+One thread: with prange over output channels (parallel=True) the cached code crashed (SIGSEGV) when a
+later process loaded it from Numba's cache (cnn_digits fp32), so the lane twins stay serial.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import config, njit, prange
+from numba import njit
 
 from .layers_f32 import _swap, _tap_range, _transpose_planes, _valid_range
 from .train_f32 import HALF, INV255, ZERO, bce_logit, elbo_f32_backward, kl_normal, pixels_f32_forward, \
@@ -32,14 +33,7 @@ __all__ = ["gemm_f32_forward_lanes", "gemm_f32_backward_input_lanes", "gemm_f32_
            "reparameterize_f32_backward_lanes", "elbo_f32_forward_lanes", "elbo_f32_backward_lanes"]
 
 _jit = njit(cache=True, error_model="numpy")
-_pjit = njit(cache=True, error_model="numpy", parallel=True)
 
-# A training batch enters some 20 parallel regions. With OpenMP's spinning barriers, other processes on
-# the cores made a 2-thread batch 20x slower than one thread (measured: 2,752 against 130 us per sample);
-# Numba's own workqueue layer does not spin (178 us on the same loaded machine). A threading layer chosen
-# explicitly (NUMBA_THREADING_LAYER) is kept. On a busy machine NUMBA_NUM_THREADS=1 is faster still.
-if config.THREADING_LAYER == "default":
-    config.THREADING_LAYER = "workqueue"
 
 
 @_jit
@@ -65,11 +59,11 @@ def _add_lanes_in_order(g, k, terms, m):
 
 
 # ---- gemm ---------------------------------------------------------------------------------------
-@_pjit
+@_jit
 def gemm_f32_forward_lanes(x, w, b, y, n_in, n_out, m):
     """Row o of every lane: acc = b[o]; i ascending: acc += w[o][i] * x[i]."""
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    for o in prange(n_out):
+    for o in range(n_out):
         acc = y[o * m:(o + 1) * m]
         b0 = ZERO
         if b is not None:
@@ -79,11 +73,11 @@ def gemm_f32_forward_lanes(x, w, b, y, n_in, n_out, m):
             _axpy(acc, w[o * n_in + i], x[i * m:(i + 1) * m], m)
 
 
-@_pjit
+@_jit
 def gemm_f32_backward_input_lanes(w, dy, dx, n_in, n_out, active, m):
     """dx[i] of every lane: acc = 0; active rows o ascending: acc += w[o][i] * dy[o]."""
     w, dy, dx = w.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    for i in prange(n_in):
+    for i in range(n_in):
         acc = dx[i * m:(i + 1) * m]
         _fill(acc, ZERO, m)
         for o in range(n_out):
@@ -93,14 +87,14 @@ def gemm_f32_backward_input_lanes(w, dy, dx, n_in, n_out, active, m):
             _axpy(acc, w[o * n_in + i], dy[o * m:(o + 1) * m], m)
 
 
-@_pjit
+@_jit
 def gemm_f32_backward_weight_lanes(x, dy, dw, db, n_in, n_out, active, m):
     """dw[o][i] += x[i] * dy[o] for s = 0..m-1 in turn (one rounding each), vectorized over the longer
     of i and o (the other operand transposed to [s][...]); then db[o] += dy[o] in sample order."""
     x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
     if n_in >= n_out:                  # rows of dw, i innermost
         xT = _transpose_planes(x, n_in, m)
-        for o in prange(n_out):
+        for o in range(n_out):
             if active is not None:
                 if active[o] == 0:
                     continue
@@ -110,7 +104,7 @@ def gemm_f32_backward_weight_lanes(x, dy, dw, db, n_in, n_out, active, m):
     else:                              # columns of dw, o innermost (inactive rows keep their values)
         dyT = _transpose_planes(dy, n_out, m)
         dwT = _transpose_planes(dw, n_out, n_in)
-        for i in prange(n_in):
+        for i in range(n_in):
             col = dwT[i * n_out:(i + 1) * n_out]
             for s in range(m):
                 xv = x[i * m + s]
@@ -133,13 +127,13 @@ def gemm_f32_backward_weight_lanes(x, dy, dw, db, n_in, n_out, active, m):
 
 
 # ---- convolution cores ----------------------------------------------------------------------------
-@_pjit
+@_jit
 def _conv_gather_lanes(x, w, b, y, d, in_active, m):
     """conv2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the in-bounds taps;
     w [OC][IC][KH][KW]."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    for oc in prange(OC):
+    for oc in range(OC):
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[oc]
@@ -176,7 +170,7 @@ def _convt_taps(O, I, K, S, P):
     return taps, n
 
 
-@_pjit
+@_jit
 def _convt_gather_lanes(x, w, b, y, d, in_active, m):
     """convtranspose2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the taps whose
     input iy = (oy + P - ky) / S, ix = (ox + P - kx) / S is exact and in range; w [IC][OC][KH][KW]."""
@@ -184,7 +178,7 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ty, ny = _convt_taps(OH, IH, KH, S, P)
     tx, nx = _convt_taps(OW, IW, KW, S, P)
-    for oc in prange(OC):
+    for oc in range(OC):
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[oc]
@@ -260,7 +254,7 @@ def conv2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
     _convt_gather_lanes(dy, w, None, dx, _swap(d), active, m)
 
 
-@_pjit
+@_jit
 def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
     """dw += (per lane: the nn.h weight-plane sum), in sample order, for every (oc, ic) pair. conv2d:
     the strided plane is x[ic], the gradient map dy[oc], w [OC][IC][KH][KW]; convtranspose2d
@@ -268,7 +262,7 @@ def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
     _bias_grad_lanes(dy, db, OC, OH * OW, active, m)
-    for j in prange(OC * IC):
+    for j in range(OC * IC):
         oc, ic = j // IC, j % IC
         if active is not None:
             if active[oc] == 0:
@@ -340,11 +334,11 @@ def elbo_f32_backward_lanes(logits, pixels, mu, log_sigma, dlogits, dmu, dlog_si
     elbo_f32_backward(logits, pixels, mu, log_sigma, dlogits, dmu, dlog_sigma, n_pixels * m, n_latent * m)
 
 
-@_pjit
+@_jit
 def elbo_f32_forward_lanes(logits, pixels, mu, log_sigma, n_pixels, n_latent, m):
     """The per-sample negative ELBOs, [m]: each lane's sums in pixel order, then its KL."""
     losses = np.empty(m, np.float32)
-    for s in prange(m):
+    for s in range(m):
         rec = ZERO
         for i in range(n_pixels):
             rec = rec + bce_logit(logits[i * m + s], np.float32(pixels[i * m + s]) * INV255)
