@@ -19,13 +19,17 @@ def source_digest(*modules) -> str:
     return h.hexdigest()
 
 
-def cached(kind: str, key_parts: tuple[str, ...], compute: Callable[[], T]) -> T:
+def cached(kind: str, key_parts: tuple[str, ...], compute: Callable[[], T],
+           intact: Callable[[T], bool] = lambda value: True) -> T:
+    """The entry for `key_parts`, computed and stored if it is missing, damaged or not `intact`."""
     from .outputs import write_atomic
     from .toolchain import cache_root
     folder = cache_root() / kind
     path = folder / (hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:32] + ".pickle")
     try:
-        return pickle.loads(path.read_bytes())
+        value = pickle.loads(path.read_bytes())
+        if intact(value):
+            return value
     except Exception:              # noqa: BLE001 - missing, damaged or from another version: recompute
         pass
     value = compute()

@@ -26,7 +26,7 @@ from .errors import McusimError
 from .firmware import Firmware, FirmwareError
 from .memory import SramAllocator, paint_stack, stack_peak, static_usage
 from .peripherals import SystemControlSpace
-from .timing import hook as timing_hook
+from .timing import native as native_hook
 from .timing import rules_for
 from .timing import state as S
 from .timing.model import CycleModel, decode, disassembler
@@ -153,11 +153,11 @@ class Machine:
         uc.hook_add(UC_HOOK_INTR, self._on_exception)
         if self.model is not None:
             self._native_hook = uc_hook_h()
-            err = uclib.uc_hook_add(uc._uch, self._native_hook, UC_HOOK_BLOCK, timing_hook.BLOCK_HOOK_ADDRESS,
+            err = uclib.uc_hook_add(uc._uch, self._native_hook, UC_HOOK_BLOCK, native_hook.block_hook_address(),
                                     self.model.state.ctypes.data, 1, 0)
             if err:
                 raise McusimError(f"Unicorn refused the native cycle hook (error {err})")
-            self.model.state[S.STOP_FN] = timing_hook.UC_EMU_STOP_ADDRESS
+            self.model.state[S.STOP_FN] = native_hook.UC_EMU_STOP_ADDRESS
         uc.ctl_flush_tb()                                          # hooks apply only to new translations
         if RETURN_SYMBOL in self.fw.symbols:                        # built by `mcusim cc`: its start-up's hooks
             self._return = self.fw.address(RETURN_SYMBOL)

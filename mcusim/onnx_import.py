@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
-from .graph import MODEL_NAME
 from .outputs import check_target, write_atomic
 
 TASKS = ("classify", "autoencode")
@@ -44,6 +43,7 @@ def import_onnx(path: str | Path, task: str | None = None,
                 name: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """The spec (model description as a dict, without a `weights` entry) and the initial weights
     {"<layer>.weight": ..., "<layer>.bias": ...} (float32) of the ONNX model at `path`."""
+    from .graph import MODEL_NAME      # here, not at the top: the CLI builds its parser without the twins
     path = Path(path)
     task = task or "classify"
     if task not in TASKS:

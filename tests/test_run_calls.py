@@ -1,6 +1,8 @@
 """`mcusim run` doing real work: several calls on one machine state, arrays in and out as .npy files,
 JSON in a file apart from the firmware's output, Ctrl-C, and the static decode reused from disk."""
 import json
+import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -87,3 +89,30 @@ def test_static_decode_is_reused_from_disk(basics_elf, monkeypatch, tmp_path):
     second = Machine(basics_elf)
     assert second.model.insns == first.model.insns
     assert second.call("add_int", 2, 3).cycles == first.call("add_int", 2, 3).cycles
+
+
+def test_a_warm_run_links_the_cached_hook_without_importing_numba(basics_elf, tmp_path):
+    """The block hook's object code comes from the cache: Numba (over a second to load) stays out of `run`."""
+    script = ("import sys; from mcusim.cli import main; "
+              f"main(['run', {str(basics_elf)!r}, '--call', 'add_int', '--arg', '2', '--arg', '3', '--json', "
+              f"{str(tmp_path / 'r.json')!r}]); print('numba' in sys.modules)")
+    env = {**os.environ, "MCUSIM_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]
+    assert [r.stdout.split()[-1] for r in runs] == ["True", "False"], [r.stderr for r in runs]
+    assert json.loads((tmp_path / "r.json").read_text())["return_value"] == 5
+
+
+def test_a_damaged_hook_cache_entry_is_rebuilt(basics_elf, tmp_path):
+    script = f"from mcusim.emulator import Machine; print(Machine({str(basics_elf)!r}).call('add_int', 2, 3).cycles)"
+    env = {**os.environ, "MCUSIM_CACHE": str(tmp_path)}
+
+    def cycles() -> int:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+    first = cycles()
+    (entry,) = (tmp_path / "native").iterdir()
+    name, obj, digest = pickle.loads(entry.read_bytes())
+    entry.write_bytes(pickle.dumps((name, obj[:64] + b"\0" * (len(obj) - 64), digest)))   # LLVM would crash on it
+    assert cycles() == first

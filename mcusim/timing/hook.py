@@ -1,4 +1,5 @@
-"""The native cycle hook: a Numba cfunc registered with Unicorn as a UC_HOOK_BLOCK callback.
+"""The native cycle hook: compiled by Numba as a cfunc (see native.py) and registered with Unicorn as a
+UC_HOOK_BLOCK callback.
 
 Per executed block it adds the block's static cost (a prefix-sum difference), the taken-branch
 refill when control did not fall through, and flash wait states through the ART model. No Python
@@ -6,19 +7,12 @@ runs on the hot path.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numba as nb
 from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic
-from unicorn.unicorn_py3.unicorn import uclib
 
 from . import state as S
-
-#: address of Unicorn's uc_emu_stop; stored in the state array at run time so the cfunc stays cacheable
-UC_EMU_STOP_ADDRESS = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
-
 
 @intrinsic
 def _call_stop(typingctx, fn_address, uc):
@@ -29,7 +23,8 @@ def _call_stop(typingctx, fn_address, uc):
         return context.get_dummy_value()
     return types.void(types.int64, types.voidptr), codegen
 
-_SIG = types.void(types.voidptr, types.uint64, types.uint32, types.CPointer(types.int64))
+#: Unicorn's block callback: (uc_engine*, address, size, user_data), user_data being the state array
+SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, types.CPointer(types.int64))
 
 
 @nb.njit(cache=True, inline="always")
@@ -85,7 +80,6 @@ def _literal_loads(full, st, hs, he, ws):
     return stall
 
 
-@nb.cfunc(_SIG, nopython=True, cache=True)
 def block_hook(uc, address, size, user_data):
     st = nb.carray(user_data, (S.HEADER,))
     code_lo = st[S.CODE_LO]
@@ -162,5 +156,3 @@ def block_hook(uc, address, size, user_data):
         st[S.STOPPED] = 1
         _call_stop(st[S.STOP_FN], uc)
 
-
-BLOCK_HOOK_ADDRESS = block_hook.address
