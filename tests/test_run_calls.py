@@ -91,11 +91,12 @@ def test_static_decode_is_reused_from_disk(basics_elf, monkeypatch, tmp_path):
     assert second.call("add_int", 2, 3).cycles == first.call("add_int", 2, 3).cycles
 
 
-def test_a_warm_run_links_the_cached_hook_without_importing_numba(basics_elf, tmp_path):
-    """The block hook's object code comes from the cache: Numba (over a second to load) stays out of `run`."""
+def test_a_warm_run_imports_neither_numba_nor_pydantic(basics_elf, tmp_path):
+    """The block hook's object code and the validated board come from the cache: Numba (over a second to
+    load) and pydantic (half a second) stay out of a warm `run`."""
     script = ("import sys; from mcusim.cli import main; "
               f"main(['run', {str(basics_elf)!r}, '--call', 'add_int', '--arg', '2', '--arg', '3', '--json', "
-              f"{str(tmp_path / 'r.json')!r}]); print('numba' in sys.modules)")
+              f"{str(tmp_path / 'r.json')!r}]); print('numba' in sys.modules or 'pydantic' in sys.modules)")
     env = {**os.environ, "MCUSIM_CACHE": str(tmp_path / "cache")}
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
             for _ in range(2)]
