@@ -1,6 +1,7 @@
 """Embench-IoT v2.0 through `mcusim cc` + `mcusim run`, against the suite's silicon speed baseline.
 
     python benchmarks/embench.py EMBENCH_DIR [--toolchain zig|gcc] [--board NAME] [--gsf 16] [--only a,b]
+                                             [--gcc PATH]
 
 EMBENCH_DIR is a checkout of github.com/embench/embench-iot (not part of mcusim). Every benchmark under
 src/ is built with the baseline's flags (-O2, Cortex-M4 Thumb, soft-float ABI, -ffunction-sections
@@ -13,12 +14,17 @@ The baseline (baseline-data/speed.json) gives milliseconds at 16 MHz for LOCAL_S
 iterations (the global scale factor of its README), so cycles per iteration = ms x 16000 / (LSF x 16).
 The nine benchmarks whose time hardly depends on the C library are marked; the mean and max |error| are
 given over them (the other ones measure newlib's routines on silicon and the library linked here).
+
+`--gcc PATH` compiles the C sources to assembly with another arm-none-eabi-gcc (the baseline used GCC 14.1;
+a different compiler version alone moves single benchmarks by several per cent) with the same flags, then
+links through `mcusim cc` as usual: only the code generation changes, not the C library or the run.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,12 +50,36 @@ def board_options(args) -> list[str]:
     return (["--board", args.board] if args.board else []) + ["--hclk-mhz", str(BASELINE_MHZ)]
 
 
+def defines(args) -> list[str]:
+    return [f"GLOBAL_SCALE_FACTOR={args.gsf}", "WARMUP_HEAT=1"]
+
+
+def to_assembly(gcc: str, sources: list[Path], support: Path, folder: Path, args) -> list[Path]:
+    """The sources compiled to assembly by `gcc` with the flags `mcusim cc` gives gcc for this build."""
+    from mcusim.boards import load_board
+    from mcusim.toolchain import COMMON_FLAGS, get_toolchain
+    board = load_board(args.board) if args.board else load_board()
+    flags = [*get_toolchain("gcc", board, "soft").target_flags, "-O2", *COMMON_FLAGS, "-ffunction-sections",
+             "-fdata-sections", "-w", f"-I{support}", *(f"-D{d}" for d in defines(args))]
+    out = []
+    for i, src in enumerate(sources):
+        asm = folder / f"{i}-{src.stem}.s"
+        proc = subprocess.run([gcc, *flags, "-S", str(src), "-o", str(asm)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{gcc} could not compile {src}:\n{proc.stderr.strip()}")
+        out.append(asm)
+    return out
+
+
 def build(bench: Path, embench: Path, out: Path, args) -> tuple[bool, str]:
     support = embench / "support"
-    cmd = [*MCUSIM, "cc", *sorted(map(str, bench.glob("*.c"))), str(support / "main.c"), str(support / "beebsc.c"),
+    sources = [*sorted(bench.glob("*.c")), support / "main.c", support / "beebsc.c"]
+    if args.gcc:
+        sources = to_assembly(args.gcc, sources, support, out.parent, args)
+    cmd = [*MCUSIM, "cc", *map(str, sources),
            str(BOARD_SUPPORT), "-o", str(out), "-O", "2", "--float-abi", "soft", "--libc", "full",
-           "--toolchain", args.toolchain, "-I", str(support), "-D", f"GLOBAL_SCALE_FACTOR={args.gsf}",
-           "-D", "WARMUP_HEAT=1", "--cflags=-w", "-l", "m", *(["--board", args.board] if args.board else [])]
+           "--toolchain", args.toolchain, "-I", str(support), *(f"-D{d}" for d in defines(args)),
+           "--cflags=-w", "-l", "m", *(["--board", args.board] if args.board else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc.returncode == 0, proc.stderr.strip()
 
@@ -72,7 +102,11 @@ def main() -> int:
     p.add_argument("--board", default=None, help="board for mcusim cc/run (default: mcusim's default board)")
     p.add_argument("--gsf", type=int, default=BASELINE_GSF, help="global scale factor (baseline: 16)")
     p.add_argument("--only", default="", help="comma-separated benchmark names")
+    p.add_argument("--gcc", default=None, metavar="PATH",
+                   help="compile the C to assembly with this arm-none-eabi-gcc (another version), then mcusim cc")
     args = p.parse_args()
+    if args.gcc and (args.toolchain != "gcc" or shutil.which(args.gcc) is None):
+        raise SystemExit(f"--gcc needs --toolchain gcc and an arm-none-eabi-gcc executable, not {args.gcc!r}")
     if not (args.embench / "baseline-data" / "speed.json").is_file() or not (args.embench / "src").is_dir():
         raise SystemExit(f"{args.embench} is not an Embench-IoT checkout (baseline-data/speed.json and src/ "
                          f"are missing); clone github.com/embench/embench-iot and pass its folder")
@@ -106,14 +140,14 @@ def main() -> int:
     for name, built, ran, ok, measured, base, error in rows:
         mark = "*" if name in LIBRARY_INSENSITIVE else " "
         print(f"{name + mark:<16} {'yes' if built else 'NO':>5} {'yes' if ran else 'NO':>4} {'yes' if ok else 'NO':>4} "
-              f"{fmt(measured, '12.1f')} {fmt(base, '12.1f')} {fmt(error, '+7.1f')}%")
+              f"{fmt(measured, '12.1f')} {fmt(base, '12.1f')} {fmt(error, '+7.2f')}%")
     errs = [abs(r[6]) for r in rows if r[0] in LIBRARY_INSENSITIVE and r[6] is not None]
     if errs:
         print(f"library-insensitive ({len(errs)} of {len(LIBRARY_INSENSITIVE)}): mean |error| "
-              f"{sum(errs) / len(errs):.1f}%, max {max(errs):.1f}%")
+              f"{sum(errs) / len(errs):.2f}%, max {max(errs):.2f}%")
     allerr = [abs(r[6]) for r in rows if r[6] is not None]
     if allerr:
-        print(f"all {len(allerr)}: mean |error| {sum(allerr) / len(allerr):.1f}%, max {max(allerr):.1f}%")
+        print(f"all {len(allerr)}: mean |error| {sum(allerr) / len(allerr):.2f}%, max {max(allerr):.2f}%")
     for e in errors:
         print(e, file=sys.stderr)
     return 0 if all(r[1] and r[2] and r[3] for r in rows) else 1

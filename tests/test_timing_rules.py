@@ -25,6 +25,7 @@ from mcusim.toolchain import build
 ASM = Path(__file__).parent / "asm"
 P = rules.BRANCH_REFILL                 # refill when the branch target is issued from execute
 PF = rules.BRANCH_REFILL_FORWARDED      # refill when it is issued from decode (B <imm>, BL, BX LR)
+PL = rules.BRANCH_REFILL_LOADED         # refill when the target is loaded from memory (LDR/POP PC, TBB/TBH)
 INDEX = 16                      # r3 in every call: the index register of register-offset accesses
 ZERO_WS_MHZ = 20                # 0 wait states on the STM32L4R5 (REFERENCE.md section 1)
 
@@ -203,9 +204,10 @@ def test_counted_loop_scales_with_branch_refill(rig):
     ("br_bw", 1 + PF),          # B.W
     ("br_bx", 1 + P),           # BX r2: from execute
     ("br_movpc", 1 + P),        # data processing writing PC: MOV pc, r2
-    ("br_ldrpc", 2 + P),        # LDR pc, [r0, #8]
-    ("br_tbb", 2 + P),          # TBB
-    ("br_tbh", 2 + P),          # TBH
+    ("br_ldrpc", 5),            # LDR pc, [r0, #8]: "at least two cycles for the load, and three cycles for
+                                # the pipeline reload. So this operation takes at least five cycles"
+    ("br_tbb", 6),              # TBB: "two cycles for the load, one cycle for the add, and three cycles for
+    ("br_tbh", 6),              # the pipeline reload. This means at least six cycles" (Cortex-M3 TRM)
 ])
 def test_unconditional_control_transfers(rig, symbol, cycles):
     # br_bx / br_movpc / br_ldrpc continue in bx_target (`nop; bx lr`), which matches base2's tail
@@ -222,7 +224,15 @@ def test_bl_blx_cost_1_plus_p(rig, symbol, call):
 def test_pop_with_pc_costs_1_plus_n_plus_p(rig):
     # PUSH {r4,lr}; POP {r4,pc}  minus  PUSH {r4,lr}; POP {r4,lr}; BX LR (LR written just before: from execute)
     cycles, _ = rig.delta("br_popc", base="br_popc_ref")
-    assert cycles == (1 + 2 + P) - ((1 + 2) + (1 + P))
+    assert cycles == (1 + 2 + PL) - ((1 + 2) + (1 + P))
+
+
+def test_a_loaded_pc_refills_a_cycle_after_a_computed_one(rig):
+    """LDR PC issues its target when the load's data phase returns it, a cycle after BX Rm's ALU target:
+    LDR PC costs 2 + PL, BX 1 + P, with PL = P + 1 (the TRM's five cycles for LDR PC at zero wait states)."""
+    target = rig.addr("bx_target") | 1
+    ldr_pc, bx = rig.delta("br_ldrpc", r2=target)[0], rig.delta("br_bx", r2=target)[0]
+    assert (ldr_pc, bx) == (2 + PL, 1 + P) and PL == P + 1
 
 
 def test_bx_lr_right_after_an_lr_write_is_not_forwarded(rig):

@@ -23,6 +23,15 @@ from capstone import arm
 # issued from execute reaches execute two cycles later, one issued from decode one cycle later.
 BRANCH_REFILL = 2        # target issued from the execute stage
 BRANCH_REFILL_FORWARDED = BRANCH_REFILL - 1   # target issued from the decode stage
+# A PC loaded from memory (LDR PC, POP/LDM {.., PC}, TBB/TBH) is known only when the load's data phase returns
+# it, a cycle after a target the ALU computes in execute: "LDR PC,[any] is always a blocking operation. This
+# means at least two cycles for the load, and three cycles for the pipeline reload. So this operation takes
+# at least five cycles", and "TBB and TBH are also blocking operations. These are at least two cycles for the
+# load, one cycle for the add, and three cycles for the pipeline reload. This means at least six cycles"
+# (Cortex-M3 TRM DDI 0337I, "Load/store timings", the list REFERENCE.md section 2 cites; the same text for
+# the Cortex-M3 of TI's CC26x0 TRM SWCU185). At zero wait states the minimum is what the chip takes.
+BRANCH_REFILL_LOADED = BRANCH_REFILL + 1     # target loaded from memory
+TABLE_BRANCH_CYCLES = 2 + 1                  # TBB/TBH before the refill: the load, then the add to PC
 DIVIDE_CYCLES = 7        # SDIV/UDIV: 2 to 12 with early termination; the middle of the range
 UNALIGNED_TARGET = 1     # taken branch to a 32-bit instruction at an address 2 mod 4
 # A PC-relative (literal) load reads the code memory the fetch unit is reading: "LDR Rx,[PC,#imm] might
@@ -46,7 +55,7 @@ CC_ALWAYS = arm.ARM_CC_AL
 CLASS_CYCLES = {
     "alu": 1, "mul": 1, "dsp": 1, "div": DIVIDE_CYCLES, "it": 1, "nop": 1,
     "load": 2, "store": 2, "load_dual": 3, "store_dual": 3, "load_multi": "N", "store_multi": "N",
-    "branch": 1, "table_branch": 2,
+    "branch": 1, "table_branch": TABLE_BRANCH_CYCLES,
     "fp": 1, "fp_mac": 3, "fp_div": 14, "fp_load": 2, "fp_store": 2, "fp_multi": "N",
     "fp_move_core": 2, "fp_move": 1,
 }
@@ -197,7 +206,8 @@ def instruction_cost(insn, prev) -> InsnCost:
 
     taken = 0
     if writes_pc(insn):
-        refill = BRANCH_REFILL_FORWARDED if branch_forwarded(insn, prev) else BRANCH_REFILL
+        refill = BRANCH_REFILL_FORWARDED if branch_forwarded(insn, prev) else \
+            BRANCH_REFILL_LOADED if klass in ("load", "load_multi", "table_branch") else BRANCH_REFILL
         conditional = insn.cc not in (CC_ALWAYS, arm.ARM_CC_INVALID) or insn.insn_name() in ("cbz", "cbnz")
         if conditional:
             taken = refill                 # paid when the branch is taken (decided at run time)
