@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 import capstone
 import numpy as np
@@ -93,45 +94,64 @@ def cached_decode(firmware: Firmware, rules) -> list[Decoded]:
                   lambda: decode(firmware, rules))
 
 
+def _halfword_tables(firmware: Firmware, rules) -> dict:
+    """Per halfword of code, what the hook's tables are made of, before the board is known: static cost,
+    instruction count, taken-branch and target penalties, length, and the literal a load reads (-1: none)."""
+    insns = cached_decode(firmware, rules)
+    ranges = firmware.code_ranges()
+    code_lo = min(a for a, _ in ranges) if ranges else None
+    code_hi = max(a + len(b) for a, b in ranges) if ranges else None
+    n_hw = (code_hi - code_lo + 1) // 2 if ranges else 0
+    t = {name: np.zeros(n_hw + 1, np.int64) for name in ("static", "nins", "taken", "target", "length")}
+    t.update(literal=np.full(n_hw + 1, -1, np.int64), code_lo=code_lo, code_hi=code_hi, n_hw=n_hw)
+    for d in insns:
+        h = (d.address - code_lo) // 2
+        lit = _literal_address(d)
+        if lit is not None:
+            t["literal"][h] = lit
+        t["static"][h] = d.static
+        t["nins"][h + 1] += 1
+        t["taken"][h + d.size // 2] = d.taken    # indexed by the instruction's end: a block ends there
+        t["target"][h] = d.target
+        t["length"][h] = d.size // 2
+    return t
+
+
+def cached_halfword_tables(firmware: Firmware, rules) -> dict:
+    """_halfword_tables(), kept on disk like the decode (arrays load in milliseconds; the decode's
+    instruction objects take a large ELF most of a second)."""
+    import sys
+
+    from ..disk_cache import cached, source_digest
+    return cached("cycle-tables", (firmware.content_digest, source_digest(rules, sys.modules[__name__])),
+                  lambda: _halfword_tables(firmware, rules))
+
+
 class CycleModel:
     """Static tables + the state array for one firmware at one clock on one board."""
 
     def __init__(self, firmware: Firmware, board: Board, hclk_mhz: float):
+        self.firmware = firmware
         self.board = board
         self.hclk_mhz = hclk_mhz
         self.wait_states = board.wait_states(hclk_mhz)
-        self.insns = cached_decode(firmware, rules_for(board.core.timing_rules))
-        self._addresses = [d.address for d in self.insns]
-        ranges = firmware.code_ranges()
-        self.code_lo = min(a for a, _ in ranges) if ranges else board.flash.origin
-        code_hi = max(a + len(b) for a, b in ranges) if ranges else self.code_lo
-        n_hw = (code_hi - self.code_lo + 1) // 2
-        self.n_hw = n_hw
+        self.rules = rules_for(board.core.timing_rules)
+        t = cached_halfword_tables(firmware, self.rules)
+        self.code_lo = t["code_lo"] if t["code_lo"] is not None else board.flash.origin
+        code_hi = t["code_hi"] if t["code_hi"] is not None else self.code_lo
+        n_hw = self.n_hw = t["n_hw"]
 
         cost = np.zeros(n_hw + 1, np.int64)
-        nins = np.zeros(n_hw + 1, np.int64)
-        taken = np.zeros(n_hw + 1, np.int64)
-        target = np.zeros(n_hw + 1, np.int64)
-        length = np.zeros(n_hw + 1, np.int64)
-        literal = np.zeros(n_hw + 1, np.int64)
-        lit_count = np.zeros(n_hw + 1, np.int64)
-        fo, fe = board.flash.origin, board.flash.end
-        for d in self.insns:
-            h = (d.address - self.code_lo) // 2
-            lit = _literal_address(d)
-            if lit is not None and fo <= lit < fe:
-                literal[h] = lit
-                lit_count[h + 1] += 1
-            cost[h + 1] += d.static            # becomes a prefix sum below
-            nins[h + 1] += 1
-            taken[h + d.size // 2] = d.taken    # indexed by the instruction's end: a block ends there
-            target[h] = d.target
-            length[h] = d.size // 2
-        np.cumsum(cost, out=cost)
-        np.cumsum(nins, out=nins)
-        np.cumsum(lit_count, out=lit_count)
+        np.cumsum(t["static"][:-1], out=cost[1:])
         # the prefix value must not change inside a 32-bit instruction: index h+1 of a wide
         # instruction already holds its full cost, which is fine because blocks never end there.
+        nins = np.cumsum(t["nins"])
+        taken, target, length = t["taken"], t["target"], t["length"]
+        literal = t["literal"]
+        in_flash = (literal >= board.flash.origin) & (literal < board.flash.end)
+        literal = np.where(in_flash, literal, 0)
+        lit_count = np.zeros(n_hw + 1, np.int64)
+        np.cumsum(in_flash[:-1], out=lit_count[1:])
 
         art = board.art
         word_shift = art.flash_word_bytes.bit_length() - 1
@@ -139,11 +159,10 @@ class CycleModel:
         w_lo = self.code_lo >> word_shift
         n_words = ((code_hi - 1) >> word_shift) - w_lo + 1
         seq = np.full(n_words, self.wait_states, np.int64)
-        if art.prefetch:
-            word_exec = np.zeros(n_words, np.int64)
-            for d in self.insns:
-                word_exec[(d.address >> word_shift) - w_lo] += d.static
-            seq[1:] = np.maximum(0, self.wait_states + 1 - word_exec[:-1])
+        if art.prefetch and n_hw:
+            words = ((self.code_lo + 2 * np.arange(n_hw + 1)) >> word_shift) - w_lo
+            word_exec = np.bincount(words[:-1], weights=t["static"][:-1], minlength=n_words).astype(np.int64)
+            seq[1:] = np.maximum(0, self.wait_states + 1 - word_exec[:n_words - 1])
 
         tables = [cost, nins, taken, target, seq, np.full(art.icache_lines, -1, np.int64),
                   np.zeros(art.icache_lines, np.int64), length,
@@ -166,6 +185,15 @@ class CycleModel:
         st[S.ICACHE_LINES], st[S.LINE_SHIFT], st[S.WORD_SHIFT] = art.icache_lines, line_shift, word_shift
         st[S.BUDGET] = np.iinfo(np.int64).max
         self.state = st
+
+    @cached_property
+    def insns(self) -> list[Decoded]:
+        """The decoded instructions (profiles, fault reports, the divide trap): loaded only when asked."""
+        return cached_decode(self.firmware, self.rules)
+
+    @cached_property
+    def _addresses(self) -> list[int]:
+        return [d.address for d in self.insns]
 
     # -- run-time view -------------------------------------------------------------------------
     @property
