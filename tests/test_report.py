@@ -154,6 +154,52 @@ def test_load_results_errors(tmp_path):
         load_results(_write(tmp_path, "badtype", r))
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"10": "x"}), "a fraction between 0 and 1"),
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"10": [1, 2]}), "a fraction between 0 and 1"),
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"a": 0.5}), "labels per class"),
+    (lambda r: r.update(wall_seconds=float("inf")), "'wall_seconds' should be a finite number"),
+    (lambda r: r.update(wall_seconds=float("nan")), "'wall_seconds' should be a finite number"),
+], ids=["accuracy-text", "accuracy-list", "labels-not-a-number", "wall-inf", "wall-nan"])
+def test_results_values_the_report_formats_are_checked(tmp_path, damage, message):
+    """Values that once reached the report's formatting as a TypeError, ValueError or OverflowError."""
+    r = _results()
+    damage(r)
+    with pytest.raises(ResultsKeyError, match=message):
+        build_report([load_results(_write(tmp_path, "run", r))])
+
+
+def test_unreadable_huge_or_deeply_nested_results_are_explained(tmp_path, monkeypatch):
+    """A results.json that cannot be read (was PermissionError), is gigabytes (was read whole) or nests
+    deeper than Python's parser (was RecursionError) is one clear error, and `vae report runs/*` skips it."""
+    import builtins
+
+    from mcusim.cli import main
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ResultsCorruptError, match="nested too deeply"):
+        load_results(deep)
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    with open(huge / "results.json", "wb") as f:
+        f.truncate(4 << 30)                                       # sparse: no disk space used
+    with pytest.raises(ResultsCorruptError, match="larger than 64 MB"):
+        load_results(huge)
+    locked = _write(tmp_path, "locked", _results())
+    real_open = builtins.open
+
+    def no_permission(file, *args, **kw):                        # chmod 000 does not stop root, so open says no
+        if Path(file) == locked / "results.json":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kw)
+    monkeypatch.setattr(builtins, "open", no_permission)
+    with pytest.raises(ResultsMissingError, match="cannot be read .Permission denied"):
+        load_results(locked)
+    good = _write(tmp_path, "good", _results())
+    assert main(["vae", "report", str(deep), str(huge), str(locked), str(good)]) == 0
+
+
 def _assert_png(path: Path):
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE and len(data) > 1000
