@@ -844,6 +844,8 @@ def _parse_npz(path: Path) -> tuple[dict[str, np.ndarray | None], list[str]]:
         raise _Bad("it does not exist", "Check the path") from None
     except IsADirectoryError:
         raise _Bad("it is a directory", "Name the .npz file itself") from None
+    except PermissionError as exc:
+        raise _Bad(f"it cannot be read ({exc.strerror})", "Give mcusim read access to it") from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise _Bad(f"it is not a readable zip archive, so not an .npz file, or it is "
                    f"truncated ({getattr(exc, 'strerror', None) or exc})", _RESAVE) from None

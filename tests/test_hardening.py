@@ -11,7 +11,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
-from conftest import FIRMWARE
+from conftest import FIRMWARE, no_read_permission
 from mcusim.toolchain import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +75,40 @@ def test_paths_that_are_not_files(tmp_path, basics_elf):
     refused(mcusim("cc", FIRMWARE / "basics.c", "-o", tmp_path / "missing" / "x.elf"), "does not exist")
     refused(mcusim("profile", basics_elf, "--call", "add_int", "--arg", "1", "--arg", "2", "--callgrind", tmp_path),
             "not a regular file")
+
+
+def test_unreadable_inputs_are_one_clear_error(tmp_path, basics_elf, monkeypatch, capsys):
+    """Every kind of input file, unreadable (was a PermissionError traceback for some)."""
+    import shutil
+
+    import numpy as np
+
+    from mcusim.cli import main
+    shutil.copy(basics_elf, tmp_path / "fw.elf")
+    shutil.copy(REPO / "mcusim" / "boards" / "stm32l4r5zi.toml", tmp_path / "board.toml")
+    shutil.copy(REPO / "models" / "cnn_digits.toml", tmp_path / "model.toml")
+    shutil.copy(REPO / "models" / "ds_cnn.onnx", tmp_path / "model.onnx")
+    np.save(tmp_path / "a.npy", np.zeros(4, np.int32))
+    with np.load(REPO / "mcusim" / "data" / "digits.npz") as d:
+        np.savez(tmp_path / "d.npz", **{k: d[k][:60] for k in d.files})
+    run = tmp_path / "run"
+    assert main(_small_run(run)) == 0
+    cases = {
+        "fw.elf": ["run", tmp_path / "fw.elf", "--call", "add_int", "--arg", "1", "--arg", "2"],
+        "board.toml": ["size", basics_elf, "--board", tmp_path / "board.toml"],
+        "model.toml": ["plan", tmp_path / "model.toml"],
+        "model.onnx": ["import", tmp_path / "model.onnx", "-o", tmp_path / "imported.toml"],
+        "a.npy": ["run", basics_elf, "--call", "add_int", "--arg", f"@{tmp_path / 'a.npy'}", "--arg", "1"],
+        "d.npz": ["train", "cnn_digits", "--dataset", tmp_path / "d.npz", *_small_run(tmp_path / "run2")[2:]],
+        "run/checkpoint.npz": [*_small_run(run), "--resume"],
+        "run/results.json": ["vae", "report", run],
+    }
+    for name, argv in cases.items():
+        with monkeypatch.context() as m:
+            no_read_permission(m, tmp_path / name)
+            assert main([str(a) for a in argv]) == 2, name
+        err = capsys.readouterr().err
+        assert "Permission denied" in err and str(tmp_path / name) in err, (name, err)
 
 
 def _small_run(out: Path) -> list[str]:

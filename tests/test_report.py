@@ -172,7 +172,7 @@ def test_results_values_the_report_formats_are_checked(tmp_path, damage, message
 def test_unreadable_huge_or_deeply_nested_results_are_explained(tmp_path, monkeypatch):
     """A results.json that cannot be read (was PermissionError), is gigabytes (was read whole) or nests
     deeper than Python's parser (was RecursionError) is one clear error, and `vae report runs/*` skips it."""
-    import builtins
+    from conftest import no_read_permission
 
     from mcusim.cli import main
     deep = tmp_path / "deep"
@@ -187,13 +187,7 @@ def test_unreadable_huge_or_deeply_nested_results_are_explained(tmp_path, monkey
     with pytest.raises(ResultsCorruptError, match="larger than 64 MB"):
         load_results(huge)
     locked = _write(tmp_path, "locked", _results())
-    real_open = builtins.open
-
-    def no_permission(file, *args, **kw):                        # chmod 000 does not stop root, so open says no
-        if Path(file) == locked / "results.json":
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kw)
-    monkeypatch.setattr(builtins, "open", no_permission)
+    no_read_permission(monkeypatch, locked / "results.json")
     with pytest.raises(ResultsMissingError, match="cannot be read .Permission denied"):
         load_results(locked)
     good = _write(tmp_path, "good", _results())

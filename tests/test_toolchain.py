@@ -46,9 +46,8 @@ def test_firmware_layout_puts_the_stack_below_static_data(basics_elf):
 def test_what_is_no_header_beside_a_source_is_left_alone(tmp_path, monkeypatch):
     """The cache key reads the headers beside a source: a folder called x.h was an IsADirectoryError, a named
     pipe called y.h a hang (opening it waits for a writer), an unreadable source a PermissionError."""
-    import builtins
-
     import pytest
+    from conftest import no_read_permission
 
     from mcusim.toolchain import BuildError
     monkeypatch.setenv("MCUSIM_CACHE", str(tmp_path / "cache"))
@@ -57,12 +56,6 @@ def test_what_is_no_header_beside_a_source_is_left_alone(tmp_path, monkeypatch):
     (tmp_path / "x.h").mkdir()
     os.mkfifo(tmp_path / "y.h")
     assert Firmware.load(build([src])).symbols["f"]
-    real_open = builtins.open
-
-    def no_permission(file, *args, **kw):                        # chmod 000 does not stop root, so open says no
-        if str(file) == str(src):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kw)
-    monkeypatch.setattr(builtins, "open", no_permission)
+    no_read_permission(monkeypatch, src)
     with pytest.raises(BuildError, match=f"cannot read {src}: Permission denied"):
         build([src], opt="-O3")
