@@ -1,14 +1,18 @@
 """Issue 11's failure list, one regression test per example not covered beside its feature: crafted ELF
-damage, an SVC fault, paths that are not files, damaged checkpoints, Ctrl-C before anything was saved,
-output into a closed pipe, and the README's install line."""
+damage, an SVC fault, paths that are not files, unreadable inputs, every output option aimed at a folder,
+a pipe, a symlink or a missing folder, damaged checkpoints, Ctrl-C before anything was saved, output into
+a closed pipe, and the README's install line."""
 import json
+import os
 import signal
+import stat
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from elftools.elf.elffile import ELFFile
 
 from conftest import FIRMWARE, no_read_permission
@@ -109,6 +113,40 @@ def test_unreadable_inputs_are_one_clear_error(tmp_path, basics_elf, monkeypatch
             assert main([str(a) for a in argv]) == 2, name
         err = capsys.readouterr().err
         assert "Permission denied" in err and str(tmp_path / name) in err, (name, err)
+
+
+OUTPUT_OPTIONS = {                                    # every option that writes a file; {t} is the target
+    "cc -o": ["cc", FIRMWARE / "basics.c", "-o", "{t}"],
+    "run --json": ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "2", "--json", "{t}"],
+    "run --out-array": ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "2", "--out-array",
+                        "{t}=0x20000000:4:uint8"],
+    "profile --callgrind": ["profile", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "2", "--callgrind", "{t}"],
+    "plan -o": ["plan", "cnn_digits", "-o", "{t}"],
+    "plan --plot": ["plan", "cnn_digits", "--plot", "{t}"],
+    "plan --profile": ["plan", "cnn_digits", "--profile", "{t}"],
+    "import -o": ["import", REPO / "models" / "ds_cnn.onnx", "-o", "{t}"],
+}
+
+
+@pytest.mark.parametrize("option", sorted(OUTPUT_OPTIONS))
+def test_no_output_replaces_a_folder_a_pipe_or_a_symlink_target(tmp_path, basics_elf, capsys, option):
+    """Outputs once renamed over whatever was at the target (as root, `cc -o /dev/full` replaced the device):
+    a folder, a non-regular file (a named pipe here: the same refusal, and harmless if it ever regressed),
+    a symlink or a missing folder is refused (exit 2), and what was there is untouched."""
+    from mcusim.cli import main
+    (tmp_path / "folder.toml").mkdir()
+    os.mkfifo(tmp_path / "pipe.toml")
+    kept = tmp_path / "kept.toml"
+    kept.write_text("mine")
+    (tmp_path / "link.toml").symlink_to(kept)
+    for name in ("folder.toml", "pipe.toml", "link.toml", "missing/x.toml"):
+        argv = [str(a).format(t=tmp_path / name, elf=basics_elf) for a in OUTPUT_OPTIONS[option]]
+        assert main(argv) == 2, (option, name)
+        err = capsys.readouterr().err
+        assert "cannot write" in err and "Traceback" not in err, (option, name, err)
+    assert (tmp_path / "folder.toml").is_dir() and not any((tmp_path / "folder.toml").iterdir())
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.toml").st_mode)
+    assert (tmp_path / "link.toml").is_symlink() and kept.read_text() == "mine"
 
 
 def _small_run(out: Path) -> list[str]:
