@@ -64,6 +64,72 @@ def test_crafted_firmware_damage_is_explained(tmp_path, basics_elf):
     assert proc.returncode == 0 and json.loads(proc.stdout)["return_value"] == 3, proc.stderr
 
 
+DEBUG_SECTIONS = (".debug_info", ".debug_abbrev", ".debug_line", ".debug_str", ".debug_frame")
+
+
+@pytest.mark.parametrize("section", DEBUG_SECTIONS)
+def test_damaged_dwarf_is_malformed_firmware(tmp_path, basics_elf, section):
+    """Byte damage inside one DWARF section (was AssertionError, KeyError, ELFParseError, DWARFError or
+    UnicodeDecodeError from pyelftools): what mcusim reads from it either works or is one FirmwareError."""
+    import random
+
+    from mcusim.firmware import Firmware, FirmwareError
+    raw = basics_elf.read_bytes()
+    with open(basics_elf, "rb") as f:
+        found = ELFFile(f).get_section_by_name(section)
+        if found is None:
+            pytest.skip(f"the toolchain wrote no {section}")
+        start, size = found["sh_offset"], found["sh_size"]
+    rng = random.Random(section)
+    for case in range(25):
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 6)):
+            at = start + rng.randrange(size)
+            data[at] = rng.choice([0x00, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+        path = tmp_path / f"{case}.elf"
+        path.write_bytes(bytes(data))
+        try:
+            fw = Firmware.load(path)
+            fw.signature("affine")
+            fw.source_line(fw.symbols["affine"].addr)
+            fw.code_ranges()
+        except FirmwareError:
+            pass
+
+
+def test_argument_types_come_from_the_dwarf_encoding_not_the_name(tmp_path, basics_elf):
+    """A damaged type name ("float" in .debug_str) once made affine's float arguments and result integers,
+    and `unsigned` (DW_ATE_unsigned) results were printed as signed (4294967295 as -1)."""
+    from mcusim.firmware import Firmware
+    raw = basics_elf.read_bytes()
+    assert raw.count(b"\0float\0") == 1
+    damaged = tmp_path / "renamed.elf"
+    damaged.write_bytes(raw.replace(b"\0float\0", b"\0floa7\0"))
+    assert Firmware.load(damaged).signature("affine") == Firmware.load(basics_elf).signature("affine")
+    proc = mcusim("run", basics_elf, "--call", "add_unsigned", "--arg", "4294967295", "--arg", "0", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["return_value"] == 4294967295, proc.stderr
+
+
+def test_a_start_up_that_loops_stops_at_the_budget(tmp_path, basics_elf):
+    """Start-up (mcusim's __mcusim_init, made here a `b .`) is budgeted like any call: --max-cycles, or the
+    default start-up budget without it; it once hung whatever --max-cycles said."""
+    data = bytearray(basics_elf.read_bytes())
+    with open(basics_elf, "rb") as f:
+        e = ELFFile(f)
+        addr = e.get_section_by_name(".symtab").get_symbol_by_name("__mcusim_init")[0]["st_value"] & ~1
+        seg = next(s for s in e.iter_segments()
+                   if s["p_type"] == "PT_LOAD" and s["p_vaddr"] <= addr < s["p_vaddr"] + s["p_filesz"])
+        at = seg["p_offset"] + addr - seg["p_vaddr"]
+    data[at:at + 2] = struct.pack("<H", 0xE7FE)                          # Thumb `b .`
+    elf = tmp_path / "loops.elf"
+    elf.write_bytes(bytes(data))
+    call = ["--call", "add_int", "--arg", "1", "--arg", "2"]
+    refused(mcusim("run", elf, *call, "--max-cycles", "100000"), "__mcusim_init exceeded its budget of 100000 ",
+            code=3)
+    from mcusim.emulator import STARTUP_BUDGET
+    refused(mcusim("run", elf, *call), f"__mcusim_init exceeded its budget of {STARTUP_BUDGET} ", code=3)
+
+
 def test_an_svc_fault_names_the_svc(tmp_path):
     src = tmp_path / "svc.c"
     src.write_text('#include "mcusim.h"\nint supervisor(int a) { __asm volatile("svc #5"); return a + 1; }\n')
