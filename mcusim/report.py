@@ -316,16 +316,23 @@ def _accuracy(ep: dict, labels: int) -> float | None:
 # the report
 
 
-def _unlike_the_paper(run: dict) -> str:
-    """What sets a run apart from the paper's setting (full training set, 100 epochs), said next to it."""
+def differences_from_the_paper(run: dict) -> list[str]:
+    """What sets a run apart from the paper's setting (the full training set, 100 epochs), in words; the
+    report and the plots say it wherever they set the run against the paper's figures."""
     cfg = run["config"]
     differences = []
     if "embedded" in str(cfg.get("data", "")):
         differences.append("the embedded 3000-image subset")
     if cfg.get("train_limit"):
         differences.append(f"only the first {cfg['train_limit']} training images")
-    if len(run["epochs"]) < PAPER_EPOCHS:
-        differences.append(f"{len(run['epochs'])} epochs")
+    epochs = len(run["epochs"])
+    if epochs < PAPER_EPOCHS:
+        differences.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
+    return differences
+
+
+def _unlike_the_paper(run: dict) -> str:
+    differences = differences_from_the_paper(run)
     if not differences:
         return ""
     return (f" — **not the paper's setting** ({', '.join(differences)}; the paper trains {PAPER_EPOCHS} epochs on the "

@@ -261,9 +261,26 @@ def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, cap
     assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
 
 
-def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
-    """One run: the SRAM plot's bars, results.json, the report and the CLI line give the same kB (1000 bytes),
-    and the report says that a short run on part of the data is not the paper's setting."""
+def _drawn(results: dict, monkeypatch) -> dict:
+    """What each of the run's plots shows, read off the matplotlib figures: title, legend labels, the data
+    of each labelled line, the bar annotations."""
+    import mcusim.plots as plots
+    figures = {}
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.setdefault(Path(path).name, fig))
+    plots.plot_run(results, "unused")
+    drawn = {}
+    for name, fig in figures.items():
+        ax = fig.axes[0]
+        drawn[name] = {"title": ax.get_title(), "legend": ax.get_legend_handles_labels()[1],
+                       "lines": {line.get_label(): list(line.get_ydata()) for line in ax.lines},
+                       "notes": [t.get_text() for t in ax.texts]}
+    return drawn
+
+
+def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys, monkeypatch):
+    """One run: the plots, results.json, the report and the CLI line give the same figures, in kB of 1000
+    bytes; the plots draw the run's --labels only and, like the report, say that a short run on part of the
+    data is not the paper's setting."""
     from mcusim.cli import main
     from mcusim.plots import sram_bars
     from mcusim.units import kb
@@ -272,14 +289,30 @@ def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
                  "--head-epochs", "1", "--labels", "1", "--quiet", "--out", str(out)]) == 0
     cli = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    sram = results["mcu"]["sram_bytes"]
+    sram, mcu, last = results["mcu"]["sram_bytes"], results["mcu"], results["epochs"][-1]
     bars = sram_bars(results)
     assert bars["weights"][0] + bars["activations"][0] + bars["other"][0] == pytest.approx(sram["total"] / 1000)
     assert bars["limit"] == sram["limit"] / 1000
     assert f"SRAM {kb(sram['total'])} of {kb(sram['limit'])}" in cli
+    assert (f"test neg. ELBO {last['test_neg_elbo']:.1f}; accuracy 1 labels/class "
+            f"{100 * last['test_accuracy']['1']:.1f}%") in cli
+    assert f"{mcu['latency_ms']:.1f} ms and {mcu['energy_mj']:.2f} mJ per training sample" in cli
+
+    drawn = _drawn(results, monkeypatch)
+    assert drawn["sram.png"]["notes"][0] == kb(sram["total"])                     # the bar's total
+    assert f"SRAM limit ({kb(sram['limit'])})" in drawn["sram.png"]["legend"]
+    assert drawn["neg_elbo.png"]["lines"]["test"] == [last["test_neg_elbo"]]
+    assert drawn["accuracy.png"]["lines"]["1 labels/class"] == [100 * last["test_accuracy"]["1"]]
+    assert [label for label in drawn["accuracy.png"]["legend"] if "labels/class" in label] == ["1 labels/class"]
+    caveat = "not the paper's setting: the embedded 3000-image subset, only the first 100 training images, 1 epoch"
+    assert caveat in drawn["neg_elbo.png"]["title"].replace("\n", " ")
+    assert "10k" not in drawn["accuracy.png"]["title"] and "10000" not in drawn["accuracy.png"]["title"]
+
     md = build_report([load_results(out)])
     row = next(line for line in md.splitlines() if line.startswith(f"| baseline | u8 | {kb(sram['activations'])} ("))
     assert f"| {kb(sram['weights'])} (" in row and f"| {kb(sram['total'])} | {kb(sram['limit'])} |" in row
     assert f"{bars['activations'][0]:.1f} kB" == kb(sram["activations"])
-    assert "not the paper's setting** (the embedded 3000-image subset, only the first 100 training images, 1 epochs" in md
+    assert f"| 1 | 1 | {100 * last['test_accuracy']['1']:.1f}% | {last['test_neg_elbo']:.1f} (" in md
+    assert f"| {mcu['latency_ms']:.2f} ms (" in md and f"| {mcu['energy_mj']:.2f} mJ (" in md
+    assert "not the paper's setting** (the embedded 3000-image subset, only the first 100 training images, 1 epoch;" in md
     assert "KB" not in cli + md and "KiB" not in cli + md
