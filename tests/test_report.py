@@ -261,6 +261,18 @@ def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, cap
     assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
 
 
+def test_the_sram_plot_sets_only_vae_runs_against_table_i():
+    """A `mcusim train` run (results.json names its model) once got the paper's VAE bar (484 + 45 kB) beside
+    its own."""
+    from mcusim.plots import sram_bars
+    vae = _results(precision="fp32")
+    assert sram_bars(vae)["label"] == ["this run", "paper, Table I\n(no static/stack figure)"]
+    cnn = copy.deepcopy(vae)
+    cnn["config"]["model"] = "cnn_digits"
+    bars = sram_bars(cnn)
+    assert bars["label"] == ["this run"] and len(bars["weights"]) == len(bars["activations"]) == 1
+
+
 def _drawn(results: dict, monkeypatch) -> dict:
     """What each of the run's plots shows, read off the matplotlib figures: title, legend labels, the data
     of each labelled line, the bar annotations."""
