@@ -495,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--no-gc-sections", dest="gc_sections", action="store_false",
                     help="keep unused functions and data (by default, with -ffunction-sections -fdata-sections, "
                          "--gc-sections drops what nothing uses; the sources' global symbols are always kept). "
-                         "With zig this keeps all of compiler-rt (about 170 KB)")
+                         "With zig this keeps all of compiler-rt (about 170 kB)")
     board_opt(cc)
     cc.set_defaults(func=cmd_cc)
 

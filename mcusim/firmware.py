@@ -6,6 +6,7 @@ the ELF file itself.
 from __future__ import annotations
 
 from .errors import McusimError
+from .units import MB
 
 import bisect
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class Signature:
     returns: str        # also 'void'
 
 
-MAX_ELF_BYTES = 64 << 20          # far above any MCU image with debug info; refuse before reading
+MAX_ELF_BYTES = 64 * MB            # far above any MCU image with debug info; refuse before reading
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Firmware:
         try:
             if path.stat().st_size > MAX_ELF_BYTES:
                 raise FirmwareError(f"{path} is {path.stat().st_size} bytes, more than any Cortex-M image "
-                                    f"({MAX_ELF_BYTES >> 20} MB); pass the firmware's .elf")
+                                    f"({MAX_ELF_BYTES // MB} MB); pass the firmware's .elf")
             raw = path.read_bytes()
         except OSError as exc:
             raise FirmwareError(f"cannot read firmware file {path}: {exc.strerror or exc}") from None

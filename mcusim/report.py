@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import McusimError
-from .units import KB
+from .units import KB, MB
 
 RESULTS_FILE = "results.json"
 PAPER_EPOCHS = 100              # the paper's figures are after 100 epochs on the full training set
-RESULTS_MAX_BYTES = 64_000_000  # a results.json grows by ~0.2 kB an epoch; anything this big is not one
+RESULTS_MAX_BYTES = 64 * MB      # a results.json grows by ~0.2 kB an epoch; anything this big is not one
 
 # ---------------------------------------------------------------------------------------------------------------------
 # errors
@@ -194,7 +194,7 @@ def load_results(run_dir: str | Path) -> dict:
     except OSError as exc:
         raise ResultsMissingError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if len(raw) > RESULTS_MAX_BYTES:
-        raise ResultsCorruptError(f"{path}: larger than {RESULTS_MAX_BYTES // 1_000_000} MB, so not a results.json "
+        raise ResultsCorruptError(f"{path}: larger than {RESULTS_MAX_BYTES // MB} MB, so not a results.json "
                                   f"that `mcusim vae train` writes")
     try:
         results = json.loads(raw.decode("utf-8"))

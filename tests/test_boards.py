@@ -125,6 +125,16 @@ def test_bad_board_values_are_refused_before_the_hook_sees_them(tmp_path, edit, 
         load_board(str(path))
 
 
+def test_a_board_file_larger_than_any_description_is_refused_whole(tmp_path):
+    """Board files were read up to 1 MiB and the rest silently dropped (here: the power section)."""
+    text = (BOARD_DIR / "stm32l4r5zi.toml").read_text()
+    at = text.index("[power]")
+    path = tmp_path / "padded.toml"
+    path.write_text(text[:at] + "#" * 1_100_000 + "\n" + text[at:])
+    with pytest.raises(BoardError, match="is larger than 1 MB"):
+        load_board(str(path))
+
+
 def test_optional_sections_have_documented_defaults(tmp_path):
     text = (BOARD_DIR / "stm32l4r5zi.toml").read_text()
     text = text[:text.index("[flash_accelerator]")] + text[text.index("[[memory]]"):text.index("[power]")]
