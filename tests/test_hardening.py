@@ -130,6 +130,16 @@ def test_a_start_up_that_loops_stops_at_the_budget(tmp_path, basics_elf):
     refused(mcusim("run", elf, *call), f"__mcusim_init exceeded its budget of {STARTUP_BUDGET} ", code=3)
 
 
+def test_an_endless_call_without_max_cycles_stops_at_the_default_budget(faults_elf, monkeypatch, capsys):
+    """Without --max-cycles a call still has a budget (mcusim.cli.DEFAULT_CALL_BUDGET, minutes of emulation;
+    lowered here so the test takes a second), for run and profile alike."""
+    import mcusim.cli as cli
+    monkeypatch.setattr(cli, "DEFAULT_CALL_BUDGET", 200_000)
+    for command in ("run", "profile"):
+        assert cli.main([command, str(faults_elf), "--call", "spin"]) == 3
+        assert "spin exceeded its budget of 200000 cycles" in capsys.readouterr().err
+
+
 def test_an_svc_fault_names_the_svc(tmp_path):
     src = tmp_path / "svc.c"
     src.write_text('#include "mcusim.h"\nint supervisor(int a) { __asm volatile("svc #5"); return a + 1; }\n')
