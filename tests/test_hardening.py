@@ -257,6 +257,7 @@ def test_ctrl_c_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path):
     assert proc.wait(timeout=120) == 130, err
     assert not (out / "results.json").exists(), "the first epoch ended before the interrupt; make it longer"
     assert "interrupted (nothing was saved)" in err and "Traceback" not in err
+    assert not out.exists()                                         # the folder it made goes with it
 
 
 def test_output_into_a_closed_pipe_ends_quietly(basics_elf):

@@ -248,17 +248,22 @@ def test_report_over_a_runs_folder_skips_what_is_not_a_finished_vae_run(tmp_path
     assert main(["vae", "report", str(tmp_path / "empty")]) == 2
 
 
-def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, capsys):
-    """`vae report -o` once renamed over whatever was at the target."""
+def test_report_output_never_replaces_a_folder_a_pipe_or_a_symlink_target(tmp_path, capsys):
+    """`vae report -o` once renamed over whatever was at the target (a device, as root)."""
+    import os
+    import stat
+
     from mcusim.cli import main
     run = _write(tmp_path, "run", _results())
     kept = tmp_path / "kept.md"
     kept.write_text("mine")
     (tmp_path / "link.md").symlink_to(kept)
-    for target in (tmp_path, tmp_path / "link.md", tmp_path / "missing" / "r.md"):
+    os.mkfifo(tmp_path / "pipe.md")
+    for target in (tmp_path, tmp_path / "link.md", tmp_path / "pipe.md", tmp_path / "missing" / "r.md"):
         assert main(["vae", "report", str(run), "-o", str(target)]) == 2
         assert "Traceback" not in capsys.readouterr().err
     assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.md").st_mode)
 
 
 def test_the_sram_plot_sets_only_vae_runs_against_table_i():

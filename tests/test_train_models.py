@@ -142,6 +142,21 @@ def test_one_run_per_output_folder_and_stale_temporaries_go(tmp_path):
         run(tmp_path, "cnn_digits", "file", precision="fp32")
 
 
+def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
+    """Failed runs left empty --out folders (then `vae report runs/*` tripped on them); a folder the user
+    made stays."""
+    bad_data = ["--dataset", str(tmp_path / "missing.npz"), "--epochs", "1"]
+    assert main(["train", "cnn_digits", *bad_data, "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["train", "cnn_digits", *bad_data, "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine").is_dir()
+    assert main(["vae", "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "vae")]) == 2
+    assert not (tmp_path / "vae").exists()
+    assert "missing.npz" in capsys.readouterr().err
+
+
 def test_resume_restores_results_from_the_checkpoint(tmp_path):
     run(tmp_path, "cnn_digits", precision="fp32", epochs=1)
     (tmp_path / "run" / "results.json").write_text('{"epochs": []}')   # killed between the two writes
