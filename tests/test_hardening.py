@@ -149,6 +149,15 @@ def test_an_svc_fault_names_the_svc(tmp_path):
     assert "svc #5" in proc.stderr.lower(), proc.stderr
 
 
+def test_a_huge_firmware_file_is_refused_before_it_is_read(tmp_path):
+    """A 4 GiB input was read whole; the ELF's size is checked first (a sparse file: no disk space used)."""
+    huge = tmp_path / "huge.elf"
+    with open(huge, "wb") as f:
+        f.truncate(4 << 30)
+    for command in (["run", huge, "--call", "f"], ["size", huge]):
+        refused(mcusim(*command), "more than any Cortex-M image")
+
+
 def test_paths_that_are_not_files(tmp_path, basics_elf):
     refused(mcusim("run", tmp_path, "--call", "add_int"), str(tmp_path))
     refused(mcusim("size", basics_elf, "--board", tmp_path), "board")
