@@ -369,15 +369,17 @@ def cmd_plan(args) -> int:
     configs = list(itertools.product(models, boards, precisions, clocks))
     if args.profile and len(configs) != 1:
         raise McusimError("--profile profiles one plan; give one model, precision, board and clock")
+    if args.plot and len(configs) != 1:
+        raise McusimError("--plot draws one plan; give one model, precision, board and clock")
+    for target in (args.output, args.plot, args.profile):      # refused before the cycles are measured
+        if target:
+            check_target(Path(target))
     plans = [make_plan(m, b, p, args.sparse, args.batch, c, profile=_step_profiler(args.profile))
              for m, b, p, c in configs]
     text = render(plans[0], args.format) if len(plans) == 1 else render_comparison(plans, args.format)
     if args.plot:
         from .plots import plot_plan
-        if len(plans) != 1:
-            raise McusimError("--plot draws one plan; give one model, precision, board and clock")
         target = Path(args.plot)
-        check_target(target)
         plot_plan(plans[0], target)
         print(f"wrote {target}", file=sys.stderr)
     if args.output:
@@ -493,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--no-gc-sections", dest="gc_sections", action="store_false",
                     help="keep unused functions and data (by default, with -ffunction-sections -fdata-sections, "
                          "--gc-sections drops what nothing uses; the sources' global symbols are always kept). "
-                         "With zig this keeps all of compiler-rt (about 170 KB)")
+                         "With zig this keeps all of compiler-rt (about 170 kB)")
     board_opt(cc)
     cc.set_defaults(func=cmd_cc)
 

@@ -60,6 +60,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from .errors import McusimError
+from .units import GB
 
 __all__ = [
     "DATASETS",
@@ -652,7 +653,7 @@ DIGITS_FILE = "digits.npz"
 #: Names :func:`load_dataset` knows, besides a path to a ``.npz`` file.
 KNOWN_DATASETS = ("mnist", "fashion-mnist", "digits")
 #: Largest uncompressed size of the arrays read from one ``.npz`` file.
-MAX_NPZ_BYTES = 4 << 30
+MAX_NPZ_BYTES = 4 * GB
 #: Share of a user file held out as the test split when it brings none.
 HOLDOUT_FRACTION = Fraction(1, 6)
 HOLDOUT_SEED = 0
@@ -740,8 +741,8 @@ def _npy_headers(zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple,
                        f"The file was cut short or edited. {_RESAVE}")
         total += nbytes
         if total > MAX_NPZ_BYTES:
-            raise _Bad(f"its arrays would take {total / 2**30:.1f} GiB uncompressed, more "
-                       f"than the {MAX_NPZ_BYTES / 2**30:g} GiB mcusim reads from one file",
+            raise _Bad(f"its arrays would take {total / GB:.1f} GB uncompressed, more "
+                       f"than the {MAX_NPZ_BYTES / GB:g} GB mcusim reads from one file",
                        "Use fewer or smaller images")
         headers[key] = (info, shape, dtype)
     return headers
@@ -844,6 +845,8 @@ def _parse_npz(path: Path) -> tuple[dict[str, np.ndarray | None], list[str]]:
         raise _Bad("it does not exist", "Check the path") from None
     except IsADirectoryError:
         raise _Bad("it is a directory", "Name the .npz file itself") from None
+    except PermissionError as exc:
+        raise _Bad(f"it cannot be read ({exc.strerror})", "Give mcusim read access to it") from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise _Bad(f"it is not a readable zip archive, so not an .npz file, or it is "
                    f"truncated ({getattr(exc, 'strerror', None) or exc})", _RESAVE) from None

@@ -6,6 +6,7 @@ the ELF file itself.
 from __future__ import annotations
 
 from .errors import McusimError
+from .units import MB
 
 import bisect
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class Signature:
     returns: str        # also 'void'
 
 
-MAX_ELF_BYTES = 64 << 20          # far above any MCU image with debug info; refuse before reading
+MAX_ELF_BYTES = 64 * MB            # far above any MCU image with debug info; refuse before reading
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Firmware:
         try:
             if path.stat().st_size > MAX_ELF_BYTES:
                 raise FirmwareError(f"{path} is {path.stat().st_size} bytes, more than any Cortex-M image "
-                                    f"({MAX_ELF_BYTES >> 20} MB); pass the firmware's .elf")
+                                    f"({MAX_ELF_BYTES // MB} MB); pass the firmware's .elf")
             raw = path.read_bytes()
         except OSError as exc:
             raise FirmwareError(f"cannot read firmware file {path}: {exc.strerror or exc}") from None
@@ -271,6 +272,11 @@ def _data_ranges(mapping: list[tuple[int, str]], sections: list[Section]) -> lis
     return ranges
 
 
+DW_ATE_FLOAT = 0x04                                           # DWARF base type encodings (DWARF 5, 7.8)
+DW_ATE_UNSIGNED = (0x02, 0x07, 0x08, 0x10)                    # boolean, unsigned, unsigned_char, UTF
+DW_ATE_INTEGERS = (*DW_ATE_UNSIGNED, 0x05, 0x06)              # and signed, signed_char
+
+
 def _type_class(die) -> str:
     """Reduce a DWARF type to what the AAPCS hard-float ABI cares about."""
     if "DW_AT_type" not in die.attributes:
@@ -282,16 +288,15 @@ def _type_class(die) -> str:
         t = t.get_DIE_from_attribute("DW_AT_type")
     if t.tag == "DW_TAG_pointer_type":
         return "pointer"
-    if t.tag == "DW_TAG_base_type":
-        name = t.attributes["DW_AT_name"].value.decode()
-        if name == "float":
-            return "float"
-        if name == "double":
-            return "double"
-        if t.attributes["DW_AT_byte_size"].value == 8:
+    if t.tag == "DW_TAG_base_type":        # by encoding and size, not by name (a damaged name once made floats ints)
+        encoding, size = t.attributes["DW_AT_encoding"].value, t.attributes["DW_AT_byte_size"].value
+        if encoding == DW_ATE_FLOAT:
+            return {4: "float", 8: "double"}.get(size, "struct")
+        if encoding not in DW_ATE_INTEGERS or size not in (1, 2, 4, 8):
+            return "struct"
+        if size == 8:
             return "int64"
-        unsigned = t.attributes["DW_AT_encoding"].value in (0x02, 0x08, 0x10)   # boolean, unsigned(_char), UTF
-        return "uint" if unsigned else "int"
+        return "uint" if encoding in DW_ATE_UNSIGNED else "int"
     if t.tag == "DW_TAG_enumeration_type":
         return "int"
     return "struct"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .units import MB
 from .operators import REGISTRY, get
 from .operators.base import Directions, Operator, positive_int, shape_list
 
@@ -30,7 +31,7 @@ LAYER_KEYS = ("name", "op", "inputs", "activation")
 TOP_KEYS = {"classify": {"layers", "classes"}, "autoencode": {"layers", "loss"},
             "vae": {"latent", "encoder", "decoder", "classifier"}}
 MAX_ELEMENTS = 1 << 24            # per tensor: far beyond any MCU, small enough for the host to plan
-MAX_FILE_BYTES = 1 << 20
+MAX_FILE_BYTES = 1 * MB
 INPUT, LATENT = "input", "z"      # the names of the model input and of the vae's latent sample
 
 
@@ -138,7 +139,7 @@ def load_model(name_or_path: str | Path = "baseline") -> Graph:
         with open(path, "rb") as f:
             text = f.read(MAX_FILE_BYTES + 1)
         if len(text) > MAX_FILE_BYTES:
-            raise ModelError(f"model file {path} is larger than 1 MB; a model description is a few kB")
+            raise ModelError(f"model file {path} is larger than {MAX_FILE_BYTES // MB} MB; a model description is a few kB")
         spec = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"model file {path} does not exist") from None

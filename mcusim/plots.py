@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .outputs import write_atomic
-from .report import paper_value
+from .report import PAPER_EPOCHS, differences_from_the_paper, paper_value
 from .units import KB
 
 
@@ -35,12 +36,24 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _title(results: dict, what: str) -> str:
+def _title(results: dict, what: str, against_the_paper: bool = False) -> str:
+    """The plot's subject and the run's setting; a plot that draws the paper's figures says how this run
+    differs from the paper's (a short run on the embedded subset is no reproduction)."""
     cfg = results.get("config", {})
     sp = cfg.get("sparse")
     setting = f"{cfg.get('precision', '?')} sparse λ=[{sp[0]:g}, {sp[1]:g}]" if sp else cfg.get("precision", "?")
     model = cfg.get("model") or cfg.get("variant", "?")
-    return f"{what}\n{cfg.get('dataset', '?')}, {model}, {setting}"
+    title = f"{what}\n{cfg.get('dataset', '?')}, {model}, {setting}"
+    differences = differences_from_the_paper(results) if against_the_paper else []
+    return title + ("\n" + textwrap.fill(f"not the paper's setting: {', '.join(differences)}", 64) if differences else "")
+
+
+def _epoch_axis(ax, epochs: list[int]) -> None:
+    """Whole epochs on the x axis (a one-epoch run would otherwise get ticks at 0.95, 0.96, ...)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs and min(epochs) == max(epochs):
+        ax.set_xlim(min(epochs) - 1, max(epochs) + 1)
 
 
 def _plot_neg_elbo(results: dict, path: Path) -> Path:
@@ -52,14 +65,12 @@ def _plot_neg_elbo(results: dict, path: Path) -> Path:
     ax.plot(x, [e["test_neg_elbo"] for e in eps], marker=".", label="test")
     cfg = results.get("config", {})
     setting = f"{cfg.get('precision')}-sparse" if cfg.get("sparse") else cfg.get("precision")
-    if cfg.get("variant") == "baseline":
-        p = paper_value("neg_elbo", dataset=cfg.get("dataset"), setting=setting)
-        if p is not None:
-            ax.axhline(p, color="gray", linestyle="--", label=f"paper, final epoch ({p:g})")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    p = paper_value("neg_elbo", dataset=cfg.get("dataset"), setting=setting) if cfg.get("variant") == "baseline" else None
+    if p is not None:
+        ax.axhline(p, color="gray", linestyle="--", label=f"paper, epoch {PAPER_EPOCHS} ({p:g})")
+    _epoch_axis(ax, x)
     ax.set_ylabel("negative ELBO (summed per image)")
-    ax.set_title(_title(results, "Negative ELBO per epoch"))
+    ax.set_title(_title(results, "Negative ELBO per epoch", against_the_paper=p is not None))
     ax.grid(alpha=0.3)
     ax.legend()
     return save_png(fig, path)
@@ -68,7 +79,7 @@ def _plot_neg_elbo(results: dict, path: Path) -> Path:
 def _plot_accuracy(results: dict, path: Path) -> Path:
     fig = _new_figure()
     ax = fig.add_subplot()
-    any_points = False
+    any_points = paper_lines = False
     evaluated = {int(k) for e in results["epochs"] for k in (e.get("test_accuracy") or {})}
     for labels in sorted(evaluated):                  # the run's --labels, whatever they were
         pts = [(e["epoch"], 100 * (e.get("test_accuracy") or {}).get(str(labels)))
@@ -83,13 +94,14 @@ def _plot_accuracy(results: dict, path: Path) -> Path:
         if cfg.get("variant") == "baseline":
             p = paper_value("accuracy", dataset=cfg.get("dataset"), setting=setting, labels_per_class=labels)
             if p is not None:
-                ax.axhline(p, color=line.get_color(), linestyle="--", alpha=0.6, label=f"paper, {labels}/class ({p:g}%)")
+                paper_lines = True
+                ax.axhline(p, color=line.get_color(), linestyle="--", alpha=0.6,
+                           label=f"paper, {labels}/class, epoch {PAPER_EPOCHS} ({p:g}%)")
     if not any_points:
         ax.text(0.5, 0.5, "no classifier accuracy evaluated", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax, [e["epoch"] for e in results["epochs"]])
     ax.set_ylabel("test accuracy of the classifier head (%)")
-    ax.set_title(_title(results, "Classifier head accuracy on mu (the test split)"))
+    ax.set_title(_title(results, "Classifier head accuracy on mu (the test split)", against_the_paper=paper_lines))
     ax.grid(alpha=0.3)
     if any_points:
         ax.legend(fontsize="small")
@@ -97,13 +109,16 @@ def _plot_accuracy(results: dict, path: Path) -> Path:
 
 
 def sram_bars(results: dict) -> dict:
-    """The SRAM plot's stacked bars in kB: this run (summing to results.json's total) and, where the paper
-    has one, its Table I figure; and the board's limit."""
+    """The SRAM plot's stacked bars in kB: this run (summing to results.json's total) and, for a VAE run
+    whose variant the paper has, its Table I figure; and the board's limit. (`mcusim train` runs name
+    their model and are no VAE: the paper has nothing to set them against.)"""
     sram = results["mcu"]["sram_bytes"]
     cfg = results.get("config", {})
     bars = {"label": ["this run"], "weights": [sram["weights"] / KB], "activations": [sram["activations"] / KB],
             # the rest of the total: start-up data, the measured stack, the decode buffer
             "other": [(sram["total"] - sram["weights"] - sram["activations"]) / KB], "limit": sram["limit"] / KB}
+    if cfg.get("model"):
+        return bars
     pw = paper_value("sram_weights", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     pa = paper_value("sram_activations", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     if pw is not None and pa is not None:
@@ -145,8 +160,7 @@ def _plot_loss(results: dict, path: Path) -> Path:
     x = [e["epoch"] for e in eps]
     ax.plot(x, [e["train_loss"] for e in eps], marker=".", label="train loss")
     ax.plot(x, [e["test_loss"] for e in eps], marker=".", label="test loss")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax, x)
     ax.set_ylabel("loss per sample (emulated-MCU arithmetic, host run)")
     ax.grid(alpha=0.3)
     handles = ax.get_legend_handles_labels()

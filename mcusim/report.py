@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import McusimError
-from .units import KB
+from .units import KB, MB
 
 RESULTS_FILE = "results.json"
 PAPER_EPOCHS = 100              # the paper's figures are after 100 epochs on the full training set
+RESULTS_MAX_BYTES = 64 * MB      # a results.json grows by ~0.2 kB an epoch; anything this big is not one
 
 # ---------------------------------------------------------------------------------------------------------------------
 # errors
@@ -167,6 +168,15 @@ def _check(obj: dict, spec: dict, path: Path, prefix: str = "") -> None:
             raise ResultsKeyError(f"{path}: key '{name}' should be {want}, found {type(value).__name__} {value!r}")
 
 
+def _check_accuracies(accuracies: dict, path: Path, name: str) -> None:
+    """test_accuracy maps labels per class ("10") to a fraction of the test split (or null: not evaluated)."""
+    for labels, value in accuracies.items():
+        if not labels.isdigit() or not (value is None or (isinstance(value, (int, float))
+                                                          and not isinstance(value, bool) and 0 <= value <= 1)):
+            raise ResultsKeyError(f"{path}: '{name}' should map labels per class to a fraction between 0 and 1, "
+                                  f"found {labels!r}: {value!r}")
+
+
 def load_results(run_dir: str | Path) -> dict:
     """Read and check DIR/results.json (DIR may also be the file itself).
 
@@ -179,12 +189,22 @@ def load_results(run_dir: str | Path) -> dict:
         where = "directory does not exist" if not path.parent.exists() else "no such file"
         raise ResultsMissingError(f"{path}: {where}; pass the --out directory of a finished `mcusim vae train` run")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(RESULTS_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ResultsMissingError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > RESULTS_MAX_BYTES:
+        raise ResultsCorruptError(f"{path}: larger than {RESULTS_MAX_BYTES // MB} MB, so not a results.json "
+                                  f"that `mcusim vae train` writes")
+    try:
+        results = json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise ResultsCorruptError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                                   f"the run may have been interrupted while writing it") from None
     except UnicodeDecodeError as exc:
         raise ResultsCorruptError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except RecursionError:
+        raise ResultsCorruptError(f"{path}: JSON nested too deeply to be a results.json") from None
     if not isinstance(results, dict):
         raise ResultsCorruptError(f"{path}: expected a JSON object at the top level, found {type(results).__name__}")
     _check(results, _REQUIRED, path)
@@ -192,6 +212,10 @@ def load_results(run_dir: str | Path) -> dict:
         if not isinstance(ep, dict):
             raise ResultsKeyError(f"{path}: 'epochs[{i}]' should be an object, found {type(ep).__name__}")
         _check(ep, _EPOCH_REQUIRED, path, prefix=f"epochs[{i}].")
+        _check_accuracies(ep["test_accuracy"], path, f"epochs[{i}].test_accuracy")
+    if not (math.isfinite(results["wall_seconds"]) and results["wall_seconds"] >= 0):
+        raise ResultsKeyError(f"{path}: 'wall_seconds' should be a finite number of seconds, "
+                              f"found {results['wall_seconds']!r}")
     results["run_dir"] = str(path.parent)
     return results
 
@@ -292,16 +316,23 @@ def _accuracy(ep: dict, labels: int) -> float | None:
 # the report
 
 
-def _unlike_the_paper(run: dict) -> str:
-    """What sets a run apart from the paper's setting (full training set, 100 epochs), said next to it."""
+def differences_from_the_paper(run: dict) -> list[str]:
+    """What sets a run apart from the paper's setting (the full training set, 100 epochs), in words; the
+    report and the plots say it wherever they set the run against the paper's figures."""
     cfg = run["config"]
     differences = []
     if "embedded" in str(cfg.get("data", "")):
         differences.append("the embedded 3000-image subset")
     if cfg.get("train_limit"):
         differences.append(f"only the first {cfg['train_limit']} training images")
-    if len(run["epochs"]) < PAPER_EPOCHS:
-        differences.append(f"{len(run['epochs'])} epochs")
+    epochs = len(run["epochs"])
+    if epochs < PAPER_EPOCHS:
+        differences.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
+    return differences
+
+
+def _unlike_the_paper(run: dict) -> str:
+    differences = differences_from_the_paper(run)
     if not differences:
         return ""
     return (f" — **not the paper's setting** ({', '.join(differences)}; the paper trains {PAPER_EPOCHS} epochs on the "

@@ -114,7 +114,21 @@ def linker_script(board: Board, stack_size: int, unbounded: bool = False) -> str
 
 
 def _headers(dirs: list[Path]) -> list[Path]:
-    return sorted({h for d in dirs if d.is_dir() for h in d.glob("*.h")})
+    """The headers a build may include, for its cache key: regular files only (a folder or a named pipe
+    called x.h is no header, and opening a pipe would wait for a writer forever)."""
+    return sorted({h for d in dirs if d.is_dir() for h in d.glob("*.h") if h.is_file()})
+
+
+def _hash_file(key, path: Path) -> None:
+    """Add a source or header to the cache key, read in chunks (never whole)."""
+    key.update(str(path).encode() + b"\0")
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                key.update(chunk)
+    except OSError as exc:
+        raise BuildError(f"cannot read {path}: {exc.strerror or exc}") from None
+    key.update(b"\0")
 
 
 def _explain_overflow(cmd: list[str], ld: Path, elf: Path, board: Board, stack_size: int) -> None:
@@ -171,7 +185,7 @@ def build(sources: list[str | Path], output: str | Path | None = None, *, opt: s
                  str(keep), str(gc_sections), lib.identity, script):
         key.update(part.encode() + b"\0")
     for path in [*runtime, *sources, *_headers(incs + [s.parent for s in sources])]:
-        key.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        _hash_file(key, path)
     cached = cache_dir() / f"{key.hexdigest()[:24]}.elf"
 
     if not cached.exists():

@@ -164,6 +164,14 @@ class Trainer:
         load_board(config.board).wait_states(config.hclk_mhz)   # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self._claim_output()
+        try:
+            self._prepare(config, data_dir, resume)
+        except BaseException:
+            self._release()
+            raise
+
+    def _prepare(self, config: TrainConfig, data_dir: str | None, resume: bool) -> None:
+        """Model, data, program and the starting state (fresh, or the checkpoint's with --resume)."""
         self.generic = isinstance(config, ModelTrainConfig)
         self.model: Graph = load_model(config.model if self.generic else config.variant)
         if not self.generic and self.model.task != "vae":
@@ -254,6 +262,7 @@ class Trainer:
         import fcntl
         if self.out.exists() and not self.out.is_dir():
             raise TrainError(f"--out {self.out} exists and is not a folder; choose another --out")
+        self._made_out = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock = open(self.out / ".mcusim.lock", "w")
@@ -266,6 +275,17 @@ class Trainer:
         for pattern in (".results.json.*.tmp", ".checkpoint.npz.*.tmp", ".*.png.*.tmp"):
             for stale in self.out.glob(pattern):
                 stale.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        """Let go of the output folder; one this run made and leaves without results goes again, so a run
+        that failed or was stopped before its first epoch ended leaves no empty --out behind."""
+        self._lock.close()
+        if self._made_out and {p.name for p in self.out.iterdir()} <= {".mcusim.lock"}:
+            try:
+                (self.out / ".mcusim.lock").unlink(missing_ok=True)
+                self.out.rmdir()
+            except OSError:                  # another run took the folder meanwhile: it is theirs now
+                pass
 
     def _check_saved_results(self, saved) -> None:
         """The results a checkpoint carries must have the structure this class writes (a damaged or edited
@@ -480,7 +500,7 @@ class Trainer:
         try:
             return self._run()
         finally:
-            self._lock.close()
+            self._release()
 
     def _run(self) -> dict:
         from tqdm import tqdm

@@ -1,6 +1,8 @@
 """The one unit convention of every figure mcusim prints, plots or writes: kB = 1000 bytes (as the paper's
-Table I). results.json and plans keep exact byte counts; kB is for people."""
+Table I), MB and GB alike. results.json and plans keep exact byte counts; kB is for people."""
 KB = 1000
+MB = 1000 * KB
+GB = 1000 * MB
 
 
 def kb(nbytes: float, digits: int = 1) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: firmware built once per session (the build cache makes rebuilds cheap)."""
+"""Shared fixtures: firmware built once per session (the build cache makes rebuilds cheap), and a file
+made unreadable."""
 import os
 from pathlib import Path
 
@@ -18,3 +19,17 @@ def basics_elf() -> Path:
 @pytest.fixture(scope="session")
 def faults_elf() -> Path:
     return build([FIRMWARE / "faults.c"], opt="-O1", stack_size=4096)
+
+
+def no_read_permission(monkeypatch, path: Path) -> None:
+    """Opening `path` fails as after chmod 000 (which does not stop root, so open itself says no)."""
+    import builtins
+    import io
+    real_open = builtins.open
+
+    def guarded(file, *args, **kw):
+        if isinstance(file, (str, Path)) and Path(file).resolve() == Path(path).resolve():
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kw)
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(io, "open", guarded)

@@ -1,5 +1,7 @@
 """Boards are data: the facts of each board file, the core they name, validation of bad files, and a
 new board (or core) as a new file only."""
+import re
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,25 @@ def test_bad_board_values_are_refused_before_the_hook_sees_them(tmp_path, edit, 
     path = tmp_path / "board.toml"
     path.write_text(text.replace(edit[0], edit[1], 1))
     with pytest.raises(BoardError, match=message):
+        load_board(str(path))
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe[flash]\n", b"[flash\n", b"x = " + b"[" * 5000 + b"]" * 5000, b""],
+                         ids=["not-utf8", "bad-toml", "deep-nesting", "empty"])
+def test_a_board_file_that_is_no_toml_is_one_board_error(tmp_path, content):
+    path = tmp_path / "board.toml"
+    path.write_bytes(content)
+    with pytest.raises(BoardError, match=re.escape(str(path))):
+        load_board(str(path))
+
+
+def test_a_board_file_larger_than_any_description_is_refused_whole(tmp_path):
+    """Board files were read up to 1 MiB and the rest silently dropped (here: the power section)."""
+    text = (BOARD_DIR / "stm32l4r5zi.toml").read_text()
+    at = text.index("[power]")
+    path = tmp_path / "padded.toml"
+    path.write_text(text[:at] + "#" * 1_100_000 + "\n" + text[at:])
+    with pytest.raises(BoardError, match="is larger than 1 MB"):
         load_board(str(path))
 
 

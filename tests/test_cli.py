@@ -89,3 +89,22 @@ def test_bad_input_is_one_clear_error(case, args, exit_code, message, elf, fault
     assert proc.returncode == exit_code, (case, proc.stdout, proc.stderr)
     assert message in proc.stderr, (case, proc.stderr)
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("mcusim ")
+
+
+def test_help_texts_keep_the_unit_convention():
+    """kB = 1000 bytes everywhere (mcusim.units): no KB, KiB or MiB in any command's help."""
+    import argparse
+    import re
+
+    from mcusim.cli import build_parser
+
+    def helps(parser):
+        yield parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from helps(sub)
+    texts = list(helps(build_parser()))
+    assert len(texts) > 10
+    for text in texts:
+        assert not re.search(r"\bKB\b|KiB|MiB|GiB", text), text

@@ -582,3 +582,14 @@ def test_gzip_bomb_and_oversized_file_are_refused_without_expanding(fake, tmp_pa
     assert "decompresses to" in msg
     msg = corrupt_case(fake, tmp_path, FILE_NAMES[0], b"\0" * (2 << 20))
     assert "far more than" in msg
+
+
+def test_an_unreadable_idx_file_is_explained(fake, tmp_path, monkeypatch):
+    """PermissionError (chmod 000; simulated, as root reads anything) is the file's one clear error."""
+    from conftest import no_read_permission
+    folder = fake.write(tmp_path / "d")
+    locked = folder / FILE_NAMES[0]
+    no_read_permission(monkeypatch, locked)
+    with pytest.raises(DatasetError) as err:
+        fake.load("train", folder)
+    assert_good_message(err.value, str(locked), "could not be read (Permission denied)")

@@ -272,7 +272,7 @@ def test_npz_size_cap_is_checked_from_headers(tmp_path, monkeypatch):
     monkeypatch.setattr(np.lib.format, "read_array", None)  # data must not be read
     with pytest.raises(DatasetError) as err:
         load_dataset(path)
-    one_line(err.value, str(path), "GiB uncompressed", "more than")
+    one_line(err.value, str(path), "GB uncompressed", "more than")
 
 
 def test_npz_huge_header_is_not_allocated(tmp_path):

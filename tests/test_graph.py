@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mcusim.errors import ModelError
-from mcusim.graph import graph_from_spec, load_model
+from mcusim.graph import MODEL_DIR, graph_from_spec, load_model
 from mcusim.operators import REGISTRY
 from mcusim.render_c import c_source
 from mcusim.runtime import _twin_modules
@@ -149,3 +149,21 @@ def test_initial_weights_are_checked(tmp_path):
                                      '[[layers]]\nname = "fc"\nop = "gemm"\nout = 2\n')
     with pytest.raises(ModelError, match="weights file .* does not exist"):
         load_model(tmp_path / "m.toml")
+
+
+@pytest.mark.parametrize("edit", [
+    ("kernel = 2", "kernel = 0"), ("kernel = 2", "kernel = 2\nstride = 0"), ("kernel = 3", "kernel = inf"),
+    ("kernel = 3", "kernel = nan"), ("out = 10", "out = 2147483648"), ("out = 10", "out = 9223372036854775807"),
+    ("input = [1, 8, 8]", "input = [1, 2147483648, 8]"), ("padding = 1", "padding = -inf"),
+    ("out_channels = 8", "out_channels = 1e300"), ("out = 10", "out = 1"), ("out = 10", "out = 0"),
+], ids=lambda e: e[1])
+def test_hostile_numbers_in_a_model_file_are_explained(tmp_path, edit):
+    """Zeros, inf, NaN and 2^31 in a real model file (were ZeroDivisionError, OverflowError, or a model with
+    0/1 classes that trained): one ModelError naming the key."""
+    text = (MODEL_DIR / "cnn_digits.toml").read_text()
+    assert edit[0] in text
+    path = tmp_path / "m.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    key = re.findall(r"(\w+) =", edit[1])[-1]          # the key set to the hostile value
+    with pytest.raises(ModelError, match=re.escape(key) + "|classes"):
+        load_model(path)

@@ -154,6 +154,46 @@ def test_load_results_errors(tmp_path):
         load_results(_write(tmp_path, "badtype", r))
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"10": "x"}), "a fraction between 0 and 1"),
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"10": [1, 2]}), "a fraction between 0 and 1"),
+    (lambda r: r["epochs"][0]["test_accuracy"].update({"a": 0.5}), "labels per class"),
+    (lambda r: r.update(wall_seconds=float("inf")), "'wall_seconds' should be a finite number"),
+    (lambda r: r.update(wall_seconds=float("nan")), "'wall_seconds' should be a finite number"),
+], ids=["accuracy-text", "accuracy-list", "labels-not-a-number", "wall-inf", "wall-nan"])
+def test_results_values_the_report_formats_are_checked(tmp_path, damage, message):
+    """Values that once reached the report's formatting as a TypeError, ValueError or OverflowError."""
+    r = _results()
+    damage(r)
+    with pytest.raises(ResultsKeyError, match=message):
+        build_report([load_results(_write(tmp_path, "run", r))])
+
+
+def test_unreadable_huge_or_deeply_nested_results_are_explained(tmp_path, monkeypatch):
+    """A results.json that cannot be read (was PermissionError), is gigabytes (was read whole) or nests
+    deeper than Python's parser (was RecursionError) is one clear error, and `vae report runs/*` skips it."""
+    from conftest import no_read_permission
+
+    from mcusim.cli import main
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ResultsCorruptError, match="nested too deeply"):
+        load_results(deep)
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    with open(huge / "results.json", "wb") as f:
+        f.truncate(4 << 30)                                       # sparse: no disk space used
+    with pytest.raises(ResultsCorruptError, match="larger than 64 MB"):
+        load_results(huge)
+    locked = _write(tmp_path, "locked", _results())
+    no_read_permission(monkeypatch, locked / "results.json")
+    with pytest.raises(ResultsMissingError, match="cannot be read .Permission denied"):
+        load_results(locked)
+    good = _write(tmp_path, "good", _results())
+    assert main(["vae", "report", str(deep), str(huge), str(locked), str(good)]) == 0
+
+
 def _assert_png(path: Path):
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE and len(data) > 1000
@@ -208,22 +248,56 @@ def test_report_over_a_runs_folder_skips_what_is_not_a_finished_vae_run(tmp_path
     assert main(["vae", "report", str(tmp_path / "empty")]) == 2
 
 
-def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, capsys):
-    """`vae report -o` once renamed over whatever was at the target."""
+def test_report_output_never_replaces_a_folder_a_pipe_or_a_symlink_target(tmp_path, capsys):
+    """`vae report -o` once renamed over whatever was at the target (a device, as root)."""
+    import os
+    import stat
+
     from mcusim.cli import main
     run = _write(tmp_path, "run", _results())
     kept = tmp_path / "kept.md"
     kept.write_text("mine")
     (tmp_path / "link.md").symlink_to(kept)
-    for target in (tmp_path, tmp_path / "link.md", tmp_path / "missing" / "r.md"):
+    os.mkfifo(tmp_path / "pipe.md")
+    for target in (tmp_path, tmp_path / "link.md", tmp_path / "pipe.md", tmp_path / "missing" / "r.md"):
         assert main(["vae", "report", str(run), "-o", str(target)]) == 2
         assert "Traceback" not in capsys.readouterr().err
     assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.md").st_mode)
 
 
-def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
-    """One run: the SRAM plot's bars, results.json, the report and the CLI line give the same kB (1000 bytes),
-    and the report says that a short run on part of the data is not the paper's setting."""
+def test_the_sram_plot_sets_only_vae_runs_against_table_i():
+    """A `mcusim train` run (results.json names its model) once got the paper's VAE bar (484 + 45 kB) beside
+    its own."""
+    from mcusim.plots import sram_bars
+    vae = _results(precision="fp32")
+    assert sram_bars(vae)["label"] == ["this run", "paper, Table I\n(no static/stack figure)"]
+    cnn = copy.deepcopy(vae)
+    cnn["config"]["model"] = "cnn_digits"
+    bars = sram_bars(cnn)
+    assert bars["label"] == ["this run"] and len(bars["weights"]) == len(bars["activations"]) == 1
+
+
+def _drawn(results: dict, monkeypatch) -> dict:
+    """What each of the run's plots shows, read off the matplotlib figures: title, legend labels, the data
+    of each labelled line, the bar annotations."""
+    import mcusim.plots as plots
+    figures = {}
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.setdefault(Path(path).name, fig))
+    plots.plot_run(results, "unused")
+    drawn = {}
+    for name, fig in figures.items():
+        ax = fig.axes[0]
+        drawn[name] = {"title": ax.get_title(), "legend": ax.get_legend_handles_labels()[1],
+                       "lines": {line.get_label(): list(line.get_ydata()) for line in ax.lines},
+                       "notes": [t.get_text() for t in ax.texts]}
+    return drawn
+
+
+def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys, monkeypatch):
+    """One run: the plots, results.json, the report and the CLI line give the same figures, in kB of 1000
+    bytes; the plots draw the run's --labels only and, like the report, say that a short run on part of the
+    data is not the paper's setting."""
     from mcusim.cli import main
     from mcusim.plots import sram_bars
     from mcusim.units import kb
@@ -232,14 +306,30 @@ def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
                  "--head-epochs", "1", "--labels", "1", "--quiet", "--out", str(out)]) == 0
     cli = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    sram = results["mcu"]["sram_bytes"]
+    sram, mcu, last = results["mcu"]["sram_bytes"], results["mcu"], results["epochs"][-1]
     bars = sram_bars(results)
     assert bars["weights"][0] + bars["activations"][0] + bars["other"][0] == pytest.approx(sram["total"] / 1000)
     assert bars["limit"] == sram["limit"] / 1000
     assert f"SRAM {kb(sram['total'])} of {kb(sram['limit'])}" in cli
+    assert (f"test neg. ELBO {last['test_neg_elbo']:.1f}; accuracy 1 labels/class "
+            f"{100 * last['test_accuracy']['1']:.1f}%") in cli
+    assert f"{mcu['latency_ms']:.1f} ms and {mcu['energy_mj']:.2f} mJ per training sample" in cli
+
+    drawn = _drawn(results, monkeypatch)
+    assert drawn["sram.png"]["notes"][0] == kb(sram["total"])                     # the bar's total
+    assert f"SRAM limit ({kb(sram['limit'])})" in drawn["sram.png"]["legend"]
+    assert drawn["neg_elbo.png"]["lines"]["test"] == [last["test_neg_elbo"]]
+    assert drawn["accuracy.png"]["lines"]["1 labels/class"] == [100 * last["test_accuracy"]["1"]]
+    assert [label for label in drawn["accuracy.png"]["legend"] if "labels/class" in label] == ["1 labels/class"]
+    caveat = "not the paper's setting: the embedded 3000-image subset, only the first 100 training images, 1 epoch"
+    assert caveat in drawn["neg_elbo.png"]["title"].replace("\n", " ")
+    assert "10k" not in drawn["accuracy.png"]["title"] and "10000" not in drawn["accuracy.png"]["title"]
+
     md = build_report([load_results(out)])
     row = next(line for line in md.splitlines() if line.startswith(f"| baseline | u8 | {kb(sram['activations'])} ("))
     assert f"| {kb(sram['weights'])} (" in row and f"| {kb(sram['total'])} | {kb(sram['limit'])} |" in row
     assert f"{bars['activations'][0]:.1f} kB" == kb(sram["activations"])
-    assert "not the paper's setting** (the embedded 3000-image subset, only the first 100 training images, 1 epochs" in md
+    assert f"| 1 | 1 | {100 * last['test_accuracy']['1']:.1f}% | {last['test_neg_elbo']:.1f} (" in md
+    assert f"| {mcu['latency_ms']:.2f} ms (" in md and f"| {mcu['energy_mj']:.2f} mJ (" in md
+    assert "not the paper's setting** (the embedded 3000-image subset, only the first 100 training images, 1 epoch;" in md
     assert "KB" not in cli + md and "KiB" not in cli + md

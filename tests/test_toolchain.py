@@ -41,3 +41,21 @@ def test_firmware_layout_puts_the_stack_below_static_data(basics_elf):
     assert fw.address("__stack_bottom") == 0x2000_0000 < fw.address("__stack_top") <= fw.address("__heap_start")
     sig = fw.signature("affine")
     assert sig.params == ("float", "float", "float") and sig.returns == "float"
+
+
+def test_what_is_no_header_beside_a_source_is_left_alone(tmp_path, monkeypatch):
+    """The cache key reads the headers beside a source: a folder called x.h was an IsADirectoryError, a named
+    pipe called y.h a hang (opening it waits for a writer), an unreadable source a PermissionError."""
+    import pytest
+    from conftest import no_read_permission
+
+    from mcusim.toolchain import BuildError
+    monkeypatch.setenv("MCUSIM_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "f.c"
+    src.write_text("int f(int x) { return 3 * x; }\n")
+    (tmp_path / "x.h").mkdir()
+    os.mkfifo(tmp_path / "y.h")
+    assert Firmware.load(build([src])).symbols["f"]
+    no_read_permission(monkeypatch, src)
+    with pytest.raises(BuildError, match=f"cannot read {src}: Permission denied"):
+        build([src], opt="-O3")

@@ -121,7 +121,8 @@ def test_bad_training_options_are_explained(tmp_path, capsys, option, value, mes
 
 
 @pytest.mark.parametrize("option, value", [("--labels", "0"), ("--head-epochs", "-1"), ("--lr", "inf"),
-                                           ("--hclk-mhz", "0"), ("--seed", "-1")])
+                                           ("--hclk-mhz", "0"), ("--hclk-mhz", "nan"), ("--seed", "-1"),
+                                           ("--train-limit", "-5")])
 def test_bad_vae_options_are_explained(tmp_path, capsys, option, value):
     assert main(["vae", "train", option, value, "--out", str(tmp_path / "v")]) == 2
     assert option in capsys.readouterr().err
@@ -140,6 +141,21 @@ def test_one_run_per_output_folder_and_stale_temporaries_go(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError, match="is not a folder"):
         run(tmp_path, "cnn_digits", "file", precision="fp32")
+
+
+def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
+    """Failed runs left empty --out folders (then `vae report runs/*` tripped on them); a folder the user
+    made stays."""
+    bad_data = ["--dataset", str(tmp_path / "missing.npz"), "--epochs", "1"]
+    assert main(["train", "cnn_digits", *bad_data, "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["train", "cnn_digits", *bad_data, "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine").is_dir()
+    assert main(["vae", "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "vae")]) == 2
+    assert not (tmp_path / "vae").exists()
+    assert "missing.npz" in capsys.readouterr().err
 
 
 def test_resume_restores_results_from_the_checkpoint(tmp_path):

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from ..errors import McusimError
 from ..power import PowerModel
+from ..units import MB
 
 BOARD_DIR = Path(__file__).parent
 CORE_DIR = BOARD_DIR / "cores"
 DEFAULT_BOARD = "stm32l4r5zi"
 BOARD_ENV = "MCUSIM_BOARD"          # the board every command uses when --board is not given
+MAX_TOML_BYTES = 1 * MB             # a board or core description is a few kB
 
 
 class BoardError(McusimError):
@@ -145,9 +147,14 @@ class Board:
 
 # -- loading ----------------------------------------------------------------------------------------
 def _read_toml(path: Path, what: str) -> dict:
+    """A board or core file, refused whole when it is larger than any description (it was cut at 1 MiB
+    and the rest silently ignored)."""
     try:
         with open(path, "rb") as f:
-            return tomllib.loads(f.read(1 << 20).decode("utf-8"))
+            raw = f.read(MAX_TOML_BYTES + 1)
+        if len(raw) > MAX_TOML_BYTES:
+            raise BoardError(f"{what} {path} is larger than {MAX_TOML_BYTES // MB} MB; a description is a few kB")
+        return tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise BoardError(f"{what} {path} cannot be read as UTF-8 TOML: {exc}") from None
 
