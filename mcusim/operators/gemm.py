@@ -10,7 +10,6 @@ class Gemm(TrainableLayer):
     name = "gemm"
     keys = {"out": REQUIRED}
     forward_takes_scratch = False
-    weight_scratch_ctype = "float"
 
     def check(self, key, value, where):
         return shape_list(value, key, where) if isinstance(value, list) else (positive_int(value, key, where),)
