@@ -178,30 +178,38 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
 void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
                       int32_t pos0, int32_t step, int32_t plane) {
     const nn_requant rq = out->rq;                                 /* locals: the uint8 stores may alias out */
-    const int32_t *bias = out->bias, zy = out->zy, zmask = out->zmask, relu = out->relu;
-    const uint8_t *mask = out->mask;
+    const int32_t zy = out->zy, zmask = out->zmask;
     int32_t imin = out->imin, imax = out->imax;
     for (int32_t o = o0; o < o0 + rows; o++) {
         const int32_t *a = acc + (o - o0) * npos;
         const int32_t base = o * plane + pos0;
         uint8_t *y = out->y + base;
-        if (bias) {                                                /* forward: bias, ReLU */
-            const int32_t b = bias[o], lo = relu ? 0 : NN_RANGE_EMPTY_MAX;
-            for (int32_t k = 0; k < npos; k++) {
+        if (out->bias) {                                           /* forward: bias, ReLU */
+            const int32_t b = out->bias[o], lo = out->relu ? 0 : NN_RANGE_EMPTY_MAX;
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step) {
                 int32_t t = a[k] + b;
                 t = t < lo ? lo : t;
                 imin = t < imin ? t : imin;
                 imax = t > imax ? t : imax;
-                y[k * step] = nn_requant_u8(t, rq, zy);
+                *y = nn_requant_u8(t, rq, zy);
             }
-        } else {                                                   /* error: the x mask */
-            const uint8_t *x = mask ? mask + base : 0;
-            for (int32_t k = 0; k < npos; k++) {
-                int32_t t = a[k];
-                if (x && x[k * step] <= zmask) t = 0;
+        } else if (out->mask) {                                    /* error: the x mask */
+            const uint8_t *x = out->mask + base;
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step, x += step) {
+                const int32_t t = *x <= zmask ? 0 : a[k];
                 imin = t < imin ? t : imin;
                 imax = t > imax ? t : imax;
-                y[k * step] = nn_requant_u8(t, rq, zy);
+                *y = nn_requant_u8(t, rq, zy);
+            }
+        } else {                                                   /* error, no mask */
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step) {
+                const int32_t t = a[k];
+                imin = t < imin ? t : imin;
+                imax = t > imax ? t : imax;
+                *y = nn_requant_u8(t, rq, zy);
             }
         }
     }

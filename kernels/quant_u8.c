@@ -52,10 +52,10 @@ nn_requant nn_requant_make(float m) {
         return r;
     }
     int32_t mult = (int32_t)(((bits & 0x7FFFFFu) | 0x800000u) << 7), shift = -2 - e;
-    if (shift > 31) {                                           /* below 2^-33: fewer mantissa bits */
-        const int32_t extra = shift - 31;
+    if (shift > 30) {                                           /* below 2^-32: fewer mantissa bits */
+        const int32_t extra = shift - 30;
         mult = extra >= 31 ? 0 : mult >> extra;
-        shift = 31;
+        shift = 30;
     }
     r.mult = mult;
     r.shift = shift;

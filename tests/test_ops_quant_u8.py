@@ -56,15 +56,18 @@ def test_moving_average_range():
     assert y[1] == 255                                    # 9.0 lies beyond the averaged range: saturates
 
 
-def test_integer_requantization_is_round_half_up_of_the_exact_product():
+def test_integer_requantization_rounds_the_exact_product():
     rng = np.random.default_rng(5)
     v = np.concatenate([rng.integers(-2**24, 2**24, 4000), np.arange(-600, 600)]).astype(np.int64)
     for m in (0.3, 0.013, 1e-3, 3.7e-5, 2.0 ** -20, 0.4999):
         mult, shift = Q.requant_make(np.float32(m))
-        assert 2**30 <= mult < 2**31 and 0 <= shift <= 31
+        assert 2**30 <= mult < 2**31 and 0 <= shift <= 30
         assert mult * 2.0 ** -(32 + int(shift)) == float(np.float32(m))          # the float's mantissa, exact
         got = np.array([Q.requant_apply(np.int32(a), mult, shift) for a in v])
-        assert np.array_equal(got, np.floor(v * np.float64(np.float32(m)) + 0.5).astype(np.int64))
+        h = (v * int(mult) + 2**31) >> 32                                       # the two roundings of nn.h
+        assert np.array_equal(got, (h + ((1 << int(shift)) >> 1)) >> int(shift))
+        exact = v * np.float64(np.float32(m))
+        assert np.all(np.abs(got - exact) <= 0.5 + 2.0 ** -int(shift) / 2 + 1e-9)    # within half a step, and a bit
     assert Q.requant_make(np.float32(0.5)) == (2**31 - 1, 0)                      # the largest multiplier held
     assert Q.requant_make(np.float32(0.0)) == (0, 0) and Q.requant_make(np.float32(np.nan)) == (0, 0)
 

@@ -408,12 +408,13 @@ static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) 
 /* ---- integer output stage -------------------------------------------------------------------
  * The layers requantize their int32 sums without floats: a real multiplier m >= 0 (s_in * s_w / s_out)
  * is held as m ~= mult * 2^-(32 + shift) with mult in [2^30, 2^31) (the float's 24-bit mantissa, exact)
- * and 0 <= shift <= 31, and
- *     nn_requant_apply(v) = floor((v * mult + 2^(31 + shift)) / 2^(32 + shift))   (round half up)
- * in one 64-bit multiply-accumulate (SMLAL) and one arithmetic shift. Limits, never met by a tracked
+ * and 0 <= shift <= 30, and, rounding half up twice (as CMSIS-NN's high multiply and power-of-two divide):
+ *     h = floor((v * mult + 2^31) / 2^32)                     (SMMULR)
+ *     nn_requant_apply(v) = (h + (2^shift >> 1)) >> shift      (an add and an arithmetic shift)
+ * Limits, never met by a tracked
  * range but by a degenerate one (e.g. a zero-width initial range): m >= 2^-1 is held as mult = 2^31 - 1,
- * shift = 0 (just under 0.5); m < 2^-63 (and 0, NaN) gives mult = 0; the tail below 2^-63 loses mantissa
- * bits (mult shifted right). The range the layer observes is tracked on the integers (exact), so a
+ * shift = 0 (just under 0.5); below 2^-32 mult is shifted right instead (fewer mantissa bits; 0 below
+ * 2^-63, and for 0 and NaN). The range the layer observes is tracked on the integers (exact), so a
  * clamped multiplier never feeds back into the next scale. */
 typedef struct {
     int32_t mult;
@@ -423,8 +424,8 @@ typedef struct {
 nn_requant nn_requant_make(float m);
 
 static inline int32_t nn_requant_apply(int32_t v, nn_requant r) {
-    const int64_t p = (int64_t)v * r.mult + ((int64_t)1 << (31 + r.shift));
-    return (int32_t)(p >> 32) >> r.shift;
+    const int32_t h = (int32_t)(((int64_t)v * r.mult + 0x80000000LL) >> 32);
+    return (h + ((1 << r.shift) >> 1)) >> r.shift;
 }
 
 /* zero_point + nn_requant_apply(v), clamped to 0..255. */
@@ -488,18 +489,21 @@ void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, 
  *          t = acc[o] + nn_bias_units(b[o], zb, sb / unit);  if relu and t < 0: t = 0;
  *          y[o] = nn_requant_u8(t, nn_requant_make(unit / sy), zy) with y's CURRENT qparams; the min and
  *          max of t over all o are tracked (int32) and, after the layer, nn_range_observe(qy, tmin, tmax,
- *          unit, alpha). */
+ *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in) bytes, 4-byte aligned (x - zx widened
+ *          once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4 weights). */
+int32_t gemm_u8_forward_buffer_size(int32_t in);
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
-                     int32_t in, int32_t out, int32_t relu, float alpha);
+                     int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch);
 
 /* backward_input (error propagation): acc[i] = sum over active o of (w[o][i] - zw) * (e[o] - ze)
  *          t = acc[i];  if x is given and x[i] <= zx (the ReLU that produced x was off): t = 0;
  *          ex[i] = nn_requant_u8(t, nn_requant_make(unit / s_ex), z_ex) with unit = sw * se, tracked and
  *          observed as in forward.
  * Inactive rows (active[o] == 0) are skipped (dynamic sparse update); active == NULL: all rows.
- * scratch: gemm_u8_backward_input_buffer_size(in) bytes, 4-byte aligned. */
-int32_t gemm_u8_backward_input_buffer_size(int32_t in);
+ * scratch: gemm_u8_backward_input_buffer_size(in, out) bytes, 4-byte aligned (the active rows two by two
+ * with their errors packed for SMLAD; four input sums stay in registers over all rows). */
+int32_t gemm_u8_backward_input_buffer_size(int32_t in, int32_t out);
 void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
                             uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
                             int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);

@@ -41,8 +41,9 @@ def _forward(rng, size, kernels):
     qx, qw, qb, qy = _qp(rng), _qp(rng), _qp(rng), _qp(rng, positive=True)
     relu, alpha = int(rng.integers(2)), np.float32(0.1)
     y = np.zeros(n_out, np.uint8)
+    scratch = np.zeros(G.gemm_u8_forward_buffer_size(n_in) // 4 + 1, np.int32)
     call = kernels.call("gemm_u8_forward", x, _raw(qx), w, _raw(qw), b, _raw(qb), y, _raw(qy),
-                        n_in, n_out, relu, float(alpha), warm=size >= 1)
+                        n_in, n_out, relu, float(alpha), scratch, warm=size >= 1)
     G.gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha)
     return CaseOutput([call.outputs[6], call.outputs[7]], [y, _raw(qy)], call.cycles, n_in * n_out)
 
@@ -55,7 +56,7 @@ def _backward_input(rng, size, kernels):
     active = _mask(rng, n_out)
     alpha = np.float32(0.1)
     ex = np.zeros(n_in, np.uint8)
-    scratch = np.zeros(n_in, np.int32)
+    scratch = np.zeros(G.gemm_u8_backward_input_buffer_size(n_in, n_out) // 4 + 1, np.int32)
     call = kernels.call("gemm_u8_backward_input", w, _raw(qw), e, _raw(qe), ex, _raw(qex), x,
                         None if qx is None else _raw(qx), n_in, n_out, active, float(alpha), scratch,
                         warm=size >= 1)
@@ -95,9 +96,11 @@ def _update(rng, size, kernels):
 
 
 def _buffer_size(rng, size, kernels) -> CaseOutput:
-    n_in = int(rng.integers(1, max(2, int(2000 * size))))
-    c = [kernels.call(f"gemm_u8_{k}_buffer_size", n_in).result.return_value for k in ("backward_input", "backward_weight")]
-    py = [G.gemm_u8_backward_input_buffer_size(n_in), G.gemm_u8_backward_weight_buffer_size(n_in)]
+    n_in, n_out = (int(rng.integers(1, max(2, int(2000 * size)))) for _ in range(2))
+    c = [kernels.call(f"gemm_u8_{k}_buffer_size", *a).result.return_value
+         for k, a in (("forward", (n_in,)), ("backward_input", (n_in, n_out)), ("backward_weight", (n_in,)))]
+    py = [G.gemm_u8_forward_buffer_size(n_in), G.gemm_u8_backward_input_buffer_size(n_in, n_out),
+          G.gemm_u8_backward_weight_buffer_size(n_in)]
     return CaseOutput([np.array(c, np.int64)], [np.array(py, np.int64)], 0)
 
 

@@ -143,9 +143,14 @@ def sgd_u8_update(w, qw, g, qg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
     grad_rescale(qg, maxabs)
 
 
-def gemm_u8_backward_input_buffer_size(n_in):
-    """Bytes of scratch of gemm_u8_backward_input (as the C): the int32 sums of one input vector."""
-    return 4 * int(n_in)
+def gemm_u8_forward_buffer_size(n_in):
+    """Bytes of scratch of gemm_u8_forward (as the C): x - zx widened to int16, padded to 4."""
+    return 2 * ((int(n_in) + 3) & ~3)
+
+
+def gemm_u8_backward_input_buffer_size(n_in, n_out):
+    """Bytes of scratch of gemm_u8_backward_input (as the C): the active rows in pairs, 12 bytes a pair."""
+    return 12 * ((int(n_out) + 1) // 2)
 
 
 def gemm_u8_backward_weight_buffer_size(n_in):

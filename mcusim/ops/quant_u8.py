@@ -127,18 +127,18 @@ def requant_make(m):
         return np.int32(0x7FFFFFFF), np.int32(0)
     mult = np.int32(((b & 0x7FFFFF) | 0x800000) << 7)
     shift = np.int32(-2 - e)
-    if shift > 31:
-        extra = shift - 31
+    if shift > 30:
+        extra = shift - 30
         mult = np.int32(0) if extra >= 31 else np.int32(mult >> extra)
-        shift = np.int32(31)
+        shift = np.int32(30)
     return mult, shift
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def requant_apply(v, mult, shift):
-    """floor((v * mult + 2^(31 + shift)) / 2^(32 + shift)), as nn_requant_apply."""
-    p = np.int64(v) * np.int64(mult) + (np.int64(1) << np.int64(31 + shift))
-    return np.int32(np.int32(p >> np.int64(32)) >> shift)
+    """h = floor((v * mult + 2^31) / 2^32); (h + (2^shift >> 1)) >> shift, as nn_requant_apply."""
+    h = np.int32((np.int64(v) * np.int64(mult) + np.int64(0x80000000)) >> np.int64(32))
+    return np.int32((h + ((np.int32(1) << shift) >> 1)) >> shift)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
