@@ -40,23 +40,3 @@ const void *const __mcusim_vectors[16] = {
     0, 0, 0, 0,
     Default_Handler, Default_Handler, 0, Default_Handler, Default_Handler,
 };
-
-/* Freestanding builds may still emit calls to these; weak so a toolchain's own copies win. */
-__attribute__((weak)) void *memcpy(void *d, const void *s, size_t n) {
-    uint8_t *dp = d; const uint8_t *sp = s;
-    while (n--) *dp++ = *sp++;
-    return d;
-}
-
-__attribute__((weak)) void *memmove(void *d, const void *s, size_t n) {
-    uint8_t *dp = d; const uint8_t *sp = s;
-    if (dp < sp) while (n--) *dp++ = *sp++;
-    else while (n--) dp[n] = sp[n];
-    return d;
-}
-
-__attribute__((weak)) void *memset(void *d, int c, size_t n) {
-    uint8_t *dp = d;
-    while (n--) *dp++ = (uint8_t)c;
-    return d;
-}

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from .errors import McusimError
 from .outputs import check_target, write_atomic
-
-KB = 1024
+from .units import kb
 
 
 def _parse_arg(text: str):
@@ -22,40 +21,186 @@ def _parse_arg(text: str):
     try:
         return float(text)
     except ValueError:
-        raise McusimError(f"--arg {text!r} is neither an integer (e.g. 42, 0x2a) nor a float (e.g. 1.5)") from None
+        raise McusimError(f"--arg {text!r} is neither an integer (e.g. 42, 0x2a) nor a float (e.g. 1.5), an array "
+                          f"file (@in.npy) nor a fresh buffer (zeros:N:DTYPE)") from None
 
 
-def _machine(args, timing: bool = True):
+DEFAULT_CALL_BUDGET = 10_000_000_000     # cycles per call without --max-cycles: minutes of emulation, not hours
+
+
+class _CallAction(argparse.Action):
+    """`--call SYMBOL` starts a call; the `--arg`s after it are its arguments."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), (value, [])])
+
+
+class _ArgAction(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        calls = getattr(namespace, "calls", None)
+        if not calls:
+            parser.error(f"--arg {value} comes before any --call; give --call SYMBOL first, then its arguments")
+        calls[-1][1].append(value)
+
+
+def _dtype(text: str, where: str):
+    import numpy as np
+    try:
+        return np.dtype(text)
+    except TypeError:
+        raise McusimError(f"{where}: {text!r} is not a numpy dtype; use e.g. float32, int16, uint8") from None
+
+
+def _call_argument(machine, text: str, arrays: list):
+    """One --arg: a number, `@FILE.npy` (copied into SRAM, its address passed) or `zeros:N:DTYPE`."""
+    import numpy as np
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise McusimError(f"--arg {text}: cannot read {path} as a .npy array ({exc}); save it with numpy.save"
+                              ) from None
+        buf = machine.put(array, name=path.name)
+    elif text.startswith("zeros:"):
+        try:
+            _, count, dtype = text.split(":")
+            shape = (int(count),)
+        except ValueError:
+            raise McusimError(f"--arg {text}: write a fresh buffer as zeros:N:DTYPE, e.g. zeros:100:float32") from None
+        buf = machine.alloc(shape, _dtype(dtype, f"--arg {text}"), name=text)
+        buf.array[...] = 0
+    else:
+        return _parse_arg(text)
+    arrays.append(buf)
+    return buf
+
+
+def _write_out_array(machine, spec: str, arrays: list) -> str:
+    """--out-array FILE.npy=WHERE[:N:DTYPE]; WHERE is @K (the K-th array argument), a symbol or an address."""
+    import numpy as np
+    target, _, where = spec.partition("=")
+    parts = where.split(":")
+    if not target or len(parts) not in (1, 3):
+        raise McusimError(f"--out-array {spec!r}: write FILE.npy=WHERE[:N:DTYPE], e.g. out.npy=@2 or "
+                          f"out.npy=result:10:float32 or out.npy=0x20001000:16:uint8")
+    if parts[0].startswith("@"):
+        try:
+            buf = arrays[int(parts[0][1:]) - 1]
+        except (ValueError, IndexError):
+            raise McusimError(f"--out-array {spec!r}: {parts[0]} names no array argument; there are {len(arrays)} "
+                              f"(@1 is the first @FILE.npy or zeros: argument)") from None
+        address, count, dtype = buf.address, buf.array.size, buf.array.dtype
+    else:
+        if len(parts) != 3:
+            raise McusimError(f"--out-array {spec!r}: a symbol or address needs :N:DTYPE, e.g. {where}:10:float32")
+        try:
+            address = int(parts[0], 0)
+        except ValueError:
+            address = machine.fw.address(parts[0])
+        count, dtype = None, None
+    if len(parts) == 3:
+        try:
+            count = int(parts[1])
+        except ValueError:
+            raise McusimError(f"--out-array {spec!r}: N must be an element count, not {parts[1]!r}") from None
+        dtype = _dtype(parts[2], f"--out-array {spec}")
+    from unicorn import UcError
+    try:
+        data = bytes(machine.uc.mem_read(address, count * dtype.itemsize))
+    except UcError:
+        raise McusimError(f"--out-array {spec!r}: {count} x {dtype} at {address:#x} is not all in the board's "
+                          f"memory") from None
+    import io
+    out = io.BytesIO()
+    np.save(out, np.frombuffer(data, dtype).copy())
+    write_atomic(Path(target), out.getvalue())
+    return target
+
+
+def _machine(args, timing: bool = True, write_char=None, debuggable: bool = False):
     from .boards import load_board
     from .emulator import Machine
     from .emulator import STARTUP_BUDGET
     budget = args.max_cycles if args.max_cycles is not None else STARTUP_BUDGET     # start-up is budgeted too
     if not 1 <= budget < 1 << 62:
         raise McusimError(f"the cycle budget must be between 1 and 2^62 cycles, not {budget}")
-    return Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
-                   startup_budget=budget)
+    machine = Machine(args.firmware, board=load_board(args.board), hclk_mhz=args.hclk_mhz, timing=timing,
+                      startup_budget=budget, write_char=write_char,
+                      debuggable=debuggable)
+    for note in machine.static.notes:                   # a foreign ELF's layout: what had to be assumed
+        print(f"mcusim {args.command}: note: {note}", file=sys.stderr)
+    return machine
+
+
+def _to_stderr(c: str) -> None:
+    sys.stderr.write(c)
+    sys.stderr.flush()
+
+
+def _run_calls(m, calls, max_cycles):
+    """Run the --call/--arg sequence on one machine state; returns (results, array buffers in --arg order)."""
+    arrays, results = [], []
+    budget = max_cycles if max_cycles is not None else DEFAULT_CALL_BUDGET
+    for symbol, texts in calls:
+        values = [_call_argument(m, t, arrays) for t in texts]
+        results.append(m.call(symbol, *values, max_cycles=budget))
+    return results, arrays
+
+
+def _split_flags(values: list[str], option: str) -> list[str]:
+    """--cflags/--ldflags strings, split as a shell would (repeatable)."""
+    import shlex
+    try:
+        return [flag for value in values for flag in shlex.split(value)]
+    except ValueError as exc:
+        raise McusimError(f"{option} {values[-1]!r} cannot be split into flags ({exc}); quote it as one "
+                          f"shell word, e.g. {option} \"-DN=1 -Wextra\"") from None
 
 
 def cmd_cc(args) -> int:
     from .boards import load_board
     from .toolchain import build
     out = build(args.sources, args.output, opt=f"-O{args.opt}", include_dirs=args.include, defines=args.define,
-                toolchain=args.toolchain, stack_size=args.stack_size, board=load_board(args.board))
+                toolchain=args.toolchain, stack_size=args.stack_size, board=load_board(args.board),
+                libc=args.libc, float_abi=args.float_abi, gc_sections=args.gc_sections,
+                cflags=_split_flags(args.cflags, "--cflags"), ldflags=_split_flags(args.ldflags, "--ldflags"),
+                libs=args.libs)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_run(args) -> int:
-    m = _machine(args)
-    r = m.call(args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles)
-    mem = m.memory_summary(r.stack_peak_bytes)
-    report = {"symbol": r.symbol, "return_value": r.return_value, "cycles": r.cycles,
-              "instructions": r.instructions, "hclk_hz": r.hclk_hz, "seconds": r.seconds,
-              "flash_wait_states": m.model.wait_states, "flash_stall_cycles": r.flash_stall_cycles,
-              "taken_branches": r.taken_branches, **mem}
-    if args.json:
-        print(json.dumps(report))
+    json_stdout = args.json == "-"
+    if args.json not in (None, "-"):
+        check_target(Path(args.json))
+    m = _machine(args, write_char=_to_stderr if json_stdout else None,   # firmware output never mixes with JSON
+                 debuggable=args.gdb is not None)
+    if args.gdb is not None:
+        from .gdb import serve
+        first = args.calls[0][0]
+        serve(m, args.gdb, first)
+        print(f"{first} waits for gdb on port {args.gdb}: gdb-multiarch {args.firmware} "
+              f"-ex 'target remote :{args.gdb}'", file=sys.stderr, flush=True)
+    results, arrays = _run_calls(m, args.calls, args.max_cycles)
+    written = [_write_out_array(m, spec, arrays) for spec in args.out_array]
+    r = results[-1]
+    mem = m.memory_summary(max(c.stack_peak_bytes for c in results))
+    per_call = [{"symbol": c.symbol, "return_value": c.return_value, "cycles": c.cycles,
+                 "instructions": c.instructions, "seconds": c.seconds, "flash_stall_cycles": c.flash_stall_cycles,
+                 "taken_branches": c.taken_branches, "stack_peak_bytes": c.stack_peak_bytes} for c in results]
+    report = {**per_call[-1], "hclk_hz": r.hclk_hz, "flash_wait_states": m.model.wait_states, **mem,
+              "calls": per_call, "out_arrays": written}
+    if args.json is not None:
+        text = json.dumps(report)
+        if json_stdout:
+            print(text)
+        else:
+            write_atomic(Path(args.json), (text + "\n").encode())
+            print(f"wrote {args.json}", file=sys.stderr)
         return 0
+    for c in results[:-1]:
+        print(f"{c.symbol} returned {c.return_value!r} in {c.cycles} cycles")
     cpi = r.cycles / max(r.instructions, 1)
     print(f"{r.symbol} returned {r.return_value!r}\n"
           f"  cycles        {r.cycles:>12}  ({r.seconds * 1e3:.4f} ms at {r.hclk_hz / 1e6:g} MHz, "
@@ -66,13 +211,18 @@ def cmd_run(args) -> int:
           f"  stack peak    {mem['stack_peak_bytes']:>12}  bytes of {mem['stack_reserved_bytes']} reserved\n"
           f"  SRAM peak     {mem['sram_peak_bytes']:>12}  bytes of {mem['sram_limit_bytes']}\n"
           f"  flash         {mem['flash_bytes']:>12}  bytes of {mem['flash_limit_bytes']}")
+    for target in written:
+        print(f"wrote {target}")
     return 0
 
 
 def cmd_profile(args) -> int:
-    from .profile import annotate, callgrind, format_profile, profile_call
+    from .profile import annotate, callgrind, format_profile, profile_calls
     m = _machine(args)
-    p = profile_call(m, args.call, *[_parse_arg(a) for a in args.arg], max_cycles=args.max_cycles, top=args.top)
+    arrays: list = []
+    calls = [(symbol, [_call_argument(m, t, arrays) for t in texts]) for symbol, texts in args.calls]
+    budget = args.max_cycles if args.max_cycles is not None else DEFAULT_CALL_BUDGET
+    p = profile_calls(m, calls, max_cycles=budget, top=args.top)
     print(annotate(m, p, args.annotate) if args.annotate else format_profile(p))
     if args.callgrind:
         write_atomic(Path(args.callgrind), callgrind(p).encode())
@@ -95,10 +245,14 @@ def cmd_size(args) -> int:
     lines.append(f"  SRAM  {sram_total:>9} bytes of {sram_size} ({100 * sram_total / sram_size:.2f}%), "
                  f"{u.heap_hi - u.heap_lo} free for buffers")
     lines += [f"    {name:<14} {size:>9}" for name, size in sorted(u.sram.items(), key=lambda kv: -kv[1])]
+    for mem in board.extra_rams:
+        used = sum(n for name, n in u.other_ram.items() if name == mem.section)
+        lines.append(f"  {mem.name:<5} {used:>9} bytes of {mem.size} ({mem.kind}, section {mem.section})")
+    lines += [f"  note: {note}" for note in u.notes]
     syms = sorted((s for s in fw.symbols.values() if s.size and s.kind in ("func", "object")), key=lambda s: -s.size)
     lines.append("  largest symbols:")
     for s in syms[: args.top]:
-        region = "flash" if board.flash.origin <= s.addr < board.flash.end else "SRAM"
+        region = next((m.name for m in board.memories if m.origin <= s.addr < m.end), "?")
         lines.append(f"    {s.name:<32} {s.size:>9} {s.kind:<6} {region}")
     print("\n".join(lines))
     return 0
@@ -109,6 +263,7 @@ def cmd_size(args) -> int:
 def cmd_crosscheck(args) -> int:
     from tqdm import tqdm
 
+    from .boards import load_board
     from .crosscheck import all_checks, required_checks, run_checks
     from .kernel_lib import KernelLibrary
     found = all_checks()
@@ -130,7 +285,8 @@ def cmd_crosscheck(args) -> int:
         bar.set_description(f"{check.op} {check.dtype} {check.direction}")
         bar.update()
 
-    results = run_checks(checks, args.cases, args.seed, KernelLibrary(opt=args.opt), progress)
+    results = run_checks(checks, args.cases, args.seed, KernelLibrary(opt=args.opt, board=load_board(args.board)),
+                         progress)
     bar.close()
     ok = bool(results) and all(r.mismatches == 0 for r in results) and not missing
     if args.json:
@@ -167,7 +323,7 @@ def _ints(text: str) -> list[int]:
 def _common_train_config(args) -> dict:
     return dict(dataset=args.dataset, precision=args.precision, sparse=args.sparse, epochs=args.epochs,
                 seed=args.seed, lr=args.lr, lr_schedule=args.lr_schedule, hclk_mhz=args.hclk_mhz,
-                crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit)
+                crosscheck_samples=args.crosscheck_samples, train_limit=args.train_limit, board=args.board)
 
 
 def _run_training(args, cfg) -> dict:
@@ -209,7 +365,7 @@ def cmd_plan(args) -> int:
         raise McusimError("--sparse needs --precision u8 (dynamic sparse updates are a u8 method)")
     clocks = [None] if args.hclk_mhz is None else [_positive_float(v, "--hclk-mhz") for v in args.hclk_mhz.split(",")]
     models = [load_model(m) for m in args.model]
-    boards = [load_board(b) for b in args.board.split(",")]
+    boards = [load_board(b) for b in args.board.split(",")] if args.board else [load_board()]
     configs = list(itertools.product(models, boards, precisions, clocks))
     if args.profile and len(configs) != 1:
         raise McusimError("--profile profiles one plan; give one model, precision, board and clock")
@@ -270,13 +426,14 @@ def cmd_vae_train(args) -> int:
 def _print_mcu(mcu: dict) -> None:
     fits = "fits" if mcu["fits"] else "does NOT fit"
     if mcu["fits"]:
-        print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms and "
-              f"{mcu['energy_mj']:.2f} mJ per training sample, {mcu['inference_ms']:.1f} ms per inference; "
-              f"SRAM {mcu['sram_bytes']['total'] / 1000:.1f} kB of {mcu['sram_bytes']['limit'] / 1024:.0f} KB ({fits}); "
+        energy = "" if mcu["energy_mj"] is None else f" and {mcu['energy_mj']:.2f} mJ"
+        print(f"on the {mcu['board']} at {mcu['hclk_mhz']:g} MHz: {mcu['latency_ms']:.1f} ms{energy} "
+              f"per training sample, {mcu['inference_ms']:.1f} ms per inference; "
+              f"SRAM {kb(mcu['sram_bytes']['total'])} of {kb(mcu['sram_bytes']['limit'])} ({fits}); "
               f"emulator matches the host bit for bit: {mcu['crosscheck']['bit_exact']}")
     else:
-        print(f"the model {fits} in {mcu['sram_bytes']['limit'] / 1024:.0f} KB of SRAM "
-              f"(planned {mcu['sram_bytes']['planned_total'] / 1000:.1f} kB)")
+        print(f"the model {fits} in {kb(mcu['sram_bytes']['limit'])} of SRAM "
+              f"(planned {kb(mcu['sram_bytes']['planned_total'])})")
 
 
 def cmd_vae_report(args) -> int:
@@ -301,13 +458,15 @@ def cmd_vae_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .boards import DEFAULT_BOARD
+    from .boards import BOARD_ENV, DEFAULT_BOARD
     from .toolchain import DEFAULT_STACK
     p = argparse.ArgumentParser(prog="mcusim", description="Cycle-approximate Cortex-M4 simulator for on-device training studies")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def board_opt(sp):
-        sp.add_argument("--board", default=DEFAULT_BOARD, help="board name or path to a board TOML (default %(default)s)")
+    def board_opt(sp, several: bool = False):
+        compare = " (several, comma-separated, to compare)" if several else ""
+        sp.add_argument("--board", default=None, metavar="NAME|FILE" + (",..." if several else ""),
+                        help=f"board name or path to a board TOML{compare} (default: ${BOARD_ENV}, else {DEFAULT_BOARD})")
 
     cc = sub.add_parser("cc", help="compile and link C/assembly into Cortex-M4F firmware")
     cc.add_argument("sources", nargs="+", metavar="SRC")
@@ -318,6 +477,23 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("-D", dest="define", action="append", default=[], metavar="NAME[=VALUE]")
     cc.add_argument("--toolchain", choices=["zig", "gcc"], default="zig")
     cc.add_argument("--stack-size", type=int, default=DEFAULT_STACK, help="bytes reserved for the stack")
+    cc.add_argument("--libc", choices=["nano", "full", "none"], default="nano",
+                    help="C library and compiler support: zig links picolibc (built on first use, cached) and "
+                         "compiler-rt, gcc newlib-nano (nano, the default) or newlib (full) and libgcc; none links "
+                         "start-up only (gcc: and libgcc), as mcusim's own kernels")
+    cc.add_argument("--float-abi", choices=["hard", "soft"], default="hard",
+                    help="hard (FPU, floats in s0-s15) or soft (no FPU, floats in core registers); `mcusim run` "
+                         "reads which from the ELF")
+    cc.add_argument("--cflags", action="append", default=[], metavar='"FLAGS"',
+                    help="extra compiler flags, split as a shell would (repeatable); one flag alone is "
+                         "written --cflags=-w")
+    cc.add_argument("--ldflags", action="append", default=[], metavar='"FLAGS"',
+                    help="extra link flags, e.g. \"-L lib -Wl,--print-memory-usage\" (repeatable)")
+    cc.add_argument("-l", dest="libs", action="append", default=[], metavar="NAME", help="link libNAME.a too")
+    cc.add_argument("--no-gc-sections", dest="gc_sections", action="store_false",
+                    help="keep unused functions and data (by default, with -ffunction-sections -fdata-sections, "
+                         "--gc-sections drops what nothing uses; the sources' global symbols are always kept). "
+                         "With zig this keeps all of compiler-rt (about 170 KB)")
     board_opt(cc)
     cc.set_defaults(func=cmd_cc)
 
@@ -325,13 +501,25 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("profile", cmd_profile, "cycles per function and the hottest instructions of one call")):
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("firmware", metavar="FIRMWARE.elf")
-        sp.add_argument("--call", required=True, metavar="SYMBOL")
-        sp.add_argument("--arg", action="append", default=[], metavar="VALUE", help="argument (repeat in order)")
-        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's, 120)")
-        sp.add_argument("--max-cycles", type=int, default=None, help="fault if the call runs longer")
+        sp.add_argument("--call", dest="calls", action=_CallAction, required=True, metavar="SYMBOL",
+                        help="function to call; repeat to run several calls on one machine state in order" +
+                             ("" if name == "run" else " (profiled together)"))
+        sp.add_argument("--arg", action=_ArgAction, metavar="VALUE",
+                        help="argument of the preceding --call (repeat in order): 42, 0x2a, 1.5, @in.npy (the "
+                             "array copied into SRAM, its address passed) or zeros:N:DTYPE (a zeroed SRAM buffer)")
+        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
+        sp.add_argument("--max-cycles", type=int, default=None,
+                        help=f"fault if a call runs longer (default {DEFAULT_CALL_BUDGET:.0e} cycles)")
         board_opt(sp)
         if name == "run":
-            sp.add_argument("--json", action="store_true", help="print one JSON object")
+            sp.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                            help="write the results as one JSON object to FILE, or to stdout without FILE "
+                                 "(firmware output then goes to stderr)")
+            sp.add_argument("--out-array", action="append", default=[], metavar="FILE.npy=WHERE[:N:DTYPE]",
+                            help="after the calls, save memory as .npy: WHERE is @K (the K-th array --arg), "
+                                 "a symbol or an address (these need :N:DTYPE)")
+            sp.add_argument("--gdb", type=int, default=None, metavar="PORT",
+                            help="wait at the first call's first instruction for gdb-multiarch on this TCP port")
         else:
             sp.add_argument("--top", type=int, default=15, help="hottest instructions to list")
             sp.add_argument("--annotate", metavar="FUNCTION", default=None,
@@ -347,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     xc.add_argument("--seed", type=int, default=0)
     xc.add_argument("--opt", default="-O2", choices=["-O2", "-O3", "-Os"], help="optimisation of the C kernels")
     xc.add_argument("--json", action="store_true")
+    board_opt(xc)
     xc.set_defaults(func=cmd_crosscheck)
 
     vae = sub.add_parser("vae", help="on-device VAE training: train, report").add_subparsers(dest="vae_command",
@@ -363,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="constant (the paper's) or cosine-annealed to 0 over --epochs (default: constant for "
                              "fp32, cosine for u8)")
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--hclk-mhz", type=float, default=120.0)
+        sp.add_argument("--hclk-mhz", type=float, default=None, help="core clock (default: the board's)")
+        board_opt(sp)
         sp.add_argument("--crosscheck-samples", type=int, default=crosscheck,
                         help="training samples run on the emulated MCU too and compared bit for bit "
                              f"(default {crosscheck or 'the first batch, at most 10'})")
@@ -394,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also profile one training step: cycles per function and source line, callgrind format")
     pl.add_argument("--plot", default=None, metavar="FILE.png",
                     help="also draw SRAM per layer by kind and the live-buffer timeline of the step")
-    board_opt(pl)
+    board_opt(pl, several=True)
     pl.set_defaults(func=cmd_plan)
 
     tr = vae.add_parser("train", help="train the VAE as the paper does and measure it on the MCU")

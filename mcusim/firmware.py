@@ -17,6 +17,7 @@ from elftools.elf.sections import SymbolTableSection
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 PF_X = 0x1
+EF_ARM_ABI_FLOAT_SOFT = 0x200          # ARM ELF e_flags: built for the soft-float procedure call standard
 
 
 class FirmwareError(McusimError):
@@ -126,6 +127,11 @@ class Firmware:
         return cls(path, segments, sections, symbols, _data_ranges(mapping, sections), raw)
 
     # -- symbols -------------------------------------------------------------------------------
+    @cached_property
+    def soft_float_abi(self) -> bool:
+        """Floats are passed and returned in core registers (`mcusim cc --float-abi soft`), not s0-s15."""
+        return bool(int.from_bytes(self._elf_bytes[36:40], "little") & EF_ARM_ABI_FLOAT_SOFT)
+
     def symbol(self, name: str) -> Symbol:
         try:
             return self.symbols[name]
@@ -139,8 +145,19 @@ class Firmware:
 
     @cached_property
     def _functions(self) -> tuple[list[int], list[Symbol]]:
-        funcs = sorted((s for s in self.symbols.values() if s.kind == "func" and s.size), key=lambda s: s.addr)
-        return [f.addr for f in funcs], funcs
+        """Functions by address; one without a size (assembly with no `.size`) extends to the next
+        function or the end of its section."""
+        funcs = sorted((s for s in self.symbols.values() if s.kind == "func"), key=lambda s: (s.addr, -s.size))
+        sized = []
+        for i, f in enumerate(funcs):
+            if not f.size:
+                section_end = next((s.addr + s.size for s in self.sections if s.addr <= f.addr < s.addr + s.size),
+                                   f.addr)
+                following = next((g.addr for g in funcs[i + 1:] if g.addr > f.addr), section_end)
+                f = Symbol(f.name, f.addr, min(following, section_end) - f.addr, f.kind)
+            if f.size and not (sized and sized[-1].addr == f.addr):    # aliases: the first (sized) name
+                sized.append(f)
+        return [f.addr for f in sized], sized
 
     def function_at(self, addr: int) -> Symbol | None:
         starts, funcs = self._functions
@@ -208,7 +225,18 @@ class Firmware:
 
     # -- signatures ----------------------------------------------------------------------------
     @cached_property
+    def content_digest(self) -> str:
+        import hashlib
+        return hashlib.sha256(self._elf_bytes).hexdigest()
+
+    @cached_property
     def _signatures(self) -> dict[str, Signature]:
+        import sys
+
+        from .disk_cache import cached, source_digest
+        return cached("signatures", (self.content_digest, source_digest(sys.modules[__name__])), self._read_signatures)
+
+    def _read_signatures(self) -> dict[str, Signature]:
         import io
         sigs = {}
         try:

@@ -1,6 +1,6 @@
 """The training kernels as one firmware, called from the host with numpy arrays.
 
-Every `kernels/*.c` (except the start-up) is built into one ELF; `KernelLibrary.call` copies the
+Every `kernels/*.c` (except the start-up and C-library glue) is built into one ELF; `KernelLibrary.call` copies the
 array arguments into SRAM buffers, runs the kernel on the emulator with the cycle model, and returns
 the arrays as the kernel left them, with the call's cycles. Used by the cross-checks, the tests and
 the on-MCU measurements.
@@ -13,17 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .boards import Board, load_board
 from .emulator import CallResult, Machine
-from .toolchain import KERNEL_DIR, STARTUP, build
+from .toolchain import KERNEL_DIR, RUNTIME_SOURCES, build
 
 
 def kernel_sources() -> list[Path]:
-    return sorted(p for p in KERNEL_DIR.glob("*.c") if p.resolve() != STARTUP.resolve())
+    runtime = {p.resolve() for p in RUNTIME_SOURCES}
+    return sorted(p for p in KERNEL_DIR.glob("*.c") if p.resolve() not in runtime)
 
 
 @lru_cache(maxsize=None)
-def kernel_firmware(opt: str = "-O2", toolchain: str = "zig") -> Path:
-    return build(kernel_sources(), opt=opt, toolchain=toolchain, stack_size=8 * 1024)
+def kernel_firmware(opt: str = "-O2", toolchain: str = "zig", board: Board | None = None) -> Path:
+    return build(kernel_sources(), opt=opt, toolchain=toolchain, stack_size=8 * 1024, board=board)
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,10 @@ class KernelCall:
 class KernelLibrary:
     """One emulated board with all training kernels loaded."""
 
-    def __init__(self, opt: str = "-O2", hclk_mhz: float | None = None, toolchain: str = "zig"):
-        self.machine = Machine(kernel_firmware(opt, toolchain), hclk_mhz=hclk_mhz)
+    def __init__(self, opt: str = "-O2", hclk_mhz: float | None = None, toolchain: str = "zig",
+                 board: Board | None = None):
+        board = board or load_board()
+        self.machine = Machine(kernel_firmware(opt, toolchain, board), board=board, hclk_mhz=hclk_mhz)
 
     def call(self, symbol: str, *args, warm: bool = False) -> KernelCall:
         """Run `symbol`; numpy arrays are passed as pointers to SRAM copies. `None` passes NULL.

@@ -22,6 +22,7 @@ from .graph import MODEL_NAME
 from .outputs import check_target, write_atomic
 
 TASKS = ("classify", "autoencode")
+MAX_ONNX_BYTES = 256 << 20       # far beyond any model an MCU trains; refused before it is read whole
 SUPPORTED = ("Conv (2-D, groups allowed, the same padding on all four sides, dilations 1), "
              "ConvTranspose (2-D, group 1), Gemm (alpha = beta = 1, transA = 0), MatMul (+ Add of a constant "
              "bias), Relu, Clip(0, 6), Sigmoid (only as the last node of an autoencoder), MaxPool, "
@@ -69,6 +70,9 @@ def _load(path: Path):
         raise OnnxImportError(f"{path}: no such file")
     if not path.is_file():
         raise OnnxImportError(f"{path}: not a regular file; pass the path of an .onnx model file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise OnnxImportError(f"{path} is {path.stat().st_size} bytes, more than any model an MCU can train "
+                              f"({MAX_ONNX_BYTES >> 20} MB); pass the .onnx file of a small model")
     try:
         model = onnx.load(str(path))
     except DecodeError as exc:

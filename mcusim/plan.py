@@ -27,8 +27,8 @@ PROVENANCE = {
     "macs": "analytic: counted from the shapes (padding taps excluded)",
     "cycles": "emulated: one training sample run call by call on the emulated board",
     "stack": "emulated: stack painting during that sample",
-    "energy": "model: the board's run current per MHz x supply voltage x time (no data-dependent term)",
 }
+NO_POWER = "none: the board file gives no [power] figures, so no energy is estimated"
 SAMPLE_SCALARS = {"alpha_a": 0.1, "alpha_e": 0.1}
 UPDATE_SCALARS = {"lr": 0.001, "alpha_norm": 0.15, "alpha_w": 0.001}
 
@@ -97,7 +97,11 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     if profile is not None:
         from .ir import phase_symbol
         profile(device.machine, phase_symbol("sample"), *[scalars[v.name] for v in program.scalars("sample")])
-    energy_per_cycle_uj = board.power_mw(hclk) / hclk / 1e3       # mW / MHz = nJ per cycle -> uJ
+    power = None if board.power is None else board.power.at(hclk)      # None: the board file has no [power]
+    power_mw = None if power is None else power.power_mw
+
+    def energy_uj(cycles: float) -> float | None:
+        return None if power is None else power.energy_uj(cycles)
 
     rows = []
     for node in model.nodes:
@@ -112,7 +116,7 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
         rows.append({"name": node.name, "op": node.op, "in": list(node.in_shapes[0]), "out": list(node.out_shape),
                      "params": node.n_weights + node.n_bias if node.trainable else 0, "sram": sram, "macs": macs,
                      "cycles": c, "cycles_total": total, "ms": 1e3 * total / (hclk * 1e6),
-                     "uj": total * energy_per_cycle_uj,
+                     "uj": energy_uj(total),
                      "mac_per_cycle": sum(macs.values()) / total if total else None})
     task_cycles = cycles.get(("task", "task"), 0)
     per_sample = sum(r["cycles_total"] for r in rows) + task_cycles
@@ -127,14 +131,15 @@ def make_plan(model: Graph, board: Board | None = None, precision: str = "u8", s
     flash_total, flash_limit = static.flash_bytes, board.flash.size
     return {
         "model": model.name, "task": model.task, "precision": precision, "sparse": sparse, "batch": batch,
-        "board": board.name, "hclk_mhz": hclk, "provenance": PROVENANCE,
+        "board": board.name, "hclk_mhz": hclk,
+        "provenance": {**PROVENANCE, "energy": board.power.describe(hclk) if board.power else NO_POWER},
         "timing_memory_enlarged": measured_on is not board,
         "layers": rows,
         "task_cycles": task_cycles,
         "sram_by_kind": by_kind,
         "timeline": live_timeline(program),
         "step": {"cycles_per_sample": per_sample, "ms_per_sample": 1e3 * per_sample / (hclk * 1e6),
-                 "uj_per_sample": per_sample * energy_per_cycle_uj, "power_mw": board.power_mw(hclk),
+                 "uj_per_sample": energy_uj(per_sample), "power_mw": power_mw,
                  "update_cycles_per_batch": update_batch,
                  "cycles_per_sample_batch1": per_sample - update_batch / batch + update_batch,
                  "whole_step_cycles": whole.cycles,

@@ -5,10 +5,20 @@ import csv
 import io
 import json
 
-KB = 1000.0
+from .units import KB, kb
+
 COLUMNS = ("layer", "op", "in -> out", "params", "act kB", "err kB", "weights kB", "grads kB", "optim kB",
            "qparams kB", "sparse kB", "MACs", "fwd cyc", "bwd_in cyc", "bwd_w cyc", "update cyc", "ms", "uJ",
            "MAC/cyc", "share")
+
+
+def _round(value: float | None, digits: int):
+    """Energy figures are None on a board without [power] figures: shown as '-'."""
+    return "-" if value is None else round(value, digits)
+
+
+def _energy(uj: float | None) -> str:
+    return "no energy (the board gives no power figures)" if uj is None else f"{uj:.1f} uJ"
 
 
 def _rows(plan: dict) -> list[list]:
@@ -19,7 +29,7 @@ def _rows(plan: dict) -> list[list]:
         rows.append([r["name"], r["op"], shape, r["params"], *(round(s[k] / KB, 2) for k in
                      ("activations", "errors", "weights", "gradients", "optimiser", "qparams", "sparse")),
                      sum(r["macs"].values()), c["forward"], c["backward_input"], c["backward_weight"],
-                     round(c["update_per_sample"]), round(r["ms"], 3), round(r["uj"], 2),
+                     round(c["update_per_sample"]), round(r["ms"], 3), _round(r["uj"], 2),
                      round(r["mac_per_cycle"], 3) if r["mac_per_cycle"] else "-", f"{100 * r['share']:.1f}%"])
     return rows
 
@@ -47,7 +57,7 @@ def _summary(plan: dict) -> list[str]:
              f"{' sparse ' + str(plan['sparse']) if plan['sparse'] else ''}, batch {plan['batch']}, "
              f"{plan['board']} at {plan['hclk_mhz']:g} MHz",
              f"training step per sample: {st['cycles_per_sample']:,.0f} cycles = {st['ms_per_sample']:.2f} ms, "
-             f"{st['uj_per_sample']:.1f} uJ (update amortised over the batch; with --batch 1: "
+             f"{_energy(st['uj_per_sample'])} (update amortised over the batch; with --batch 1: "
              f"{st['cycles_per_sample_batch1']:,.0f} cycles); task (input, loss, latent): {plan['task_cycles']:,} cycles",
              f"cross-check: the calls one by one sum to {st['per_call_sum_cycles']:,.0f} cycles, the step in one "
              f"call takes {st['whole_step_cycles']:,} ({100 * (st['per_call_sum_cycles'] / st['whole_step_cycles'] - 1):+.2f}%)",
@@ -55,10 +65,10 @@ def _summary(plan: dict) -> list[str]:
              f"task buffers (input, loss, latent): {plan['sram_by_kind']['task'] / KB:.2f} kB"]
     for what, f in (("SRAM", fit["sram"]), ("flash", fit["flash"])):
         terms = " + ".join(f"{k} {v:,} B" for k, v in f["terms"].items())
-        verdict = "fits" if f["fits"] else f"does NOT fit: over by {f['over_by']:,} B ({f['over_by'] / 1024:.1f} KiB)"
-        lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({f['limit'] / 1024:.0f} KiB): {verdict}")
+        verdict = "fits" if f["fits"] else f"does NOT fit: over by {f['over_by']:,} B ({kb(f['over_by'])})"
+        lines.append(f"{what}: {terms} = {f['total']:,} B of {f['limit']:,} B ({kb(f['limit'])}): {verdict}")
     if plan["timing_memory_enlarged"]:
-        lines.append(f"does not fit in {fit['sram']['limit'] / 1024:.0f} KiB; timing measured with memory enlarged")
+        lines.append(f"does not fit in {kb(fit['sram']['limit'])}; timing measured with memory enlarged")
     return lines + _provenance(plan)
 
 
@@ -111,6 +121,6 @@ def render_comparison(plans: list[dict], fmt: str) -> str:
         rows.append([p["model"], p["precision"] + (f" sparse {p['sparse']}" if p["sparse"] else ""), p["board"],
                      f"{p['hclk_mhz']:g}", sum(r["params"] for r in p["layers"]), st["macs_per_sample"],
                      sram["total"], sram["limit"], fits, round(st["cycles_per_sample"]), round(st["ms_per_sample"], 2),
-                     round(st["uj_per_sample"], 1),
+                     _round(st["uj_per_sample"], 1),
                      round(1e3 * st["cycles_per_sample_batch1"] / (p["hclk_mhz"] * 1e6), 2)])
     return _table(fmt, COMPARE_COLUMNS, rows, _provenance(plans[0]), plans[0]["provenance"], left=4)

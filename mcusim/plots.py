@@ -1,13 +1,12 @@
 """PNG plots of a training run: loss and accuracy curves, SRAM use against the board, generated samples.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no windows, no global state) and written
-atomically: to a temporary name in the target directory, then renamed over the final name.
+atomically (mcusim.outputs.write_atomic).
 """
 from __future__ import annotations
 
+import io
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .report import KB, paper_value
-
-LABELS_PER_CLASS = (10, 100, 200)
+from .outputs import write_atomic
+from .report import paper_value
+from .units import KB
 
 
 def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
@@ -27,21 +26,12 @@ def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write fig to path atomically (temp file in the same directory, then os.replace)."""
+    """Write fig to path through mcusim.outputs (atomic, never over a folder, device or symlink)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique hidden name next to the target; open(..., "xb") keeps the usual umask permissions (mkstemp: 0600)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -79,7 +69,8 @@ def _plot_accuracy(results: dict, path: Path) -> Path:
     fig = _new_figure()
     ax = fig.add_subplot()
     any_points = False
-    for labels in LABELS_PER_CLASS:
+    evaluated = {int(k) for e in results["epochs"] for k in (e.get("test_accuracy") or {})}
+    for labels in sorted(evaluated):                  # the run's --labels, whatever they were
         pts = [(e["epoch"], 100 * (e.get("test_accuracy") or {}).get(str(labels)))
                for e in results["epochs"] if (e.get("test_accuracy") or {}).get(str(labels)) is not None]
         if not pts:
@@ -105,29 +96,35 @@ def _plot_accuracy(results: dict, path: Path) -> Path:
     return save_png(fig, path)
 
 
-def _plot_sram(results: dict, path: Path) -> Path:
+def sram_bars(results: dict) -> dict:
+    """The SRAM plot's stacked bars in kB: this run (summing to results.json's total) and, where the paper
+    has one, its Table I figure; and the board's limit."""
     sram = results["mcu"]["sram_bytes"]
     cfg = results.get("config", {})
-    bars = ["this run"]
-    weights = [sram["weights"] / KB]
-    acts = [sram["activations"] / KB]
-    # the rest of the total: start-up data, the measured stack, the decode buffer (the bar sums to results.json)
-    other = [(sram["total"] - sram["weights"] - sram["activations"]) / KB]
+    bars = {"label": ["this run"], "weights": [sram["weights"] / KB], "activations": [sram["activations"] / KB],
+            # the rest of the total: start-up data, the measured stack, the decode buffer
+            "other": [(sram["total"] - sram["weights"] - sram["activations"]) / KB], "limit": sram["limit"] / KB}
     pw = paper_value("sram_weights", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     pa = paper_value("sram_activations", variant=cfg.get("variant", "baseline"), setting=cfg.get("precision", "fp32"))
     if pw is not None and pa is not None:
-        bars.append("paper, Table I\n(no static/stack figure)")
-        weights.append(pw)
-        acts.append(pa)
-        other.append(0.0)
+        bars["label"].append("paper, Table I\n(no static/stack figure)")
+        bars["weights"].append(pw)
+        bars["activations"].append(pa)
+        bars["other"].append(0.0)
+    return bars
+
+
+def _plot_sram(results: dict, path: Path) -> Path:
+    b = sram_bars(results)
+    bars, weights, acts, other = b["label"], b["weights"], b["activations"], b["other"]
     fig = _new_figure(5.6, 4.6)
     ax = fig.add_subplot()
     x = np.arange(len(bars))
     ax.bar(x, weights, width=0.5, label="weights + gradients")
     ax.bar(x, acts, width=0.5, bottom=weights, label="activations + errors")
     ax.bar(x, other, width=0.5, bottom=np.add(weights, acts), label="start-up data, stack, decode buffer")
-    limit = sram["limit"] / KB
-    ax.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.0f} kB)")
+    limit = b["limit"]
+    ax.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.1f} kB)")
     for xi, total in zip(x, np.add(np.add(weights, acts), other)):
         ax.annotate(f"{total:.1f} kB", (xi, total), ha="center", va="bottom", xytext=(0, 2),
                     textcoords="offset points", fontsize="small")
@@ -230,7 +227,7 @@ def plot_plan(plan: dict, path: str | Path) -> Path:
     limit = plan["fit"]["sram"]["limit"] / KB
     line.axhline(tl["static_bytes"] / KB, color="black", linestyle="--",
                  label=f"all buffers static, as the firmware keeps them ({tl['static_bytes'] / KB:.1f} kB)")
-    line.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.0f} kB)")
+    line.axhline(limit, color="red", linestyle="--", label=f"SRAM limit ({limit:.1f} kB)")
     peak = tl["peak_call"]
     if peak is not None:
         line.annotate(f"peak of live buffers {tl['peak_bytes'] / KB:.1f} kB", (peak, tl["peak_bytes"] / KB),

@@ -8,6 +8,7 @@ Source lines come from the firmware's DWARF line programme. `annotate` lists one
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from .emulator import CallResult, Machine
 
 _BL_TARGET = re.compile(r"^bl(?:x)?\s+#(0x[0-9a-f]+)$")
+_TAIL_CALL = re.compile(r"^b(?:\.w)?\s+#(0x[0-9a-f]+)$")          # unconditional only: its count is its takens
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,25 @@ class Profile:
 
 
 def profile_call(machine: Machine, symbol: str, *args, max_cycles: int | None = None, top: int = 15) -> Profile:
+    return profile_calls(machine, [(symbol, args)], max_cycles=max_cycles, top=top)
+
+
+def profile_calls(machine: Machine, calls, max_cycles: int | None = None, top: int = 15) -> Profile:
+    """One profile over several calls (symbol, args) made in order on the machine's state; its result
+    sums their cycles and instructions and is named `A+B+...`."""
     model = machine.model
     model.set_profiling(True)
     try:
-        result = machine.call(symbol, *args, max_cycles=max_cycles)
+        results = [machine.call(symbol, *args, max_cycles=max_cycles) for symbol, args in calls]
     finally:
         counts, extra = (t.copy() for t in model.profile_tables())
         model.set_profiling(False)
+    result = results[0] if len(results) == 1 else dataclasses.replace(
+        results[-1], symbol="+".join(r.symbol for r in results), return_value=results[-1].return_value,
+        cycles=sum(r.cycles for r in results), instructions=sum(r.instructions for r in results),
+        stack_peak_bytes=max(r.stack_peak_bytes for r in results),
+        flash_stall_cycles=sum(r.flash_stall_cycles for r in results),
+        taken_branches=sum(r.taken_branches for r in results))
     fw = machine.fw
     per_insn, excl, calls_to, sites = [], {}, {}, []
     for d in model.insns:
@@ -66,13 +80,16 @@ def profile_call(machine: Machine, symbol: str, *args, max_cycles: int | None = 
         excl[fname] = excl.get(fname, 0) + cycles
         per_insn.append(HotInstruction(d.address, fw.describe(d.address), d.text, n, cycles, fname,
                                        fw.source_line(d.address)))
-        m = _BL_TARGET.match(d.text)
+        m = _BL_TARGET.match(d.text) or _TAIL_CALL.match(d.text)
         if m and n:
-            callee = fw.function_at(int(m.group(1), 16))
-            if callee is not None:
+            target = int(m.group(1), 16)
+            callee = fw.function_at(target)
+            tail_call = callee is not None and callee.addr == target and callee.name != fname
+            if callee is not None and (m.re is _BL_TARGET or tail_call):   # B to another function's entry
                 calls_to[callee.name] = calls_to.get(callee.name, 0) + n
                 sites.append((fname, callee.name, n, d.address))
-    calls_to.setdefault(symbol, 1)
+    for symbol, _ in calls:
+        calls_to[symbol] = calls_to.get(symbol, 0) + 1
 
     inclusive: dict[str, int] = {}
 

@@ -5,7 +5,7 @@
     print(build_report(runs))
 
 Every cell is "ours (paper, ours/paper)" where the paper has a figure, and "ours" alone otherwise.
-kB in this module means 1000 bytes (as in the paper's Table I).
+kB means 1000 bytes (mcusim.units, as in the paper's Table I).
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import McusimError
+from .units import KB
 
 RESULTS_FILE = "results.json"
-KB = 1000
+PAPER_EPOCHS = 100              # the paper's figures are after 100 epochs on the full training set
 
 # ---------------------------------------------------------------------------------------------------------------------
 # errors
@@ -291,6 +292,22 @@ def _accuracy(ep: dict, labels: int) -> float | None:
 # the report
 
 
+def _unlike_the_paper(run: dict) -> str:
+    """What sets a run apart from the paper's setting (full training set, 100 epochs), said next to it."""
+    cfg = run["config"]
+    differences = []
+    if "embedded" in str(cfg.get("data", "")):
+        differences.append("the embedded 3000-image subset")
+    if cfg.get("train_limit"):
+        differences.append(f"only the first {cfg['train_limit']} training images")
+    if len(run["epochs"]) < PAPER_EPOCHS:
+        differences.append(f"{len(run['epochs'])} epochs")
+    if not differences:
+        return ""
+    return (f" — **not the paper's setting** ({', '.join(differences)}; the paper trains {PAPER_EPOCHS} epochs on the "
+            f"full training set): its ratios below are not a reproduction")
+
+
 def build_report(runs: list[dict]) -> str:
     """Markdown comparing the runs with the paper: (a) accuracy and neg. ELBO, (b) SRAM, (c) time and energy.
 
@@ -312,7 +329,7 @@ def build_report(runs: list[dict]) -> str:
                    f"{len(run['epochs'])}/{cfg['epochs']} epochs, batch {cfg.get('batch_size', '?')}, "
                    f"lr {cfg.get('lr', '?')} {cfg.get('lr_schedule', 'constant')}, seed {cfg['seed']}, {mcu.get('board', '?')} @ "
                    f"{_num(mcu.get('hclk_mhz', cfg.get('hclk_mhz')))} MHz; wall time {_duration(run['wall_seconds'])}"
-                   f"{extra}")
+                   f"{extra}{_unlike_the_paper(run)}")
     out.append("")
     out.append("Cells read \"ours (paper, ours/paper)\" where the paper reports a figure, \"ours\" alone otherwise.")
     out.append("")
@@ -379,8 +396,9 @@ def build_report(runs: list[dict]) -> str:
             "the sparse rows are \"60%\" and \"10% of structures updated\" (a sparse run is compared with the "
             "row within 10 points of its measured update rate, or by lambda_max if it recorded none). "
             "Ours: training step and inference are *emulated* (cycle counts of the simulated firmware at the run's "
-            "clock); power and energy are a *model* (the board's constant run current per MHz x supply voltage, "
-            "not a measurement); \"—\" when the model does not fit in SRAM.", ""]
+            "clock); power and energy are a *model* (the board's datasheet run-current table x supply voltage, "
+            "not a measurement; each run's `power_model` in results.json names the table); "
+            "\"—\" when the model does not fit in SRAM.", ""]
     chosen = _dedupe(runs, lambda r: (r["config"]["variant"], _setting_label(r["config"])), "table (c)", notes)
     rows = []
     for _, run in chosen:

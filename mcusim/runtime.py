@@ -22,7 +22,7 @@ from .ir import PHASES, Call, Program, call_symbol, phase_symbol, twin_name
 from .kernel_lib import kernel_sources
 from .ops.quant_u8 import QP_DTYPE
 from .render_c import c_source
-from .render_numba import numba_source
+from .render_numba import lane_arena_sizes, numba_source
 from .toolchain import build, cache_dir
 
 NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "i16": np.int16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
@@ -45,6 +45,17 @@ def _twin_modules(p: Program) -> dict[str, str]:
     missing = p.kernels() - found.keys()
     if missing:
         raise RuntimeError(f"no Numba twin for kernels {sorted(missing)}")
+    return found
+
+
+def _lane_twin_modules(p: Program) -> dict[str, str]:
+    """kernel -> module of its batch-lane twin (`<twin>_lanes`), for the kernels that have one."""
+    found = {}
+    for mod_name in _twin_module_names():
+        mod = importlib.import_module(mod_name)
+        for k in p.kernels():
+            if k not in found and callable(getattr(mod, twin_name(k) + "_lanes", None)):
+                found[k] = mod_name
     return found
 
 
@@ -88,11 +99,14 @@ class HostStep:
 
     def __init__(self, program: Program):
         self.program = program
-        self.module = _generated_module(numba_source(program, _twin_modules(program)),
+        self.module = _generated_module(numba_source(program, _twin_modules(program), _lane_twin_modules(program)),
                                         f"{program.name}_{program.precision}")
         self.layout = program.layout()
         self.arenas = {d: np.zeros(n, NP_DTYPE[d]) for d, n in program.arena_sizes().items()}
         self._order = sorted(self.arenas)
+        # the batch drivers' per-sample tensors, LANES samples side by side (render_numba)
+        lanes = lane_arena_sizes(program)
+        self._lane_arenas = [np.zeros(lanes[d], NP_DTYPE[d]) for d in sorted(lanes)]
 
     def view(self, name: str) -> np.ndarray:
         t = self.program.tensors[name]
@@ -110,7 +124,8 @@ class HostStep:
         classifier) inside Numba; returns the per-image losses (or, for "encode", the [count, features])."""
         fn = getattr(self.module, f"{phase_symbol(phase)}_batch")
         labels = np.zeros(0, np.int64) if labels is None else labels
-        args = [self.arenas[d] for d in self._order] + [images, labels, order, np.int64(start), np.int64(count)]
+        args = [self.arenas[d] for d in self._order] + self._lane_arenas + \
+            [images, labels, order, np.int64(start), np.int64(count)]
         return fn(*args, *[np.float32(scalars[s.name]) for s in self.program.scalars(phase)])
 
     def state(self) -> dict[str, np.ndarray]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .boards import load_board
+from .boards import default_board_name, load_board
 from .classifier import balanced_subset, train_head
 from .datasets import load, load_or_embedded, resolve_dir
 from .errors import McusimError
@@ -41,7 +42,8 @@ DEFAULT_LR_SCHEDULE = {"u8": "cosine", "fp32": "constant"}
 MCU_PROVENANCE = {
     "cycles, latency_ms, inference_ms": "emulated: the first training batch run on the emulated board",
     "sram_bytes": "analytic plan (activations, weights, planned_total) + emulated (static, stack, measured_total)",
-    "power_mw, energy_mj": "model: the board's constant run current per MHz x supply voltage (not a measurement)",
+    "power_mw, energy_mj": "model: the board's run-current table x supply voltage (not a measurement); "
+                           "results.json's power_model says which table, at which clock",
     "epochs, wall_seconds, samples_per_second": "host: measured while training on the host's Numba twins",
 }
 
@@ -74,7 +76,8 @@ class TrainConfig:
     alpha_e: float = 0.1
     alpha_w: float = 0.001
     alpha_norm: float | None = None
-    hclk_mhz: float = 120.0
+    hclk_mhz: float | None = None              # None: the board's default clock
+    board: str | None = None                   # board name or TOML path; None: $MCUSIM_BOARD or the default
     crosscheck_samples: int = 100
     train_limit: int | None = None
     data: str = ""
@@ -98,8 +101,13 @@ class TrainConfig:
         if not self.labels_per_class or min(self.labels_per_class) < 1:
             raise TrainError(f"--labels takes positive numbers of labelled samples per class, not "
                              f"{self.labels_per_class}")
+        if not 0 <= self.seed < 1 << 32:
+            raise TrainError(f"--seed must be between 0 and 2^32-1 (the generators' 32-bit state), not {self.seed}")
         if self.train_limit is not None and self.train_limit < 1:
             raise TrainError(f"--train-limit must be a positive number of samples, not {self.train_limit}")
+        self.board = self.board or default_board_name()
+        if self.hclk_mhz is None:
+            self.hclk_mhz = load_board(self.board).default_hclk_mhz
         if not (math.isfinite(self.hclk_mhz) and self.hclk_mhz > 0):
             raise TrainError(f"--hclk-mhz must be a positive clock in MHz, not {self.hclk_mhz}")
         if not 1 <= self.crosscheck_samples <= self.batch_size:
@@ -134,11 +142,26 @@ class ModelTrainConfig(TrainConfig):
         """Any data set: it is checked against the model when it is loaded."""
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _same_shape(value, model) -> bool:
+    """`value` has the structure of `model`: the same keys in every dict, a number where it has a number,
+    a string where a string; where the model holds None, any number, bool, string or None."""
+    if isinstance(model, dict):
+        return isinstance(value, dict) and value.keys() == model.keys() and all(
+            _same_shape(value[k], m) for k, m in model.items())
+    if model is None:
+        return value is None or isinstance(value, (bool, str)) or _number(value)
+    return _number(value) if _number(model) else isinstance(value, type(model))
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
                  resume: bool = False, progress: bool = True, log=print):
         config.validate()
-        load_board().wait_states(config.hclk_mhz)           # a clock the board cannot run fails now, not later
+        load_board(config.board).wait_states(config.hclk_mhz)   # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self._claim_output()
         self.generic = isinstance(config, ModelTrainConfig)
@@ -151,9 +174,12 @@ class Trainer:
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
         self.start_epoch = 0
-        if resume:
+        saved = (self.out / "checkpoint.npz").exists() or (self.out / "results.json").exists()
+        if resume and saved:
             self._resume()
         else:
+            if resume:                             # killed before its first epoch ended: that is a fresh start
+                self.log(f"--resume: nothing was saved in {self.out} yet; starting the run from the beginning")
             if (self.out / "results.json").exists():
                 raise TrainError(f"{self.out} already holds a run (results.json); pass --resume to continue "
                                  f"it or choose another --out")
@@ -237,9 +263,25 @@ class Trainer:
                              f"--out") from None
         except OSError as exc:
             raise TrainError(f"cannot write into --out {self.out}: {exc.strerror or exc}") from None
-        for name in ("results.json", "checkpoint.npz"):
-            for stale in self.out.glob(f".{name}.*.tmp"):
+        for pattern in (".results.json.*.tmp", ".checkpoint.npz.*.tmp", ".*.png.*.tmp"):
+            for stale in self.out.glob(pattern):
                 stale.unlink(missing_ok=True)
+
+    def _check_saved_results(self, saved) -> None:
+        """The results a checkpoint carries must have the structure this class writes (a damaged or edited
+        file fails here, not in the middle of the run or of its report)."""
+        epoch_keys = {"epoch", f"train_{self.loss_key}", f"test_{self.loss_key}", "test_accuracy", "update_rate",
+                      "seconds"}
+        accuracy_ok = lambda a: a is None or _number(a) or (isinstance(a, dict) and all(map(_number, a.values())))  # noqa: E731
+        ok = (isinstance(saved, dict) and isinstance(saved.get("config"), dict)
+              and _number(saved.get("wall_seconds")) and _number(saved.get("samples_per_second"))
+              and isinstance(saved.get("epochs"), list)
+              and all(isinstance(e, dict) and e.keys() == epoch_keys and _number(e[f"test_{self.loss_key}"])
+                      and _number(e[f"train_{self.loss_key}"]) and accuracy_ok(e["test_accuracy"])
+                      for e in saved["epochs"])
+              and (saved.get("mcu") is None or _same_shape(saved["mcu"], self._mcu_report(None, [], None, 0, 0))))
+        if not ok:
+            raise ValueError("its results are not those of an mcusim run of this model")
 
     def _layout(self) -> str:
         """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
@@ -250,12 +292,14 @@ class Trainer:
         if not path.exists():
             raise TrainError(f"--resume: no checkpoint.npz in {self.out}; start the run without --resume")
         try:
-            with np.load(path) as ck:
+            with np.load(path, allow_pickle=False) as ck:
                 saved = json.loads(bytes(ck["results"]).decode())
                 layout = bytes(ck["layout"]).decode() if "layout" in ck.files else None
                 arenas = {k[len("arena_"):]: ck[k] for k in ck.files if k.startswith("arena_")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise TrainError(f"--resume: {path} is unreadable ({exc}); delete it to start afresh") from None
+            self._check_saved_results(saved)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise TrainError(f"--resume: {path} is unreadable or damaged ({exc}); delete the folder's checkpoint.npz "
+                             f"and results.json to start afresh") from None
         mine = asdict(self.cfg)
         keys = ["dataset", "precision", "sparse", "variant", "batch_size", "lr", "lr_schedule", "seed", "train_limit"]
         if self.generic:
@@ -272,7 +316,8 @@ class Trainer:
                              f"or an mcusim older than the operator registry); finish that run with the mcusim "
                              f"that started it, or start afresh in another --out")
         for name, arena in arenas.items():
-            if name not in self.host.arenas or self.host.arenas[name].shape != arena.shape:
+            mine_arena = self.host.arenas.get(name)
+            if mine_arena is None or mine_arena.shape != arena.shape or mine_arena.dtype != arena.dtype:
                 raise TrainError(f"--resume: {path} does not match model {self.model.name} ({name} arena)")
             self.host.arenas[name][...] = arena
         saved["config"] = mine
@@ -353,14 +398,14 @@ class Trainer:
     # -- the MCU -------------------------------------------------------------------------------
     def _device(self) -> DeviceStep | None:
         try:
-            return DeviceStep(self.program, hclk_mhz=self.cfg.hclk_mhz)
+            return DeviceStep(self.program, hclk_mhz=self.cfg.hclk_mhz, board=load_board(self.cfg.board))
         except MemoryBudgetError as exc:
             self.log(f"the {self.cfg.precision} '{self.model.name}' model does not fit the MCU: {exc}")
             return None
 
     def _mcu_report(self, device: DeviceStep | None, cycles: list[int], bit_exact: bool | None, steps: int,
                     stack: int) -> dict:
-        board = load_board()
+        board = load_board(self.cfg.board)
         p = self.program
         activations = p.total("activations") + p.total("io")      # the image is the first activation
         weights = p.total("weights")
@@ -372,7 +417,7 @@ class Trainer:
                                  "measured_total": None, "static": None, "stack": None},
                   "fits": device is not None, "cycles_per_training_sample": None,
                   "cycles_per_training_sample_std": None, "cycles_per_inference": None,
-                  "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None,
+                  "latency_ms": None, "inference_ms": None, "power_mw": None, "energy_mj": None, "power_model": None,
                   "crosscheck": {"steps": steps, "bit_exact": bit_exact},
                   "provenance": MCU_PROVENANCE}
         if device is None:
@@ -386,11 +431,13 @@ class Trainer:
                                     total=elf_static + stack)
         infer = device.run("evaluate", **self._eval_scalars())
         hz = self.cfg.hclk_mhz * 1e6
-        power = board.power_mw(self.cfg.hclk_mhz)
+        power = None if board.power is None else board.power.at(self.cfg.hclk_mhz)
         mean = float(np.mean(cycles))
         report.update(cycles_per_training_sample=mean, cycles_per_training_sample_std=float(np.std(cycles)),
                       cycles_per_inference=float(infer.cycles), latency_ms=1e3 * mean / hz,
-                      inference_ms=1e3 * infer.cycles / hz, power_mw=power, energy_mj=power * mean / hz)
+                      inference_ms=1e3 * infer.cycles / hz, power_mw=None if power is None else power.power_mw,
+                      energy_mj=None if power is None else power.energy_uj(mean) / 1e3,
+                      power_model=board.power.describe(self.cfg.hclk_mhz) if board.power else None)
         return report
 
     def _crosschecked_batch(self, device: DeviceStep, order: np.ndarray) -> tuple[np.ndarray, list[int], int]:

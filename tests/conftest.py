@@ -1,4 +1,5 @@
 """Shared fixtures: firmware built once per session (the build cache makes rebuilds cheap)."""
+import os
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from mcusim.toolchain import build
 
 FIRMWARE = Path(__file__).parent / "firmware"
+os.environ.pop("MCUSIM_BOARD", None)      # the tests expect the default board unless they choose one
 
 
 @pytest.fixture(scope="session")

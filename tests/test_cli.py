@@ -62,7 +62,7 @@ def test_run_text_profile_and_size(elf):
     ("bad clock", ["run", "{elf}", "--call", "add_int", "--hclk-mhz", "500"], 2, "outside 0..120"),
     ("endless loop", ["run", "{faults}", "--call", "spin", "--max-cycles", "50000"], 3, "exceeded its budget"),
     ("fault", ["run", "{faults}", "--call", "write_flash", "--arg", "1"], 3, "flash-write"),
-    ("over SRAM", ["cc", FIRMWARE / "too_big.c", "-o", "{tmp}/big.elf"], 2, "over by 76.0 KB"),
+    ("over SRAM", ["cc", FIRMWARE / "too_big.c", "-o", "{tmp}/big.elf"], 2, "over by 77.8 kB"),
     ("compile error", ["cc", "{tmp}/broken.c", "-o", "{tmp}/broken.elf"], 2, "failed to build"),
     ("int over 32 bits", ["run", "{elf}", "--call", "add_int", "--arg", "4294967296", "--arg", "1"], 2,
      "does not fit a 32-bit register"),

@@ -440,6 +440,7 @@ def test_unsupported_attributes_name_node_attribute_value(tmp_path, case, fragme
     ("truncated", "is not an ONNX model or is truncated"),
     (None, "no such file"),
     ("dir", "not a regular file"),
+    ("huge", "more than any model an MCU can train"),           # a 4 GiB input was read whole
 ])
 def test_unreadable_files(tmp_path, content, fragment):
     path = tmp_path / "bad.onnx"
@@ -448,6 +449,9 @@ def test_unreadable_files(tmp_path, content, fragment):
         content = data[:len(data) // 2]
     if content == "dir":
         path.mkdir()
+    elif content == "huge":
+        with open(path, "wb") as f:
+            f.truncate(4 << 30)                                   # sparse: no disk space used
     elif content is not None:
         path.write_bytes(content)
     refused(path, fragment)

@@ -206,3 +206,40 @@ def test_report_over_a_runs_folder_skips_what_is_not_a_finished_vae_run(tmp_path
     assert main(["vae", "report", str(good), str(tmp_path / "empty")]) == 0
     assert "skipping" in capsys.readouterr().err
     assert main(["vae", "report", str(tmp_path / "empty")]) == 2
+
+
+def test_report_output_never_replaces_a_folder_or_a_symlink_target(tmp_path, capsys):
+    """`vae report -o` once renamed over whatever was at the target."""
+    from mcusim.cli import main
+    run = _write(tmp_path, "run", _results())
+    kept = tmp_path / "kept.md"
+    kept.write_text("mine")
+    (tmp_path / "link.md").symlink_to(kept)
+    for target in (tmp_path, tmp_path / "link.md", tmp_path / "missing" / "r.md"):
+        assert main(["vae", "report", str(run), "-o", str(target)]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    assert kept.read_text() == "mine" and tmp_path.is_dir() and (tmp_path / "link.md").is_symlink()
+
+
+def test_plot_results_report_and_cli_agree_on_a_run(tmp_path, capsys):
+    """One run: the SRAM plot's bars, results.json, the report and the CLI line give the same kB (1000 bytes),
+    and the report says that a short run on part of the data is not the paper's setting."""
+    from mcusim.cli import main
+    from mcusim.plots import sram_bars
+    from mcusim.units import kb
+    out = tmp_path / "run"
+    assert main(["vae", "train", "--epochs", "1", "--train-limit", "100", "--crosscheck-samples", "1",
+                 "--head-epochs", "1", "--labels", "1", "--quiet", "--out", str(out)]) == 0
+    cli = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    sram = results["mcu"]["sram_bytes"]
+    bars = sram_bars(results)
+    assert bars["weights"][0] + bars["activations"][0] + bars["other"][0] == pytest.approx(sram["total"] / 1000)
+    assert bars["limit"] == sram["limit"] / 1000
+    assert f"SRAM {kb(sram['total'])} of {kb(sram['limit'])}" in cli
+    md = build_report([load_results(out)])
+    row = next(line for line in md.splitlines() if line.startswith(f"| baseline | u8 | {kb(sram['activations'])} ("))
+    assert f"| {kb(sram['weights'])} (" in row and f"| {kb(sram['total'])} | {kb(sram['limit'])} |" in row
+    assert f"{bars['activations'][0]:.1f} kB" == kb(sram["activations"])
+    assert "not the paper's setting** (the embedded 3000-image subset, only the first 100 training images, 1 epochs" in md
+    assert "KB" not in cli + md and "KiB" not in cli + md

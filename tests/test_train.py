@@ -95,8 +95,10 @@ def test_run_errors_are_explained(tmp_path):
         Trainer(small(epochs=1), tmp_path / "r", progress=False)
     with pytest.raises(TrainError, match="was made with precision='fp32'"):
         Trainer(small("u8", epochs=2), tmp_path / "r", resume=True, progress=False)
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "results.json").write_text("{}")           # a results.json whose checkpoint is gone
     with pytest.raises(TrainError, match="no checkpoint.npz"):
-        Trainer(small(epochs=1), tmp_path / "empty", resume=True, progress=False)
+        Trainer(small(epochs=1), tmp_path / "lost", resume=True, progress=False)
     with pytest.raises(TrainError, match="--sparse needs --precision u8"):
         Trainer(small(sparse=[0.1, 0.6]), tmp_path / "s", progress=False)
     with pytest.raises(TrainError, match="rarest class"):
@@ -113,7 +115,7 @@ def test_memory_fit_verdict(variant, precision, fits):
     if fits:
         DeviceStep(program)
     else:
-        with pytest.raises(MemoryBudgetError, match="of SRAM but stm32l4r5zi has 640.0 KB"):
+        with pytest.raises(MemoryBudgetError, match="of SRAM but stm32l4r5zi has 655.4 kB"):
             DeviceStep(program)
 
 

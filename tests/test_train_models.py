@@ -120,7 +120,8 @@ def test_bad_training_options_are_explained(tmp_path, capsys, option, value, mes
     assert not (tmp_path / "r" / "results.json").exists()
 
 
-@pytest.mark.parametrize("option, value", [("--labels", "0"), ("--head-epochs", "-1"), ("--lr", "inf")])
+@pytest.mark.parametrize("option, value", [("--labels", "0"), ("--head-epochs", "-1"), ("--lr", "inf"),
+                                           ("--hclk-mhz", "0"), ("--seed", "-1")])
 def test_bad_vae_options_are_explained(tmp_path, capsys, option, value):
     assert main(["vae", "train", option, value, "--out", str(tmp_path / "v")]) == 2
     assert option in capsys.readouterr().err

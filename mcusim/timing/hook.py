@@ -111,14 +111,16 @@ def block_hook(uc, address, size, user_data):
     if jumped:
         pe = (st[S.PREV_END] - code_lo) >> 1
         penalty = full[st[S.OFF_TARGET] + hs]
+        charged_at = hs                               # the profile's halfword for the penalty
         if 0 <= pe <= n_hw:
             taken = full[st[S.OFF_TAKEN] + pe]
             penalty += taken
             if taken > 0:
                 st[S.TAKEN_BRANCHES] += 1
-                if st[S.PROFILE] != 0:                # charge it to the branch instruction itself
-                    wide = pe >= 2 and full[st[S.OFF_LEN] + pe - 2] == 2
-                    full[st[S.OFF_EXTRA] + pe - (2 if wide else 1)] += taken
+                wide = pe >= 2 and full[st[S.OFF_LEN] + pe - 2] == 2
+                charged_at = pe - (2 if wide else 1)  # the refill, target alignment included: the branch's
+        if st[S.PROFILE] != 0:
+            full[st[S.OFF_EXTRA] + charged_at] += penalty
         cycles += penalty
 
     ws = st[S.WAIT_STATES]
@@ -141,6 +143,8 @@ def block_hook(uc, address, size, user_data):
             st[S.LITERAL_STALLS] += stall
             st[S.FLASH_STALLS] += stall
             cycles += stall
+            if st[S.PROFILE] != 0:                    # to the block, with its fetch stalls
+                full[st[S.OFF_EXTRA] + hs] += stall
 
     if st[S.PROFILE] != 0:
         ol = st[S.OFF_LEN]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..boards import Board
 from ..firmware import Firmware
-from . import cortex_m4 as rules
+from . import rules_for
 from . import state as S
 
 
@@ -52,8 +52,9 @@ def _literal_address(d: Decoded) -> int | None:
     return ((d.address + 4) & ~3) + d.mem[2]
 
 
-def decode(firmware: Firmware) -> list[Decoded]:
-    """Linear sweep over the code, skipping the data ranges marked by `$d` mapping symbols."""
+def decode(firmware: Firmware, rules) -> list[Decoded]:
+    """Linear sweep over the code, skipping the data ranges marked by `$d` mapping symbols; `rules` is
+    the core's timing-rules module."""
     md = disassembler()
     out: list[Decoded] = []
     for base, blob in firmware.code_ranges():
@@ -83,6 +84,15 @@ def decode(firmware: Firmware) -> list[Decoded]:
     return out
 
 
+def cached_decode(firmware: Firmware, rules) -> list[Decoded]:
+    """decode(), kept on disk by the ELF's content and the timing rules' source (mcusim/disk_cache.py)."""
+    import sys
+
+    from ..disk_cache import cached, source_digest
+    return cached("decode", (firmware.content_digest, source_digest(rules, sys.modules[__name__])),
+                  lambda: decode(firmware, rules))
+
+
 class CycleModel:
     """Static tables + the state array for one firmware at one clock on one board."""
 
@@ -90,7 +100,7 @@ class CycleModel:
         self.board = board
         self.hclk_mhz = hclk_mhz
         self.wait_states = board.wait_states(hclk_mhz)
-        self.insns = decode(firmware)
+        self.insns = cached_decode(firmware, rules_for(board.core.timing_rules))
         self._addresses = [d.address for d in self.insns]
         ranges = firmware.code_ranges()
         self.code_lo = min(a for a, _ in ranges) if ranges else board.flash.origin

@@ -141,6 +141,16 @@ FUNC ld_lit                         /* PC-relative literal (flash, 0 wait states
 1:  .word 0x12345678
 ENDF ld_lit
 
+    .balign 4
+FUNC fp_vldr_lit                    /* VLDR from a literal pool */
+    nop
+    vldr s0, 1f
+    nop
+    bx lr
+    .balign 4
+1:  .word 0x3f800000
+ENDF fp_vldr_lit
+
 /* ---------------------------------------------------------------- load/store pipelining */
     .balign 4
 FUNC pl_ldr_ldr                     /* LDR;LDR, independent addresses: 3 */
@@ -452,6 +462,20 @@ FUNC br_popc_ref                    /* PUSH; POP without PC; BX LR */
 ENDF br_popc_ref
 
     .balign 4
+FUNC br_bxlr_lr_written             /* LR written just before BX LR: its target is issued from execute */
+    mov r12, lr
+    mov lr, r12
+    bx lr
+ENDF br_bxlr_lr_written
+
+    .balign 4
+FUNC br_bxlr_other_written          /* the same with another register written: issued from decode */
+    mov r12, lr
+    mov r1, r12
+    bx lr
+ENDF br_bxlr_other_written
+
+    .balign 4
 FUNC br_tbb                         /* r1 = 0: TBB, 2+P */
     nop
     tbb [pc, r1]
@@ -621,6 +645,55 @@ FUNC fp_vpp_8                       /* 9 + 9 */
     nop
     bx lr
 ENDF fp_vpp_8
+
+/* ---------------------------------------------------------------- FPU result latency
+ * nop; <producer>; <consumer>; nop; bx lr: the consumer waits one cycle for an arithmetic result,
+ * unless it only takes it as a multiply-accumulate's addend (forwarded); the producer is quoted */
+.macro FPAIR name, producer:req, consumer:vararg
+    .balign 4
+FUNC \name
+    nop
+    \producer
+    \consumer
+    nop
+    bx lr
+ENDF \name
+.endm
+
+FPAIR fpl_vadd_vadd_dep,   "vadd.f32 s0, s1, s2", vadd.f32 s3, s0, s1
+FPAIR fpl_vadd_vadd_indep, "vadd.f32 s0, s1, s2", vadd.f32 s3, s4, s5
+FPAIR fpl_vmul_vadd_dep,   "vmul.f32 s0, s1, s2", vadd.f32 s3, s4, s0
+FPAIR fpl_vdiv_vstr_dep,   "vdiv.f32 s0, s1, s2", vstr s0, [r0, #20]
+FPAIR fpl_vcvt_vmov_dep,   "vcvt.s32.f32 s0, s1", vmov r1, s0
+FPAIR fpl_vmla_vmul_dep,   "vmla.f32 s0, s1, s2", vmul.f32 s3, s0, s4
+FPAIR fpl_vmul_vmla_addend,  "vmul.f32 s0, s1, s2", vmla.f32 s0, s3, s4
+FPAIR fpl_vmla_vmla_addend,  "vmla.f32 s0, s1, s2", vmla.f32 s0, s3, s4
+FPAIR fpl_vmul_vmla_operand, "vmul.f32 s0, s1, s2", vmla.f32 s3, s0, s4
+FPAIR fpl_vmul_vfma_operand, "vmul.f32 s0, s1, s2", vfma.f32 s0, s0, s4
+FPAIR fpl_vabs_vadd_dep,   "vabs.f32 s0, s1", vadd.f32 s3, s0, s1
+FPAIR fpl_vadd_vstm_d,     "vadd.f32 s1, s2, s3", vstmia r0, {d0}
+FPAIR fpl_vadd_vmov_other, "vadd.f32 s0, s1, s2", vmov r1, s3
+
+/* 200 VADD.F32, each reading the previous result or not (the published lab measurement's sequences) */
+    .balign 4
+FUNC fpl_chain_dep
+    nop
+    .rept 200
+    vadd.f32 s0, s0, s1
+    .endr
+    nop
+    bx lr
+ENDF fpl_chain_dep
+
+    .balign 4
+FUNC fpl_chain_indep
+    nop
+    .rept 200
+    vadd.f32 s0, s1, s2
+    .endr
+    nop
+    bx lr
+ENDF fpl_chain_indep
 
 /* ---------------------------------------------------------------- unaligned data accesses */
 CASE ua_ldr_h,  ldr r1, [r0, #2]        /* word at a halfword address: +1 */
