@@ -23,7 +23,7 @@ import tempfile
 import numpy as np
 
 from mcusim.ops import conv_u8, gemm_u8
-from mcusim.ops.quant_u8 import grad_qparams, make_qparams
+from mcusim.ops.quant_u8 import QP_DTYPE, grad_scales, make_qparams
 from twin_speed import best_us                          # benchmarks/ is the script's directory
 
 BASELINE = "7c27955"                 # plain-loop twins, before the speed-up
@@ -87,13 +87,17 @@ def cases(G, C, seed=0):
     """[(layer name, {direction: thunk})]; buffers are fresh per call of cases() (same seed, same data)."""
     rng = np.random.default_rng(seed)
     u8 = lambda n: rng.integers(0, 256, int(n)).astype(np.uint8)  # noqa: E731
-    scaled = "qgw" in inspect.signature(G.gemm_u8_backward_weight.py_func).parameters
-    if scaled:              # int16 gradients with a gradient scale (after 2026-11-30), passed after each buffer
+    params = inspect.signature(G.gemm_u8_backward_weight.py_func).parameters
+    if "sgw" in params or "qgw" in params:    # int16 gradients (after 2026-11-30), scales after each buffer
         grad = lambda n: rng.integers(-2000, 2000, int(n)).astype(np.int16)  # noqa: E731
-        qg = grad_qparams()
-    else:                   # half-float gradients (the baseline revision)
+    else:                                     # half-float gradients (the baseline revision)
         grad = lambda n: (rng.standard_normal(int(n)) * 0.01).astype(np.float16).view(np.uint16)  # noqa: E731
-    gq = (lambda g: (g, qg.copy())) if scaled else (lambda g: (g,))  # noqa: E731
+    if "sgw" in params:                       # a scale per row
+        gq = lambda g, rows: (g, grad_scales(rows))  # noqa: E731
+    elif "qgw" in params:                     # one qparams record per tensor
+        gq = lambda g, rows: (g, np.array([(2.0 ** -16, 0, 0.0, 0.0)], QP_DTYPE))  # noqa: E731
+    else:
+        gq = lambda g, rows: (g,)  # noqa: E731
     out = []
     a = np.float32(0.01)
     for n_in, n_out in GEMMS:
@@ -107,10 +111,10 @@ def cases(G, C, seed=0):
                 G.gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, i, o, 1, a),
             "bwd_in": lambda w=w, qw=qw, e=e, qe=qe, ex=ex, qex=qex, x=x, qx=qx, i=n_in, o=n_out:
                 G.gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, i, o, None, a),
-            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw), gb=gq(gb), i=n_in, o=n_out:
+            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw, n_out), gb=gq(gb, n_out), i=n_in, o=n_out:
                                 G.gemm_u8_backward_weight(x, qx, e, qe, *gw, *gb, i, o, None),
                                 _mirrored(rng, qe, n_out)),
-            "sgd": lambda w=w, qw=qw, gw=gq(gs), norm=norm, i=n_in, o=n_out:
+            "sgd": lambda w=w, qw=qw, gw=gq(gs, n_out), norm=norm, i=n_in, o=n_out:
                 G.sgd_u8_update(w, qw, *gw, norm, o, i, i, np.float32(1e-3), np.float32(0.01),
                                 np.float32(0.01), None),
         }))
@@ -130,9 +134,9 @@ def cases(G, C, seed=0):
                 fw(x, qx, w, qw, b, qb, y, qy, d, 1, a),
             "bwd_in": lambda w=w, qw=qw, e=e, qe=qe, ex=ex, qex=qex, x=x, qx=qx, d=d, bi=bi:
                 bi(w, qw, e, qe, ex, qex, x, qx, d, None, a),
-            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw), gb=gq(gb), d=d, bw=bw:
+            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw, oc), gb=gq(gb, oc), d=d, bw=bw:
                                 bw(x, qx, e, qe, *gw, *gb, d, None), _mirrored(rng, qe, n_y)),
-            "sgd": lambda w=w, qw=qw, gw=gq(gs), norm=norm, r=rows, c=n_w // rows:
+            "sgd": lambda w=w, qw=qw, gw=gq(gs, rows), norm=norm, r=rows, c=n_w // rows:
                 G.sgd_u8_update(w, qw, *gw, norm, r, c, c, np.float32(1e-3), np.float32(0.01),
                                 np.float32(0.01), None),
         }))

@@ -277,11 +277,12 @@ int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d) {
     const int32_t pe = (d->out_h * d->out_w + 1) & ~1;
     const int32_t hp = d->in_h + d->pad + nn__strided_far(d->out_h, d->stride, d->pad, d->k_h, d->in_h);
     const int32_t wp = d->in_w + d->pad + nn__strided_far(d->out_w, d->stride, d->pad, d->k_w, d->in_w);
-    return (d->out_c + 1) * pe * 2 + d->out_c * 4 + pe * 4 + nn__align4(d->in_c * hp * wp * 2);
+    return (d->out_c + 1) * pe * 2 + d->out_c * (4 + (int32_t)sizeof(nn_requant)) + pe * 4 +
+           nn__align4(d->in_c * hp * wp * 2);
 }
 
 void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                               int16_t *gw, const nn_qparams *qgw, int16_t *gb, const nn_qparams *qgb,
+                               int16_t *gw, const float *sgw, int16_t *gb, const float *sgb,
                                const nn_conv_dims *d, const uint8_t *active, int32_t *scratch) {
     const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
                   out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
@@ -289,10 +290,10 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
     const int32_t zx = qx->zero_point, ze = qe->zero_point, stride_o = in_c * kh * kw;
     const int32_t hp = in_h + pad + nn__strided_far(out_h, s, pad, kh, in_h);
     const int32_t wp = in_w + pad + nn__strided_far(out_w, s, pad, kw, in_w), cstep = hp * wp;
-    const nn_requant rq = nn_requant_make((qe->scale * qx->scale) / qgw->scale);
-    const float kb = qe->scale / qgb->scale;
+    const float unit = qe->scale * qx->scale;
     int32_t *idx = scratch;
-    int16_t *de = (int16_t *)(scratch + out_c), *xc = de + out_c * pe;
+    nn_requant *rq = (nn_requant *)(scratch + out_c);     /* the requantization of each active row */
+    int16_t *de = (int16_t *)(rq + out_c), *xc = de + out_c * pe;
     int32_t *poff = (int32_t *)(xc + pe);
     int16_t *xp = (int16_t *)(poff + pe);
     int32_t na = 0;
@@ -307,7 +308,8 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
             sum += v;
         }
         if (pe > plane) r[plane] = 0;
-        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, kb));
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
+        rq[na] = nn_requant_make(unit / sgw[o]);
         idx[na++] = o;
     }
     if (na == 0) return;
@@ -332,12 +334,12 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
                     int32_t i0, i1;
                     nn__dot2_i16(de + k * pe, de + (k + 1) * pe, xc, pe, &i0, &i1);
                     int16_t *g0 = gk + idx[k] * stride_o, *g1 = gk + idx[k + 1] * stride_o;
-                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(i0, rq));
-                    *g1 = (int16_t)nn_sat16(*g1 + nn_requant_apply(i1, rq));
+                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(i0, rq[k]));
+                    *g1 = (int16_t)nn_sat16(*g1 + nn_requant_apply(i1, rq[k + 1]));
                 }
                 if (k < na) {
                     int16_t *g0 = gk + idx[k] * stride_o;
-                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(nn__dot_i16(de + k * pe, xc, pe), rq));
+                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(nn__dot_i16(de + k * pe, xc, pe), rq[k]));
                 }
             }
         }

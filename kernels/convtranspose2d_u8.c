@@ -142,8 +142,8 @@ int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d) {
 }
 
 void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                        const nn_qparams *qe, int16_t *gw, const nn_qparams *qgw, int16_t *gb,
-                                        const nn_qparams *qgb, const nn_conv_dims *d, const uint8_t *active,
+                                        const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                        const float *sgb, const nn_conv_dims *d, const uint8_t *active,
                                         int32_t *scratch) {
     const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
                   out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
@@ -151,8 +151,7 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
     const int32_t hp = pad + out_h + nn__ct_far(in_h, s, pad, kh, out_h);
     const int32_t wp = pad + out_w + nn__ct_far(in_w, s, pad, kw, out_w);
     const int32_t zx = qx->zero_point, ze = qe->zero_point;
-    const nn_requant rq = nn_requant_make((qe->scale * qx->scale) / qgw->scale);
-    const float kb = qe->scale / qgb->scale;
+    const float unit = qe->scale * qx->scale;
     int16_t *xs = (int16_t *)scratch, *ec = xs + in_c * pe;
     int32_t *poff = (int32_t *)(ec + pe);
     int16_t *ep = (int16_t *)(poff + pe);
@@ -179,7 +178,8 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
                 sum += v;
             }
         }
-        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, kb));
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
+        const nn_requant rq = nn_requant_make(unit / sgw[o]);
         for (int32_t ky = 0; ky < kh; ky++) {
             for (int32_t kx = 0; kx < kw; kx++) {
                 const int16_t *eb = ep + ky * wp + kx;      /* padded error of tap (ky, kx) at input (0, 0) */

@@ -150,22 +150,22 @@ static inline int32_t nn__next_row(const uint8_t *e, int32_t ze, const uint8_t *
 }
 
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                             int16_t *gw, const nn_qparams *qgw, int16_t *gb, const nn_qparams *qgb, int32_t in,
+                             int16_t *gw, const float *sgw, int16_t *gb, const float *sgb, int32_t in,
                              int32_t out, const uint8_t *active, int32_t *scratch) {
     const int32_t zx = qx->zero_point, ze = qe->zero_point, pairs = in >> 1;
-    const float k9 = ((qe->scale * qx->scale) / qgw->scale) * 512.0f, kb = qe->scale / qgb->scale;
+    const float unit = qe->scale * qx->scale;
     int16_t *xs = (int16_t *)scratch;                  /* (x - zx) * 2^7, exact in int16 */
     for (int32_t i = 0; i < in; i++) xs[i] = (int16_t)(((int32_t)x[i] - zx) * 128);
     int32_t o0 = nn__next_row(e, ze, active, 0, out);
     while (o0 < out) {                                 /* two rows per pass: one load of x feeds both */
         const int32_t o1 = nn__next_row(e, ze, active, o0 + 1, out), de0 = (int32_t)e[o0] - ze;
-        const int32_t c0 = nn__grad_coef(de0, k9);
+        const int32_t c0 = nn__grad_coef(de0, (unit / sgw[o0]) * 512.0f);
         int16_t *r0 = gw + o0 * in;
-        gb[o0] = (int16_t)nn_sat16(gb[o0] + nn_round_scaled(de0, kb));
+        gb[o0] = (int16_t)nn_sat16(gb[o0] + nn_round_scaled(de0, qe->scale / sgb[o0]));
         if (o1 < out) {
-            const int32_t de1 = (int32_t)e[o1] - ze, c1 = nn__grad_coef(de1, k9);
+            const int32_t de1 = (int32_t)e[o1] - ze, c1 = nn__grad_coef(de1, (unit / sgw[o1]) * 512.0f);
             int16_t *r1 = gw + o1 * in;
-            gb[o1] = (int16_t)nn_sat16(gb[o1] + nn_round_scaled(de1, kb));
+            gb[o1] = (int16_t)nn_sat16(gb[o1] + nn_round_scaled(de1, qe->scale / sgb[o1]));
             for (int32_t j = 0; j < pairs; j++) {
                 const uint32_t xp = nn__ld32(xs + 2 * j);
                 const uint32_t s0 = __qadd16(nn__ld32(r0 + 2 * j), nn__grad_pair(c0, xp));

@@ -200,13 +200,14 @@ int32_t grouped_conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d, int
 }
 
 void grouped_conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                       const nn_qparams *qe, int16_t *gw, const nn_qparams *qgw, int16_t *gb,
-                                       const nn_qparams *qgb, const nn_conv_dims *d, int32_t groups,
+                                       const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                       const float *sgb, const nn_conv_dims *d, int32_t groups,
                                        const uint8_t *active, int32_t *scratch) {
     const nn_conv_dims g = nn__conv_dims_group(d, groups);
     const int32_t xs = g.in_c * d->in_h * d->in_w, ys = g.out_c * d->out_h * d->out_w;
     const int32_t ws = g.out_c * g.in_c * d->k_h * d->k_w;
     for (int32_t k = 0; k < groups; k++)
-        conv2d_u8_backward_weight(x + k * xs, qx, e + k * ys, qe, gw + k * ws, qgw, gb + k * g.out_c, qgb, &g,
+        conv2d_u8_backward_weight(x + k * xs, qx, e + k * ys, qe, gw + k * ws, sgw + k * g.out_c, gb + k * g.out_c,
+                                  sgb + k * g.out_c, &g,
                                   active ? active + k * g.out_c : 0, scratch);
 }

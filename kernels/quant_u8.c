@@ -67,8 +67,7 @@ void nn_range_observe(nn_qparams *q, int32_t imin, int32_t imax, float unit, flo
     nn_qparams_observe(q, (float)imin * unit, (float)imax * unit, alpha);
 }
 
-void nn_grad_rescale(nn_qparams *qg, int32_t maxabs) {
-    const float s = qg->scale;
+float nn_grad_next_scale(float s, int32_t maxabs) {
     float next;
     if (maxabs >= 32767)
         next = s * NN_GRAD_GROW;
@@ -77,10 +76,7 @@ void nn_grad_rescale(nn_qparams *qg, int32_t maxabs) {
     else
         next = s * ((float)maxabs * (1.0f / NN_GRAD_TARGET));
     if (!(next >= NN_GRAD_MIN_SCALE)) next = NN_GRAD_MIN_SCALE;
-    qg->max = s * (float)maxabs;
-    qg->min = -qg->max;
-    qg->scale = next;
-    qg->zero_point = 0;
+    return next;
 }
 
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point) {

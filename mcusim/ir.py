@@ -23,7 +23,7 @@ class Tensor:
     dtype: str
     count: int
     group: str                  # one of GROUPS: what the memory plan counts it as
-    init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range [-1, 1]), "qp_fixed", "qp_pixels", "qp_grad", "seed"
+    init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range [-1, 1]), "qp_fixed", "qp_pixels", "grad_scale", "seed"
     kind: str = "task"          # one of KINDS: what it holds, for per-layer memory tables
     layer: str | None = None    # the layer it belongs to (None: the task's input, loss, latent, shared scratch)
 

@@ -8,7 +8,7 @@ from mcusim.checks.conv_u8 import CHECKS
 from mcusim.crosscheck import run_checks
 from mcusim.kernel_lib import KernelLibrary
 from mcusim.ops import conv_u8 as C
-from mcusim.ops.quant_u8 import grad_qparams, make_qparams
+from mcusim.ops.quant_u8 import grad_scales, make_qparams
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +157,10 @@ def test_weight_gradient_accumulates_real_products(transposed):
     unit = 2.0 ** -7                                           # int16 buffers with gradient scale 2^-7
     gw = np.full(int(np.prod(wshape)), 128, np.int16)         # 1.0
     gb = np.full(oc, 256, np.int16)                           # 2.0
-    qg = grad_qparams(np.float32(unit))
+    sg = grad_scales(oc, np.float32(unit))
     bwd = C.convtranspose2d_u8_backward_weight if transposed else C.conv2d_u8_backward_weight
-    bwd(x, qx, e, qe, gw, qg, gb, qg, d, active)
-    bwd(x, qx, e, qe, gw, qg, gb, qg, d, active)               # accumulates over a batch of two
+    bwd(x, qx, e, qe, gw, sg, gb, sg, d, active)
+    bwd(x, qx, e, qe, gw, sg, gb, sg, d, active)               # accumulates over a batch of two
     on = (active[None, :, None, None] if transposed else active[:, None, None, None]).astype(bool)
     expect = np.where(on, 1 + 2 * ref, 1).reshape(-1)
     assert np.all(np.abs(gw * unit - expect) <= unit * 1.01)            # two roundings of half a unit

@@ -82,12 +82,11 @@ def test_one_group_is_conv2d_u8(kernels, d):
     got = kernels.call("grouped_conv2d_u8_backward_input", w, qw, e, qe, ex, qex, x, qx, d, 1, active, 0.1,
                        _scratch(G.grouped_conv2d_backward_input_buffer_size(d, 1))).outputs[4:6]
     assert all(g.tobytes() == r.tobytes() for g, r in zip(got, ref))
-    gw, qg = random_grad(rng, n_w)
-    gb = random_grad(rng, int(d[3]))[0]
-    qg = qg.view(np.uint8).copy()
-    ref = kernels.call("conv2d_u8_backward_weight", x, qx, e, qe, gw, qg, gb, qg, d, active,
+    gw, sgw = random_grad(rng, n_w, int(d[3]))
+    gb, sgb = random_grad(rng, int(d[3]), int(d[3]))
+    ref = kernels.call("conv2d_u8_backward_weight", x, qx, e, qe, gw, sgw, gb, sgb, d, active,
                        _scratch(C.conv2d_backward_weight_buffer_size(d))).outputs[4:8]
-    got = kernels.call("grouped_conv2d_u8_backward_weight", x, qx, e, qe, gw, qg, gb, qg, d, 1, active,
+    got = kernels.call("grouped_conv2d_u8_backward_weight", x, qx, e, qe, gw, sgw, gb, sgb, d, 1, active,
                        _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, 1))).outputs[4:8]
     assert all(g.tobytes() == r.tobytes() for g, r in zip(got, ref))
 

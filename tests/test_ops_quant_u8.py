@@ -73,10 +73,8 @@ def test_integer_requantization_rounds_the_exact_product():
 
 
 def test_gradient_scale_follows_the_batch_magnitude():
-    q = Q.grad_qparams(np.float32(1e-3))
-    Q.grad_rescale(q, 4096)                          # half the target: the next scale halves
-    assert q["scale"][0] == np.float32(5e-4) and q["max"][0] == np.float32(4.096) and q["min"][0] == -q["max"][0]
-    Q.grad_rescale(q, 32767)                         # saturated: grows by GRAD_GROW
-    assert q["scale"][0] == np.float32(5e-4) * Q.GRAD_GROW
-    Q.grad_rescale(q, 0)                             # rounded away: shrinks by GRAD_GROW
-    assert q["scale"][0] == np.float32(np.float32(5e-4) * Q.GRAD_GROW) * (np.float32(1) / Q.GRAD_GROW)
+    s = Q.grad_next_scale(np.float32(1e-3), 4096)    # half the target: the next scale halves
+    assert s == np.float32(5e-4)
+    grown = Q.grad_next_scale(s, 32767)              # saturated: grows by GRAD_GROW
+    assert grown == np.float32(5e-4) * Q.GRAD_GROW
+    assert Q.grad_next_scale(grown, 0) == grown * (np.float32(1) / Q.GRAD_GROW)   # rounded away: shrinks

@@ -31,13 +31,13 @@ def test_u8_gradients_follow_the_fp32_gradients():
     hf.load_state(sf)
     hu.run_batch("sample", x, order, 0, 200, labels=y, alpha_a=0.1, alpha_e=0.1)     # settle the u8 ranges
     hf.run_batch("sample", x, order, 200, 100, labels=y)
-    for n in model.trainable:                     # the gradient scale the update settles on (nn_grad_rescale)
+    for n in model.trainable:                     # one gradient scale the update could settle on, every row
         hu.view(f"{n.name}.weight_grad")[:] = 0
         scale = np.abs(hf.view(f"{n.name}.weight_grad")).max() / 8192.0
-        hu.view(f"{n.name}.weight_grad.qparams")["scale"] = scale
+        hu.view(f"{n.name}.weight_grad.scales")[:] = scale
     hu.run_batch("sample", x, order, 200, 100, labels=y, alpha_a=0.1, alpha_e=0.1)
     for n in model.trainable:
-        q = hu.view(f"{n.name}.weight_grad.qparams")["scale"][0]
+        q = hu.view(f"{n.name}.weight_grad.scales")[0]
         gu = hu.view(f"{n.name}.weight_grad").astype(np.float64) * q
         gf = hf.view(f"{n.name}.weight_grad").astype(np.float64)
         cos = gu @ gf / (np.linalg.norm(gu) * np.linalg.norm(gf))

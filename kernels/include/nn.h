@@ -377,22 +377,25 @@ static inline int32_t nn_floor_i32(float v) {
     return ((float)i > v) ? i - 1 : i;
 }
 
-/* Gradient buffers of the u8 kernels: int16 codes g with a per-tensor gradient scale qg->scale (an
- * nn_qparams; zero point 0): the real gradient is qg->scale * (float)g. The backward_weight kernels add
- * each sample's gradient in these units with saturation (the sums stay in the DSP path: SMLABB/SMLATB and
- * QADD16); the scale is fixed during a batch and chosen by the update for the next one
- * (nn_grad_rescale). 1 byte of weight plus 2 bytes of gradient per parameter. */
+/* Gradient buffers of the u8 kernels: int16 codes g with one gradient scale per row (float sg[rows]; a
+ * row is a structure of the update: a Gemm output neuron, a Conv2D filter, a ConvTranspose2D output
+ * channel; a bias has one scale per element): the real gradient of a weight of row r is sg[r] * (float)g.
+ * A scale per row keeps the precision of rows whose gradients are much smaller than the tensor's largest
+ * (the standardized update divides each row by its own RMS, so a coarse small row became a noisy step).
+ * The backward_weight kernels add each sample's gradient in these units with saturation (the sums stay in
+ * the DSP path: SMLABB/SMLATB and QADD16); the scales are fixed during a batch and chosen by the update
+ * for the next one (nn_grad_next_scale). 1 byte of weight plus 2 bytes of gradient per parameter, 4 bytes
+ * per row. */
 static inline int32_t nn_sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32767 ? 32767 : v); }
 
-/* After a batch: maxabs = the largest |g| of the tensor. The next batch's scale puts that magnitude at
- * NN_GRAD_TARGET (a quarter of the int16 range, headroom for a larger batch); a tensor that saturated
- * (maxabs >= 32767) gets scale * NN_GRAD_GROW instead, one whose gradient rounded away entirely (maxabs 0)
- * scale / NN_GRAD_GROW; the scale stays >= NN_GRAD_MIN_SCALE. qg->max = scale * maxabs (the real
- * magnitude seen), qg->min = -qg->max, zero point 0. */
+/* After a batch: maxabs = the largest |g| of a row whose scale was s. The next batch's scale puts that
+ * magnitude at NN_GRAD_TARGET (a quarter of the int16 range, headroom for a larger batch); a row that
+ * saturated (maxabs >= 32767) gets s * NN_GRAD_GROW instead, one whose gradient rounded away entirely
+ * (maxabs 0) s / NN_GRAD_GROW; the scale stays >= NN_GRAD_MIN_SCALE. */
 #define NN_GRAD_TARGET 8192.0f
 #define NN_GRAD_GROW 64.0f
 #define NN_GRAD_MIN_SCALE 1.0e-30f
-void nn_grad_rescale(nn_qparams *qg, int32_t maxabs);
+float nn_grad_next_scale(float s, int32_t maxabs);
 
 /* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
  * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
@@ -508,17 +511,17 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
                             uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
                             int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
 
-/* backward_weight: accumulates the sample's gradient into the int16 gradient buffers gw (scale qgw) and gb
- * (scale qgb), see nn_grad_rescale. k9 = ((se * sx) / sgw) * 512; per active row o with de = e[o] - ze != 0:
+/* backward_weight: accumulates the sample's gradient into the int16 gradient buffers gw (row scales sgw)
+ * and gb (scales sgb). Per active row o with de = e[o] - ze != 0 and k9 = ((se * sx) / sgw[o]) * 512:
  *          c = clamp(nn_round_scaled(de, k9), -32767, 32767)   (the row's coefficient, 9 fraction bits)
  *          gw[o][i] = sat16(gw[o][i] + ((c * ((x[i] - zx) * 2^7) + 2^15) >> 16))   (round half up)
- *          gb[o] = sat16(gb[o] + nn_round_scaled(de, se / sgb)).
+ *          gb[o] = sat16(gb[o] + nn_round_scaled(de, se / sgb[o])).
  * (x - zx) * 2^7 fits int16, so two weights cost one SMLABB, one SMLATB, one PKHTB and one QADD16; c
  * bounds a sample's contribution to 64 units per unit of x - zx (half the int16 range at |x - zx| = 255).
  * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the int16 (x - zx) * 2^7). */
 int32_t gemm_u8_backward_weight_buffer_size(int32_t in);
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                             int16_t *gw, const nn_qparams *qgw, int16_t *gb, const nn_qparams *qgb, int32_t in,
+                             int16_t *gw, const float *sgw, int16_t *gb, const float *sgb, int32_t in,
                              int32_t out, const uint8_t *active, int32_t *scratch);
 
 /* ---- update, uint8 -------------------------------------------------------------------------
@@ -527,7 +530,7 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  * Structure r is made of contiguous runs of `run` weights spaced rows*run apart: its c-th weight is
  * at (c / run) * rows * run + r * run + c % run (run = cols for Gemm and Conv2D rows; run = k_h*k_w
  * for a ConvTranspose2D output channel, whose weights [IC][OC][KH][KW] are strided). Sums go in c order.
- *   g is the int16 gradient buffer with its scale qg->scale; every g below means qg->scale * (float)g.
+ *   g is the int16 gradient buffer with its row scales sg; every g of row r below means sg[r] * (float)g.
  *   norm [rows] holds the moving average of each row's mean square gradient. The gradient is scaled,
  *   NOT centred (the paper writes (g - mean) / std; centring removed the common direction of a row's
  *   gradient, e.g. the KL pull on log-sigma, and fp32 training diverged), RMSprop-like:
@@ -537,8 +540,9 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
- *   Finally nn_grad_rescale(qg, max |g| over the tensor) and every g is set to 0. */
-void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, nn_qparams *qg, float *norm, int32_t rows, int32_t cols,
+ *   Finally per active row sg[r] = nn_grad_next_scale(sg[r], max |g| over the row) (an inactive row keeps
+ *   its scale), and every g is set to 0. */
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *norm, int32_t rows, int32_t cols,
                    int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active);
 
 /* ---- conv2d / convtranspose2d, uint8 ----------------------------------------------------------
@@ -563,8 +567,9 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, nn_qparams *qg, float
  *           The spatial sum is exact int32 first, then one integer requantization per weight. For every
  *           active oc (every one, even if its error is 0):
  *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
- *           gw = sat16(gw + nn_requant_apply(isum, nn_requant_make((se * sx) / sgw)))
- *           gb[oc] = sat16(gb[oc] + nn_round_scaled(sum over all output positions q of (e[oc][q] - ze), se / sgb)).
+ *           gw = sat16(gw + nn_requant_apply(isum, nn_requant_make((se * sx) / sgw[oc])))
+ *           gb[oc] = sat16(gb[oc] + nn_round_scaled(sum over all output positions q of (e[oc][q] - ze),
+ *                                                   se / sgb[oc])).
  *           Inactive channels are untouched. */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -576,7 +581,7 @@ void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint
                               const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch);
 int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                               int16_t *gw, const nn_qparams *qgw, int16_t *gb, const nn_qparams *qgb,
+                               int16_t *gw, const float *sgw, int16_t *gb, const float *sgb,
                                const nn_conv_dims *d, const uint8_t *active, int32_t *scratch);
 
 int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d);
@@ -590,8 +595,8 @@ void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, c
                                        float alpha, int32_t *scratch);
 int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                        const nn_qparams *qe, int16_t *gw, const nn_qparams *qgw, int16_t *gb,
-                                        const nn_qparams *qgb, const nn_conv_dims *d, const uint8_t *active,
+                                        const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                        const float *sgb, const nn_conv_dims *d, const uint8_t *active,
                                         int32_t *scratch);
 
 /* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
@@ -737,8 +742,8 @@ void grouped_conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, co
                                       int32_t *scratch);
 int32_t grouped_conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d, int32_t groups);
 void grouped_conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                       const nn_qparams *qe, int16_t *gw, const nn_qparams *qgw, int16_t *gb,
-                                       const nn_qparams *qgb, const nn_conv_dims *d, int32_t groups,
+                                       const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                       const float *sgb, const nn_conv_dims *d, int32_t groups,
                                        const uint8_t *active, int32_t *scratch);
 
 /* ======== pooling: maxpool2d, avgpool2d (fp32 and uint8) ========================================== */

@@ -105,11 +105,11 @@ def _backward_weight(op: str, transposed: bool):
         n_x, n_y, n_w = _sizes(d)
         x, e = _u8(rng, n_x), _u8(rng, n_y)
         qx, qe = _qp(rng), _qp(rng)
-        (gw, qgw), (gb, qgb) = random_grad(rng, n_w), random_grad(rng, d[3])
+        (gw, sgw), (gb, sgb) = random_grad(rng, n_w, d[3]), random_grad(rng, d[3], d[3])
         active = _mask(rng, d[3])
-        call = kernels.call(f"{op}_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, _raw(qgw), gb, _raw(qgb), d,
+        call = kernels.call(f"{op}_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb, d,
                             active, _scratch(bufsize(d)), warm=size >= 1)
-        twin(x, qx, e, qe, gw, qgw, gb, qgb, d, active)
+        twin(x, qx, e, qe, gw, sgw, gb, sgb, d, active)
         return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, macs(d, transposed))
     return run
 

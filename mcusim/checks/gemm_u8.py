@@ -69,12 +69,12 @@ def _backward_weight(rng, size, kernels):
     n_in, n_out = _dims(rng, size)
     x, e = _u8(rng, n_in), _u8(rng, n_out)
     qx, qe = _qp(rng), _qp(rng)
-    (gw, qgw), (gb, qgb) = random_grad(rng, n_in * n_out), random_grad(rng, n_out)
+    (gw, sgw), (gb, sgb) = random_grad(rng, n_in * n_out, n_out), random_grad(rng, n_out, n_out)
     active = _mask(rng, n_out)
     scratch = np.zeros(G.gemm_u8_backward_weight_buffer_size(n_in) // 4 + 1, np.int32)
-    call = kernels.call("gemm_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, _raw(qgw), gb, _raw(qgb), n_in,
+    call = kernels.call("gemm_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb, n_in,
                         n_out, active, scratch, warm=size >= 1)
-    G.gemm_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, n_in, n_out, active)
+    G.gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, active)
     return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, n_in * n_out)
 
 
@@ -82,17 +82,17 @@ def _update(rng, size, kernels):
     n_in, n_out = _dims(rng, size)
     w = _u8(rng, n_in * n_out)
     qw = _qp(rng)
-    g, qg = random_grad(rng, n_in * n_out)
+    g, sg = random_grad(rng, n_in * n_out, n_out)
     if rng.random() < 0.2:
         g[:] = 0                                          # a batch whose gradient rounded away
     norm = np.abs(rng.standard_normal(n_out)).astype(np.float32)
     active = _mask(rng, n_out)
     lr, a_norm, a_w = np.float32(0.001 * rng.choice([1, 10, 100])), np.float32(0.85), np.float32(0.001)
     run = int(rng.choice([n_in, 1] + [d for d in (16, 9, 4) if n_in % d == 0]))
-    call = kernels.call("sgd_u8_update", w, _raw(qw), g, _raw(qg), norm, n_out, n_in, run, float(lr), float(a_norm),
+    call = kernels.call("sgd_u8_update", w, _raw(qw), g, sg, norm, n_out, n_in, run, float(lr), float(a_norm),
                         float(a_w), active, warm=False)
-    G.sgd_u8_update(w, qw, g, qg, norm, n_out, n_in, run, lr, a_norm, a_w, active)
-    return CaseOutput(call.outputs[:5], [w, _raw(qw), g, _raw(qg), norm], call.cycles)
+    G.sgd_u8_update(w, qw, g, sg, norm, n_out, n_in, run, lr, a_norm, a_w, active)
+    return CaseOutput(call.outputs[:5], [w, _raw(qw), g, sg, norm], call.cycles)
 
 
 def _buffer_size(rng, size, kernels) -> CaseOutput:

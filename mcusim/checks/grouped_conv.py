@@ -123,12 +123,12 @@ def _u8_backward_weight(rng, size, kernels):
     n_x, n_y, n_w = _sizes(d, groups)
     x, e = _u8(rng, n_x), _u8(rng, n_y)
     qx, qe = _qp(rng), _qp(rng)
-    (gw, qgw), (gb, qgb) = random_grad(rng, n_w), random_grad(rng, d[3])
+    (gw, sgw), (gb, sgb) = random_grad(rng, n_w, d[3]), random_grad(rng, d[3], d[3])
     active = _mask(rng, d[3])
-    call = kernels.call("grouped_conv2d_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, _raw(qgw), gb, _raw(qgb),
+    call = kernels.call("grouped_conv2d_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb,
                         d, groups, active, _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, groups)),
                         warm=size >= 1)
-    G.grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, d, groups, active)
+    G.grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, groups, active)
     return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, group_macs(d, groups))
 
 

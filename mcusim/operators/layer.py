@@ -33,8 +33,8 @@ class TrainableLayer(Operator):
             ctx.call(f"{self.kernel(node)}_f32_backward_weight", x.data, e.data, params["gw"], params["gb"],
                      *shape, active)
             return
-        ctx.call(f"{self.kernel(node)}_u8_backward_weight", *x.args, *e.args, params["gw"], params["qgw"],
-                 params["gb"], params["qgb"], *shape, active, ctx.scratch("int32_t"))
+        ctx.call(f"{self.kernel(node)}_u8_backward_weight", *x.args, *e.args, params["gw"], params["sgw"],
+                 params["gb"], params["sgb"], *shape, active, ctx.scratch("int32_t"))
 
     def backward_input(self, ctx, node, xs, y, e, dxs, params, mask, active):
         (dx,), shape = dxs, self.shape_args(node)

@@ -67,12 +67,15 @@ def conv2d_backward_input_buffer_size(d):
     return _transposed_work(swap_dims(d))
 
 
+REQUANT_BYTES = 8                # sizeof(nn_requant): int32 mult and shift (nn.h)
+
+
 def conv2d_backward_weight_buffer_size(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
     pe = (oh * ow + 1) & ~1
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return (oc + 1) * pe * 2 + oc * 4 + pe * 4 + _align4(ic * hp * wp * 2)
+    return (oc + 1) * pe * 2 + oc * (4 + REQUANT_BYTES) + pe * 4 + _align4(ic * hp * wp * 2)
 
 
 def convtranspose2d_forward_buffer_size(d):
@@ -307,19 +310,29 @@ def _isum(a, cols):
 
 
 @_jit
-def _update_grad(gw, isum, mult, shift, n_rows, n_k, active, per_row, per_channel):
-    """gw[r][k] = sat16(gw[r][k] + requant(isum[r][k])) for every weight whose output channel is active:
-    the row r if per_row, else k // per_channel."""
+def _row_requants(unit, sgw, out_c):
+    """The requantization (mult, shift) of each output channel's gradient: unit / sgw[o]."""
+    mults, shifts = np.empty(out_c, np.int32), np.empty(out_c, np.int32)
+    for o in range(out_c):
+        mults[o], shifts[o] = requant_make(unit / sgw[o])
+    return mults, shifts
+
+
+@_jit
+def _update_grad(gw, isum, mults, shifts, n_rows, n_k, active, per_row, per_channel):
+    """gw[r][k] = sat16(gw[r][k] + requant(isum[r][k])) for every weight whose output channel o is active
+    (o = r if per_row, else k // per_channel), with o's requantization."""
     for r in range(n_rows):
         if per_row and active is not None and active[r] == 0:
             continue
         a = isum[r]
         base = r * n_k
         for k in range(n_k):
-            if not per_row and active is not None and active[k // per_channel] == 0:
+            o = r if per_row else k // per_channel
+            if not per_row and active is not None and active[o] == 0:
                 continue
             g = np.uint64(base + k)
-            gw[g] = sat16(np.int32(gw[g]) + requant_apply(a[k], mult, shift))
+            gw[g] = sat16(np.int32(gw[g]) + requant_apply(a[k], mults[o], shifts[o]))
 
 
 @_jit
@@ -349,12 +362,11 @@ def conv2d_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, d, active, alpha):
 
 
 @_jit
-def conv2d_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, d, active):
+def conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active):
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
     zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
-    mult, shift = requant_make((qe[0].scale * qx[0].scale) / qgw[0].scale)
-    kb = qe[0].scale / qgb[0].scale
+    mults, shifts = _row_requants(qe[0].scale * qx[0].scale, sgw, out_c)
     plane = out_h * out_w
     n_k = in_c * kh * kw
     # isum[o][k] = sum_p e'[o][p] * cols[k][p] (inactive channels: zero rows, not written back)
@@ -366,8 +378,8 @@ def conv2d_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, d, active):
         sd = np.int32(0)
         for p in range(plane):
             sd += ec[o, p]
-        _bias_grad(gb, o, sd, kb)
-    _update_grad(gw, isum, mult, shift, out_c, n_k, active, True, 1)
+        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
+    _update_grad(gw, isum, mults, shifts, out_c, n_k, active, True, 1)
 
 
 # ---- convtranspose2d -----------------------------------------------------------------------------
@@ -384,12 +396,11 @@ def convtranspose2d_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, d, active, a
 
 
 @_jit
-def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, d, active):
+def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active):
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
     zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
-    mult, shift = requant_make((qe[0].scale * qx[0].scale) / qgw[0].scale)
-    kb = qe[0].scale / qgb[0].scale
+    mults, shifts = _row_requants(qe[0].scale * qx[0].scale, sgw, out_c)
     plane = out_h * out_w
     in_plane = in_h * in_w
     kk = kh * kw
@@ -402,7 +413,7 @@ def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, d, active
         sd = np.int32(0)
         for p in range(plane):
             sd += np.int32(e[o * plane + p]) - ze
-        _bias_grad(gb, o, sd, kb)
+        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
     isum = _isum(_centred(x, zx, in_c, in_plane, None),
                  _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active))
-    _update_grad(gw, isum, mult, shift, in_c, n_k, active, False, kk)
+    _update_grad(gw, isum, mults, shifts, in_c, n_k, active, False, kk)

@@ -1,5 +1,5 @@
 """Numba twins of kernels/gemm_u8.c and kernels/sgd_u8.c (contracts in kernels/include/nn.h).
-Gradient buffers are int16 arrays with a per-tensor gradient scale (a qparams record), as on the device.
+Gradient buffers are int16 arrays with a float32 gradient scale per row (see nn.h), as on the device.
 
 Integer sums are exact (int32 loops); the output stage is integer (nn_requant) and the few float steps
 follow the C order exactly. qparams arguments are one-element record arrays of `quant_u8.QP_DTYPE`.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, grad_rescale, observe, quantize, range_observe,
+from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, grad_next_scale, observe, quantize, range_observe,
                        requant_make, requant_u8, round_scaled, sat16)
 from .train_f32 import inv_rms, row_sum_squares, rms_track, standardized_step
 
@@ -77,10 +77,9 @@ def gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, n_in, n_out, active, al
 
 
 @_jit
-def gemm_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, n_in, n_out, active):
+def gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, active):
     zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
-    k9 = ((qe[0].scale * qx[0].scale) / qgw[0].scale) * np.float32(512.0)
-    kb = qe[0].scale / qgb[0].scale
+    unit = qe[0].scale * qx[0].scale
     xs = np.empty(n_in, np.int32)
     for i in range(n_in):
         xs[i] = (np.int32(x[i]) - zx) * 128
@@ -88,26 +87,27 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, qgw, gb, qgb, n_in, n_out, active)
         de = np.int32(e[o]) - ze
         if (active is not None and active[o] == 0) or de == 0:
             continue
-        c = round_scaled(de, k9)
+        c = round_scaled(de, (unit / sgw[o]) * np.float32(512.0))
         c = np.int32(-32767 if c < -32767 else (32767 if c > 32767 else c))
         base = o * n_in
         for i in range(n_in):
             g = np.uint64(base + i)
             gw[g] = sat16(np.int32(gw[g]) + ((c * xs[i] + 0x8000) >> 16))
-        gb[o] = sat16(np.int32(gb[o]) + round_scaled(de, kb))
+        gb[o] = sat16(np.int32(gb[o]) + round_scaled(de, qe[0].scale / sgb[o]))
 
 
 @_jit
-def sgd_u8_update(w, qw, g, qg, norm, rows, cols, run, lr, alpha_norm, alpha_w, active):
+def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, active):
     """Row r holds the elements (c // run) * rows * run + r * run + c % run (see nn.h)."""
     lr, alpha_norm = np.float32(lr), np.float32(alpha_norm)
     inv_cols = ONE / np.float32(cols)
-    sg = qg[0].scale
     stride = rows * run
     n = rows * cols
     gf = np.empty(n, np.float32)                 # the real gradient, converted once (same values, same order below)
-    for k in range(n):
-        gf[k] = sg * np.float32(g[k])
+    for r in range(rows):
+        for c in range(cols):
+            k = (c // run) * stride + r * run + c % run
+            gf[k] = sg[r] * np.float32(g[k])
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
@@ -136,11 +136,14 @@ def sgd_u8_update(w, qw, g, qg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
         if pass_ == 0 and rows > 0 and cols > 0:
             s, z, mn, mx = observe(qw[0].min, qw[0].max, tmin, tmax, alpha_w)
             _set(qw, s, z, mn, mx)
-    maxabs = np.int32(0)
-    for k in range(n):
-        maxabs = max(maxabs, abs(np.int32(g[k])))
-        g[k] = 0
-    grad_rescale(qg, maxabs)
+    for r in range(rows):
+        maxabs = np.int32(0)
+        for c in range(cols):
+            k = (c // run) * stride + r * run + c % run
+            maxabs = max(maxabs, abs(np.int32(g[k])))
+            g[k] = 0
+        if active is None or active[r] != 0:
+            sg[r] = grad_next_scale(sg[r], maxabs)
 
 
 def gemm_u8_forward_buffer_size(n_in):

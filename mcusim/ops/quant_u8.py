@@ -28,18 +28,16 @@ def make_qparams(min_: float = -1.0, max_: float = 1.0) -> np.ndarray:
     return q
 
 
-# The gradient scale of an int16 gradient buffer before its first batch: 2^-16 holds a batch sum of
-# up to 0.5 per weight at full int16 range; nn_grad_rescale adapts it after every batch (saturation grows
-# it by NN_GRAD_GROW per batch), so only the first batches depend on this choice.
+# The gradient scale of a row of an int16 gradient buffer before its first batch: 2^-16 holds a batch sum
+# of up to 0.5 per weight at full int16 range; nn_grad_next_scale adapts it after every batch (saturation
+# grows it by NN_GRAD_GROW per batch), so only the first batches depend on this choice.
 GRAD_SCALE_INIT = np.float32(2.0 ** -16)
 GRAD_TARGET, GRAD_GROW, GRAD_MIN_SCALE = np.float32(8192.0), np.float32(64.0), np.float32(1.0e-30)
 
 
-def grad_qparams(scale: float = GRAD_SCALE_INIT) -> np.ndarray:
-    """The qparams record of an int16 gradient buffer: its scale, zero point 0, no range seen yet."""
-    q = np.zeros(1, QP_DTYPE)
-    q["scale"] = scale
-    return q
+def grad_scales(rows: int, scale: float = GRAD_SCALE_INIT) -> np.ndarray:
+    """The row scales of an int16 gradient buffer of `rows` rows before its first batch."""
+    return np.full(rows, scale, np.float32)
 
 
 @_jit
@@ -180,9 +178,8 @@ def sat16(v):
 
 
 @_jit
-def grad_rescale(qg, maxabs):
-    """The next batch's gradient scale from the largest |g| of this one (nn_grad_rescale)."""
-    s = qg[0].scale
+def grad_next_scale(s, maxabs):
+    """A row's next gradient scale from the largest |g| of its batch (nn_grad_next_scale)."""
     if maxabs >= 32767:
         nxt = s * GRAD_GROW
     elif maxabs == 0:
@@ -191,11 +188,7 @@ def grad_rescale(qg, maxabs):
         nxt = s * (np.float32(maxabs) * (ONE / GRAD_TARGET))
     if not nxt >= GRAD_MIN_SCALE:
         nxt = GRAD_MIN_SCALE
-    mx = s * np.float32(maxabs)
-    qg[0].max = mx
-    qg[0].min = -mx
-    qg[0].scale = nxt
-    qg[0].zero_point = 0
+    return nxt
 
 
 @_jit
