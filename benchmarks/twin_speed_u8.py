@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import tempfile
 import numpy as np
 
 from mcusim.ops import conv_u8, gemm_u8
-from mcusim.ops.quant_u8 import make_qparams
+from mcusim.ops.quant_u8 import QP_DTYPE, grad_scales, make_qparams
 from twin_speed import best_us                          # benchmarks/ is the script's directory
 
 BASELINE = "7c27955"                 # plain-loop twins, before the speed-up
@@ -38,11 +39,14 @@ FIRST_LAYER = "conv2d 1x28x28->8x14x14 k3s2p1"       # no backward_input in trai
 
 
 def load_revision(rev: str, tmpdir: str):
-    """(gemm_u8, conv_u8) of git revision `rev`, as modules inside the mcusim.ops package."""
+    """(gemm_u8, conv_u8) of git revision `rev`, as modules inside the mcusim.ops package (with that
+    revision's quant_u8, which they import)."""
     mods = []
-    for name in ("gemm_u8", "conv_u8"):
+    for name in ("quant_u8", "gemm_u8", "conv_u8"):
         src = subprocess.run(["git", "show", f"{rev}:mcusim/ops/{name}.py"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout
+        for dep in ("quant_u8", "gemm_u8"):
+            src = src.replace(f"from .{dep} import", f"from ._before_{dep} import")
         path = os.path.join(tmpdir, f"_before_{name}.py")
         with open(path, "w") as f:
             f.write(src)
@@ -52,7 +56,7 @@ def load_revision(rev: str, tmpdir: str):
         sys.modules[full] = mod
         spec.loader.exec_module(mod)
         mods.append(mod)
-    return mods
+    return mods[1:]
 
 
 def _qp(rng, positive=False):
@@ -83,24 +87,36 @@ def cases(G, C, seed=0):
     """[(layer name, {direction: thunk})]; buffers are fresh per call of cases() (same seed, same data)."""
     rng = np.random.default_rng(seed)
     u8 = lambda n: rng.integers(0, 256, int(n)).astype(np.uint8)  # noqa: E731
-    f16 = lambda n: (rng.standard_normal(int(n)) * 0.01).astype(np.float16).view(np.uint16)  # noqa: E731
+    params = inspect.signature(G.gemm_u8_backward_weight.py_func).parameters
+    if "sgw" in params or "qgw" in params:    # int16 gradients (after 2026-11-30), scales after each buffer
+        grad = lambda n: rng.integers(-2000, 2000, int(n)).astype(np.int16)  # noqa: E731
+    else:                                     # half-float gradients (the baseline revision)
+        grad = lambda n: (rng.standard_normal(int(n)) * 0.01).astype(np.float16).view(np.uint16)  # noqa: E731
+    if "sgw" in params:                       # a scale per row
+        gq = lambda g, rows: (g, grad_scales(rows))  # noqa: E731
+    elif "qgw" in params:                     # one qparams record per tensor
+        gq = lambda g, rows: (g, np.array([(2.0 ** -16, 0, 0.0, 0.0)], QP_DTYPE))  # noqa: E731
+    else:
+        gq = lambda g, rows: (g,)  # noqa: E731
     out = []
     a = np.float32(0.01)
     for n_in, n_out in GEMMS:
         x, w, b, e = u8(n_in), u8(n_in * n_out), u8(n_out), u8(n_out)
         qx, qw, qb, qy, qe, qex = _qp(rng, True), _qp(rng), _qp(rng), _qp(rng, True), _qp(rng), _qp(rng)
         y, ex = np.zeros(n_out, np.uint8), np.zeros(n_in, np.uint8)
-        gw, gb, norm = f16(n_in * n_out), f16(n_out), np.full(n_out, 1e-4, np.float32)
-        gs = f16(n_in * n_out)                                  # sgd's own gradient (it zeroes it)
+        gw, gb, norm = grad(n_in * n_out), grad(n_out), np.full(n_out, 1e-4, np.float32)
+        gs = grad(n_in * n_out)                                 # sgd's own gradient (it zeroes it)
         out.append((f"gemm {n_in}->{n_out}", {
             "fwd": lambda x=x, qx=qx, w=w, qw=qw, b=b, qb=qb, y=y, qy=qy, i=n_in, o=n_out:
                 G.gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, i, o, 1, a),
             "bwd_in": lambda w=w, qw=qw, e=e, qe=qe, ex=ex, qex=qex, x=x, qx=qx, i=n_in, o=n_out:
                 G.gemm_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, i, o, None, a),
-            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gw, gb=gb, i=n_in, o=n_out:
-                                G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, i, o, None), _mirrored(rng, qe, n_out)),
-            "sgd": lambda w=w, qw=qw, gw=gs, norm=norm, i=n_in, o=n_out:
-                G.sgd_u8_update(w, qw, gw, norm, o, i, i, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
+            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw, n_out), gb=gq(gb, n_out), i=n_in, o=n_out:
+                                G.gemm_u8_backward_weight(x, qx, e, qe, *gw, *gb, i, o, None),
+                                _mirrored(rng, qe, n_out)),
+            "sgd": lambda w=w, qw=qw, gw=gq(gs, n_out), norm=norm, i=n_in, o=n_out:
+                G.sgd_u8_update(w, qw, *gw, norm, o, i, i, np.float32(1e-3), np.float32(0.01),
+                                np.float32(0.01), None),
         }))
     for op, dims in CONVS:
         d = np.array(dims, np.int32)
@@ -109,7 +125,7 @@ def cases(G, C, seed=0):
         x, w, b, e = u8(n_x), u8(n_w), u8(oc), u8(n_y)
         qx, qw, qb, qy, qe, qex = _qp(rng, True), _qp(rng), _qp(rng), _qp(rng, True), _qp(rng), _qp(rng)
         y, ex = np.zeros(n_y, np.uint8), np.zeros(n_x, np.uint8)
-        gw, gb, gs = f16(n_w), f16(oc), f16(n_w)
+        gw, gb, gs = grad(n_w), grad(oc), grad(n_w)
         rows = oc if op == "conv2d" else ic
         norm = np.full(rows, 1e-4, np.float32)
         fw, bi, bw = (getattr(C, f"{op}_u8_{k}") for k in ("forward", "backward_input", "backward_weight"))
@@ -118,10 +134,11 @@ def cases(G, C, seed=0):
                 fw(x, qx, w, qw, b, qb, y, qy, d, 1, a),
             "bwd_in": lambda w=w, qw=qw, e=e, qe=qe, ex=ex, qex=qex, x=x, qx=qx, d=d, bi=bi:
                 bi(w, qw, e, qe, ex, qex, x, qx, d, None, a),
-            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gw, gb=gb, d=d, bw=bw:
-                                bw(x, qx, e, qe, gw, gb, d, None), _mirrored(rng, qe, n_y)),
-            "sgd": lambda w=w, qw=qw, gw=gs, norm=norm, r=rows, c=n_w // rows:
-                G.sgd_u8_update(w, qw, gw, norm, r, c, c, np.float32(1e-3), np.float32(0.01), np.float32(0.01), None),
+            "bwd_w": _alternate(lambda e, x=x, qx=qx, qe=qe, gw=gq(gw, oc), gb=gq(gb, oc), d=d, bw=bw:
+                                bw(x, qx, e, qe, *gw, *gb, d, None), _mirrored(rng, qe, n_y)),
+            "sgd": lambda w=w, qw=qw, gw=gq(gs, rows), norm=norm, r=rows, c=n_w // rows:
+                G.sgd_u8_update(w, qw, *gw, norm, r, c, c, np.float32(1e-3), np.float32(0.01),
+                                np.float32(0.01), None),
         }))
     return out
 

@@ -1,9 +1,9 @@
 /* add_u8.c: elementwise sum of two uint8 tensors with their own qparams into a third, with the output
- * stage of the u8 layers (optional ReLU, range tracked while writing, observed once after); contract in
+ * stage of the u8 layers in float (optional ReLU, range tracked while writing, observed once after); contract in
  * nn.h. Twin: mcusim/ops/elementwise.py. */
 #include "nn.h"
 
-#define NN_BIG 3.0e38f                  /* the initial range of t (as gemm_u8.c) */
+#define NN_BIG 3.0e38f                  /* the initial range of t */
 
 void add_u8_forward(const uint8_t *a, const nn_qparams *qa, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
                     nn_qparams *qy, int32_t n, int32_t relu, float alpha) {

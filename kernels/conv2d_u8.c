@@ -4,8 +4,6 @@
 #include "nn.h"
 #include "nn_simd.h"
 
-#define NN_BIG 3.0e38f
-
 /* ---- column dot product shared by both integer cores ----------------------------------------- */
 int32_t nn__conv_u8_widen(const uint8_t *b, int32_t n4, uint32_t *out) {
     uint32_t sum = 0;
@@ -179,69 +177,78 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
 /* ---- output stages ---------------------------------------------------------------------------- */
 void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
                       int32_t pos0, int32_t step, int32_t plane) {
-    const float m = out->m, inv = out->inv, *bias = out->bias;     /* locals: the uint8 stores may alias out */
-    const int32_t zy = out->zy, zmask = out->zmask, relu = out->relu;
-    const uint8_t *mask = out->mask;
-    float tmin = out->tmin, tmax = out->tmax;
+    const nn_requant rq = out->rq;                                 /* locals: the uint8 stores may alias out */
+    const int32_t zy = out->zy, zmask = out->zmask;
+    int32_t imin = out->imin, imax = out->imax;
     for (int32_t o = o0; o < o0 + rows; o++) {
         const int32_t *a = acc + (o - o0) * npos;
         const int32_t base = o * plane + pos0;
         uint8_t *y = out->y + base;
-        if (bias) {                                                /* forward: bias, ReLU */
-            const float b = bias[o];
-            for (int32_t k = 0; k < npos; k++) {
-                float t = (float)a[k] * m;
-                t = t + b;
-                if (relu && !(t > 0.0f)) t = 0.0f;
-                if (t < tmin) tmin = t;
-                if (t > tmax) tmax = t;
-                y[k * step] = nn_quantize(t, inv, zy);
+        if (out->bias) {                                           /* forward: bias, ReLU */
+            const int32_t b = out->bias[o], lo = out->relu ? 0 : NN_RANGE_EMPTY_MAX;
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step) {
+                int32_t t = a[k] + b;
+                t = t < lo ? lo : t;
+                imin = t < imin ? t : imin;
+                imax = t > imax ? t : imax;
+                *y = nn_requant_u8(t, rq, zy);
             }
-        } else {                                                   /* error: the x mask */
-            const uint8_t *x = mask ? mask + base : 0;
-            for (int32_t k = 0; k < npos; k++) {
-                float t = (float)a[k] * m;
-                if (x && x[k * step] <= zmask) t = 0.0f;
-                if (t < tmin) tmin = t;
-                if (t > tmax) tmax = t;
-                y[k * step] = nn_quantize(t, inv, zy);
+        } else if (out->mask) {                                    /* error: the x mask */
+            const uint8_t *x = out->mask + base;
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step, x += step) {
+                const int32_t t = *x <= zmask ? 0 : a[k];
+                imin = t < imin ? t : imin;
+                imax = t > imax ? t : imax;
+                *y = nn_requant_u8(t, rq, zy);
+            }
+        } else {                                                   /* error, no mask */
+#pragma GCC unroll 1
+            for (int32_t k = 0; k < npos; k++, y += step) {
+                const int32_t t = a[k];
+                imin = t < imin ? t : imin;
+                imax = t > imax ? t : imax;
+                *y = nn_requant_u8(t, rq, zy);
             }
         }
     }
-    out->tmin = tmin;
-    out->tmax = tmax;
+    out->imin = imin;
+    out->imax = imax;
 }
 
-void nn__conv_u8_out_forward(nn__conv_u8_out *out, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
-                             const nn_qparams *qy, int32_t out_c, int32_t relu, float *bias_out) {
-    for (int32_t o = 0; o < out_c; o++) bias_out[o] = qb->scale * (float)((int32_t)b[o] - qb->zero_point);
-    *out = (nn__conv_u8_out){.m = m, .inv = 1.0f / qy->scale, .zy = qy->zero_point, .relu = relu, .bias = bias_out,
-                             .y = y, .tmin = NN_BIG, .tmax = -NN_BIG};
+void nn__conv_u8_out_forward(nn__conv_u8_out *out, float unit, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                             const nn_qparams *qy, int32_t out_c, int32_t relu, int32_t *bias_out) {
+    const float ratio = qb->scale / unit;
+    for (int32_t o = 0; o < out_c; o++) bias_out[o] = nn_bias_units(b[o], qb->zero_point, ratio);
+    *out = (nn__conv_u8_out){.rq = nn_requant_make(unit / qy->scale), .zy = qy->zero_point, .relu = relu,
+                             .unit = unit, .bias = bias_out, .y = y, .imin = NN_RANGE_EMPTY_MIN,
+                             .imax = NN_RANGE_EMPTY_MAX};
 }
 
-void nn__conv_u8_out_error(nn__conv_u8_out *out, float m, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
+void nn__conv_u8_out_error(nn__conv_u8_out *out, float unit, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
                            const nn_qparams *qx) {
-    *out = (nn__conv_u8_out){.m = m, .inv = 1.0f / qex->scale, .zy = qex->zero_point,
-                             .zmask = (x && qx) ? qx->zero_point : 0, .mask = x, .y = ex,
-                             .tmin = NN_BIG, .tmax = -NN_BIG};
+    *out = (nn__conv_u8_out){.rq = nn_requant_make(unit / qex->scale), .zy = qex->zero_point,
+                             .zmask = (x && qx) ? qx->zero_point : 0, .unit = unit, .mask = x, .y = ex,
+                             .imin = NN_RANGE_EMPTY_MIN, .imax = NN_RANGE_EMPTY_MAX};
 }
 
-void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, int32_t n, float alpha) {
-    if (n > 0) nn_qparams_observe(q, out->tmin, out->tmax, alpha);
+void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, float alpha) {
+    nn_range_observe(q, out->imin, out->imax, out->unit, alpha);
 }
 
 /* ---- conv2d --------------------------------------------------------------------------------- */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d) {
-    return d->out_c * 4 + nn__conv_u8_strided_work_size(d);           /* the float biases, the core */
+    return d->out_c * 4 + nn__conv_u8_strided_work_size(d);           /* the integer biases, the core */
 }
 
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                        const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                        const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch) {
     nn__conv_u8_out out;
-    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, (float *)scratch);
+    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, scratch);
     nn__conv_u8_strided(x, qx->zero_point, w, qw->zero_point, d, 0, &out, scratch + d->out_c);
-    nn__conv_u8_finish(&out, qy, d->out_c * d->out_h * d->out_w, alpha);
+    nn__conv_u8_finish(&out, qy, alpha);
 }
 
 /* The adjoint of the strided convolution is the transposed one on the swapped geometry; the weights
@@ -258,7 +265,7 @@ void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint
     nn__conv_u8_out out;
     nn__conv_u8_out_error(&out, qw->scale * qe->scale, ex, qex, x, qx);
     nn__conv_u8_transposed(e, qe->zero_point, w, qw->zero_point, &t, active, &out, scratch);
-    nn__conv_u8_finish(&out, qex, d->in_c * d->in_h * d->in_w, alpha);
+    nn__conv_u8_finish(&out, qex, alpha);
 }
 
 /* work: the errors (e - ze) of the active channels as int16 rows [n_active][P] (P = out_h*out_w rounded
@@ -270,21 +277,23 @@ int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d) {
     const int32_t pe = (d->out_h * d->out_w + 1) & ~1;
     const int32_t hp = d->in_h + d->pad + nn__strided_far(d->out_h, d->stride, d->pad, d->k_h, d->in_h);
     const int32_t wp = d->in_w + d->pad + nn__strided_far(d->out_w, d->stride, d->pad, d->k_w, d->in_w);
-    return (d->out_c + 1) * pe * 2 + d->out_c * 4 + pe * 4 + nn__align4(d->in_c * hp * wp * 2);
+    return (d->out_c + 1) * pe * 2 + d->out_c * (4 + (int32_t)sizeof(nn_requant)) + pe * 4 +
+           nn__align4(d->in_c * hp * wp * 2);
 }
 
 void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                               uint16_t *gw, uint16_t *gb, const nn_conv_dims *d, const uint8_t *active,
-                               int32_t *scratch) {
+                               int16_t *gw, const float *sgw, int16_t *gb, const float *sgb,
+                               const nn_conv_dims *d, const uint8_t *active, int32_t *scratch) {
     const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
                   out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
     const int32_t plane = out_h * out_w, pe = (plane + 1) & ~1, in_plane = in_h * in_w;
     const int32_t zx = qx->zero_point, ze = qe->zero_point, stride_o = in_c * kh * kw;
     const int32_t hp = in_h + pad + nn__strided_far(out_h, s, pad, kh, in_h);
     const int32_t wp = in_w + pad + nn__strided_far(out_w, s, pad, kw, in_w), cstep = hp * wp;
-    const float m = qe->scale * qx->scale, se = qe->scale;
+    const float unit = qe->scale * qx->scale;
     int32_t *idx = scratch;
-    int16_t *de = (int16_t *)(scratch + out_c), *xc = de + out_c * pe;
+    nn_requant *rq = (nn_requant *)(scratch + out_c);     /* the requantization of each active row */
+    int16_t *de = (int16_t *)(rq + out_c), *xc = de + out_c * pe;
     int32_t *poff = (int32_t *)(xc + pe);
     int16_t *xp = (int16_t *)(poff + pe);
     int32_t na = 0;
@@ -299,7 +308,8 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
             sum += v;
         }
         if (pe > plane) r[plane] = 0;
-        gb[o] = nn_float_to_half(nn_half_to_float(gb[o]) + se * (float)sum);
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
+        rq[na] = nn_requant_make(unit / sgw[o]);
         idx[na++] = o;
     }
     if (na == 0) return;
@@ -318,18 +328,18 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
             for (int32_t kx = 0; kx < kw; kx++) {
                 const int16_t *xb = xp + c * cstep + ky * wp + kx;   /* padded input of tap (ky, kx) at (0, 0) */
                 for (int32_t p = 0; p < plane; p++) xc[p] = xb[poff[p]];
-                uint16_t *gk = gw + (c * kh + ky) * kw + kx;
+                int16_t *gk = gw + (c * kh + ky) * kw + kx;
                 int32_t k = 0;
                 for (; k + 2 <= na; k += 2) {
                     int32_t i0, i1;
                     nn__dot2_i16(de + k * pe, de + (k + 1) * pe, xc, pe, &i0, &i1);
-                    uint16_t *g0 = gk + idx[k] * stride_o, *g1 = gk + idx[k + 1] * stride_o;
-                    *g0 = nn_float_to_half(nn_half_to_float(*g0) + m * (float)i0);
-                    *g1 = nn_float_to_half(nn_half_to_float(*g1) + m * (float)i1);
+                    int16_t *g0 = gk + idx[k] * stride_o, *g1 = gk + idx[k + 1] * stride_o;
+                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(i0, rq[k]));
+                    *g1 = (int16_t)nn_sat16(*g1 + nn_requant_apply(i1, rq[k + 1]));
                 }
                 if (k < na) {
-                    uint16_t *g0 = gk + idx[k] * stride_o;
-                    *g0 = nn_float_to_half(nn_half_to_float(*g0) + m * (float)nn__dot_i16(de + k * pe, xc, pe));
+                    int16_t *g0 = gk + idx[k] * stride_o;
+                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(nn__dot_i16(de + k * pe, xc, pe), rq[k]));
                 }
             }
         }

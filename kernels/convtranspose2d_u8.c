@@ -94,16 +94,16 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
 
 /* ---- convtranspose2d ------------------------------------------------------------------------ */
 int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d) {
-    return d->out_c * 4 + nn__conv_u8_transposed_work_size(d);        /* the float biases, the core */
+    return d->out_c * 4 + nn__conv_u8_transposed_work_size(d);        /* the integer biases, the core */
 }
 
 void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                                 const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                                 const nn_conv_dims *d, int32_t relu, float alpha, int32_t *scratch) {
     nn__conv_u8_out out;
-    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, (float *)scratch);
+    nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, scratch);
     nn__conv_u8_transposed(x, qx->zero_point, w, qw->zero_point, d, 0, &out, scratch + d->out_c);
-    nn__conv_u8_finish(&out, qy, d->out_c * d->out_h * d->out_w, alpha);
+    nn__conv_u8_finish(&out, qy, alpha);
 }
 
 /* The adjoint is the strided convolution of e on the swapped geometry; the weights [ic][oc][kh][kw]
@@ -121,7 +121,7 @@ void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, c
     nn__conv_u8_out out;
     nn__conv_u8_out_error(&out, qw->scale * qe->scale, ex, qex, x, qx);
     nn__conv_u8_strided(e, qe->zero_point, w, qw->zero_point, &t, active, &out, scratch);
-    nn__conv_u8_finish(&out, qex, d->in_c * d->in_h * d->in_w, alpha);
+    nn__conv_u8_finish(&out, qex, alpha);
 }
 
 /* work: the inputs (x - zx) as int16 [in_c][P] (P = in_h*in_w rounded up to even), one gathered error
@@ -142,15 +142,16 @@ int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d) {
 }
 
 void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                        const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
-                                        const uint8_t *active, int32_t *scratch) {
+                                        const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                        const float *sgb, const nn_conv_dims *d, const uint8_t *active,
+                                        int32_t *scratch) {
     const int32_t in_c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_c = d->out_c, out_h = d->out_h,
                   out_w = d->out_w, kh = d->k_h, kw = d->k_w, s = d->stride, pad = d->pad;
     const int32_t in_plane = in_h * in_w, pe = (in_plane + 1) & ~1, plane = out_h * out_w, kk = kh * kw;
     const int32_t hp = pad + out_h + nn__ct_far(in_h, s, pad, kh, out_h);
     const int32_t wp = pad + out_w + nn__ct_far(in_w, s, pad, kw, out_w);
     const int32_t zx = qx->zero_point, ze = qe->zero_point;
-    const float m = qe->scale * qx->scale, se = qe->scale;
+    const float unit = qe->scale * qx->scale;
     int16_t *xs = (int16_t *)scratch, *ec = xs + in_c * pe;
     int32_t *poff = (int32_t *)(ec + pe);
     int16_t *ep = (int16_t *)(poff + pe);
@@ -177,7 +178,8 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
                 sum += v;
             }
         }
-        gb[o] = nn_float_to_half(nn_half_to_float(gb[o]) + se * (float)sum);
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
+        const nn_requant rq = nn_requant_make(unit / sgw[o]);
         for (int32_t ky = 0; ky < kh; ky++) {
             for (int32_t kx = 0; kx < kw; kx++) {
                 const int16_t *eb = ep + ky * wp + kx;      /* padded error of tap (ky, kx) at input (0, 0) */
@@ -187,13 +189,13 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
                 for (; c + 2 <= in_c; c += 2) {
                     int32_t i0, i1;
                     nn__dot2_i16(xs + c * pe, xs + (c + 1) * pe, ec, pe, &i0, &i1);
-                    uint16_t *g0 = gw + c * stride_c + k, *g1 = g0 + stride_c;
-                    *g0 = nn_float_to_half(nn_half_to_float(*g0) + m * (float)i0);
-                    *g1 = nn_float_to_half(nn_half_to_float(*g1) + m * (float)i1);
+                    int16_t *g0 = gw + c * stride_c + k, *g1 = g0 + stride_c;
+                    *g0 = (int16_t)nn_sat16(*g0 + nn_requant_apply(i0, rq));
+                    *g1 = (int16_t)nn_sat16(*g1 + nn_requant_apply(i1, rq));
                 }
                 if (c < in_c) {
-                    uint16_t *g = gw + c * stride_c + k;
-                    *g = nn_float_to_half(nn_half_to_float(*g) + m * (float)nn__dot_i16(xs + c * pe, ec, pe));
+                    int16_t *g = gw + c * stride_c + k;
+                    *g = (int16_t)nn_sat16(*g + nn_requant_apply(nn__dot_i16(xs + c * pe, ec, pe), rq));
                 }
             }
         }

@@ -118,7 +118,7 @@ void grouped_conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uin
     const int32_t in_plane = d->in_h * d->in_w, plane = d->out_h * d->out_w, kk = d->k_h * d->k_w;
     const int32_t xs = g.in_c * in_plane, ys = g.out_c * plane, ws = g.out_c * g.in_c * kk;
     const int32_t zx = qx->zero_point, zw = qw->zero_point;
-    float *bias = (float *)scratch;
+    int32_t *bias = scratch;
     int32_t *work = scratch + d->out_c;
     nn__conv_u8_out out;
     nn__conv_u8_out_forward(&out, qw->scale * qx->scale, b, qb, y, qy, d->out_c, relu, bias);
@@ -142,7 +142,7 @@ void grouped_conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uin
             nn__conv_u8_strided(x + k * xs, zx, w + k * ws, zw, &g, 0, &out, work);
         }
     }
-    nn__conv_u8_finish(&out, qy, d->out_c * plane, alpha);
+    nn__conv_u8_finish(&out, qy, alpha);
 }
 
 /* ---- backward input ------------------------------------------------------------------------------- */
@@ -190,7 +190,7 @@ void grouped_conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, co
                                    scratch);
         }
     }
-    nn__conv_u8_finish(&out, qex, d->in_c * in_plane, alpha);
+    nn__conv_u8_finish(&out, qex, alpha);
 }
 
 /* ---- backward weight: conv2d_u8_backward_weight of each group ---------------------------------------- */
@@ -200,12 +200,14 @@ int32_t grouped_conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d, int
 }
 
 void grouped_conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                       const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
-                                       int32_t groups, const uint8_t *active, int32_t *scratch) {
+                                       const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                       const float *sgb, const nn_conv_dims *d, int32_t groups,
+                                       const uint8_t *active, int32_t *scratch) {
     const nn_conv_dims g = nn__conv_dims_group(d, groups);
     const int32_t xs = g.in_c * d->in_h * d->in_w, ys = g.out_c * d->out_h * d->out_w;
     const int32_t ws = g.out_c * g.in_c * d->k_h * d->k_w;
     for (int32_t k = 0; k < groups; k++)
-        conv2d_u8_backward_weight(x + k * xs, qx, e + k * ys, qe, gw + k * ws, gb + k * g.out_c, &g,
+        conv2d_u8_backward_weight(x + k * xs, qx, e + k * ys, qe, gw + k * ws, sgw + k * g.out_c, gb + k * g.out_c,
+                                  sgb + k * g.out_c, &g,
                                   active ? active + k * g.out_c : 0, scratch);
 }

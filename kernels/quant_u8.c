@@ -41,6 +41,45 @@ void dequantize_u8_f32(const uint8_t *x, float *y, int32_t n, const nn_qparams *
     for (int32_t i = 0; i < n; i++) y[i] = s * (float)((int32_t)x[i] - zp);
 }
 
+nn_requant nn_requant_make(float m) {
+    nn_requant r = {0, 0};
+    if (!(m > 0.0f)) return r;                                  /* 0, negative, NaN */
+    uint32_t bits;
+    __builtin_memcpy(&bits, &m, 4);
+    const int32_t e = (int32_t)(bits >> 23) - 127;             /* m = 1.f * 2^e */
+    if (e >= -1) {                                              /* m >= 0.5 (inf too): the largest held */
+        r.mult = 0x7FFFFFFF;
+        return r;
+    }
+    int32_t mult = (int32_t)(((bits & 0x7FFFFFu) | 0x800000u) << 7), shift = -2 - e;
+    if (shift > 30) {                                           /* below 2^-32: fewer mantissa bits */
+        const int32_t extra = shift - 30;
+        mult = extra >= 31 ? 0 : mult >> extra;
+        shift = 30;
+    }
+    r.mult = mult;
+    r.shift = shift;
+    return r;
+}
+
+void nn_range_observe(nn_qparams *q, int32_t imin, int32_t imax, float unit, float alpha) {
+    if (imin > imax) return;
+    nn_qparams_observe(q, (float)imin * unit, (float)imax * unit, alpha);
+}
+
+float nn_grad_next_scale(float s, int32_t maxabs) {
+    float next;
+    if (maxabs >= 32767)
+        next = s * NN_GRAD_GROW;
+    else if (maxabs == 0)
+        next = s * (1.0f / NN_GRAD_GROW);
+    else
+        next = s * ((float)maxabs * (1.0f / NN_GRAD_TARGET));
+    if (!(next >= NN_GRAD_MIN_SCALE)) next = NN_GRAD_MIN_SCALE;
+    return next;
+}
+
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point) {
-    for (int32_t i = 0; i < n; i++) y[i] = nn_quantize((float)acc[i] * multiplier, 1.0f, zero_point);
+    const nn_requant r = nn_requant_make(multiplier);
+    for (int32_t i = 0; i < n; i++) y[i] = nn_requant_u8(acc[i], r, zero_point);
 }

@@ -1,20 +1,21 @@
 /* sgd_u8.c: gradient-standardized SGD on a uint8 tensor, no float copy of the weights
- * (see nn.h). Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
+ * (see nn.h); int16 gradients with a scale per row. Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
 #include "nn.h"
 
 #define NN_BIG 3.0e38f
 
-void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *norm, int32_t rows, int32_t cols,
                    int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active) {
     const float inv_cols = 1.0f / (float)cols;
     const int32_t runs = cols / run, stride = rows * run;
     /* Row statistics and their moving averages (active rows only). */
     for (int32_t r = 0; r < rows; r++) {
         if (active && !active[r]) continue;
+        const float s = sg[r];
         float sq = 0.0f;
         for (int32_t j = 0; j < runs; j++)
             for (int32_t t = 0; t < run; t++) {
-                const float v = nn_half_to_float(g[j * stride + r * run + t]);
+                const float v = s * (float)g[j * stride + r * run + t];
                 sq = sq + v * v;
             }
         nn_rms_track(&norm[r], sq, inv_cols, alpha_norm);
@@ -27,11 +28,11 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
         const int32_t z_new = qw->zero_point;
         for (int32_t r = 0; r < rows; r++) {
             const int on = !active || active[r];
-            const float inv_rms = nn_inv_rms(norm[r]);
+            const float inv_rms = nn_inv_rms(norm[r]), s = sg[r];
             for (int32_t c = 0; c < cols; c++) {
                 const int32_t k = (c / run) * stride + r * run + c % run;
                 float v = s_old * (float)((int32_t)w[k] - z_old);
-                if (on) v = v - lr * nn_standardized_step(nn_half_to_float(g[k]), inv_rms);
+                if (on) v = v - lr * nn_standardized_step(s * (float)g[k], inv_rms);
                 if (pass == 0) {
                     if (v < tmin) tmin = v;
                     if (v > tmax) tmax = v;
@@ -42,5 +43,15 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
         }
         if (pass == 0 && rows > 0 && cols > 0) nn_qparams_observe(qw, tmin, tmax, alpha_w);
     }
-    for (int32_t i = 0; i < rows * cols; i++) g[i] = 0;
+    for (int32_t r = 0; r < rows; r++) {
+        int32_t maxabs = 0;
+        for (int32_t j = 0; j < runs; j++)
+            for (int32_t t = 0; t < run; t++) {
+                int16_t *gk = &g[j * stride + r * run + t];
+                const int32_t a = *gk < 0 ? -*gk : *gk;
+                maxabs = a > maxabs ? a : maxabs;
+                *gk = 0;
+            }
+        if (!active || active[r]) sg[r] = nn_grad_next_scale(sg[r], maxabs);
+    }
 }

@@ -117,7 +117,7 @@ class StepBuilder:
 
     def _parameters(self, n: Node) -> dict[str, Tensor]:
         kinds = dict(weight="weights", bias="weights", weight_grad="gradients", bias_grad="gradients",
-                     qparams="qparams", update_stats="optimiser", active="sparse", touched="sparse",
+                     qparams="qparams", scales="gradients", update_stats="optimiser", active="sparse", touched="sparse",
                      sparse_state="sparse")
 
         def t(name, dtype, count, group, init="zeros"):
@@ -134,8 +134,10 @@ class StepBuilder:
                       b=t(f"{n.name}.bias", "u8", n.n_bias, "weights", "bias"),
                       qw=t(f"{n.name}.weight.qparams", "qp", 1, "weights", "qp_weight"),
                       qb=t(f"{n.name}.bias.qparams", "qp", 1, "weights", "qp_bias"),
-                      gw=t(f"{n.name}.weight_grad", "f16", n.n_weights, "weights"),
-                      gb=t(f"{n.name}.bias_grad", "f16", n.n_bias, "weights"),
+                      gw=t(f"{n.name}.weight_grad", "i16", n.n_weights, "weights"),
+                      gb=t(f"{n.name}.bias_grad", "i16", n.n_bias, "weights"),
+                      sgw=t(f"{n.name}.weight_grad.scales", "f32", n.structures, "weights", "grad_scale"),
+                      sgb=t(f"{n.name}.bias_grad.scales", "f32", n.n_bias, "weights", "grad_scale"),
                       nw=t(f"{n.name}.weight.update_stats", "f32", n.structures, "weights"),
                       nb=t(f"{n.name}.bias.update_stats", "f32", n.n_bias, "weights"))
         if self.sparse:
@@ -247,8 +249,9 @@ class StepBuilder:
                 call("sgd_f32_standardized_update", t["b"], t["gb"], t["nb"], n.n_bias, 1, 1, lr, a_norm, None)
                 continue
             touched = t["touched"] if self.sparse else None
-            call("sgd_u8_update", t["w"], t["qw"], t["gw"], t["nw"], *layout, lr, a_norm, a_w, touched)
-            call("sgd_u8_update", t["b"], t["qb"], t["gb"], t["nb"], n.n_bias, 1, 1, lr, a_norm, a_w, touched)
+            call("sgd_u8_update", t["w"], t["qw"], t["gw"], t["sgw"], t["nw"], *layout, lr, a_norm, a_w, touched)
+            call("sgd_u8_update", t["b"], t["qb"], t["gb"], t["sgb"], t["nb"], n.n_bias, 1, 1, lr, a_norm, a_w,
+                 touched)
             if self.sparse:
                 call("fill_u8", touched, n.structures, 0)
         self.ctx.at(None, None)

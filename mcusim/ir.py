@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NBYTES = {"f32": 4, "u8": 1, "f16": 2, "i32": 4, "u32": 4, "qp": 16}
+NBYTES = {"f32": 4, "u8": 1, "i16": 2, "i32": 4, "u32": 4, "qp": 16}
 # sample: forward + backward of one training sample (gradients accumulate); update: the optimiser step
 # of a batch; evaluate: forward + loss; encode: forward to the features; decode: generate (vae only).
 PHASES = ("sample", "update", "evaluate", "encode", "decode")
@@ -23,7 +23,7 @@ class Tensor:
     dtype: str
     count: int
     group: str                  # one of GROUPS: what the memory plan counts it as
-    init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range [-1, 1]), "qp_fixed", "qp_pixels", "seed"
+    init: str = "zeros"         # "zeros", "weight", "bias", "qp" (range [-1, 1]), "qp_fixed", "qp_pixels", "grad_scale", "seed"
     kind: str = "task"          # one of KINDS: what it holds, for per-layer memory tables
     layer: str | None = None    # the layer it belongs to (None: the task's input, loss, latent, shared scratch)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .ir import PHASES, Cast, Element, Program, Scalar, Struct, Tensor, View, call_symbol, phase_symbol
 
-CTYPE = {"f32": "float", "u8": "uint8_t", "f16": "uint16_t", "i32": "int32_t", "u32": "uint32_t", "qp": "nn_qparams"}
+CTYPE = {"f32": "float", "u8": "uint8_t", "i16": "int16_t", "i32": "int32_t", "u32": "uint32_t", "qp": "nn_qparams"}
 
 
 def _arg(a) -> str:

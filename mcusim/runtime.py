@@ -25,7 +25,7 @@ from .render_c import c_source
 from .render_numba import lane_arena_sizes, numba_source
 from .toolchain import build, cache_dir
 
-NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "f16": np.uint16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
+NP_DTYPE = {"f32": np.float32, "u8": np.uint8, "i16": np.int16, "i32": np.int32, "u32": np.uint32, "qp": QP_DTYPE}
 
 
 @lru_cache(maxsize=None)
@@ -185,8 +185,9 @@ def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | 
     """Initial values of every tensor: weights and biases given (`weights`, e.g. an ONNX model's
     initialisers) or drawn as PyTorch does by default (uniform in +-1/sqrt(fan_in)), quantized with their
     exact range for u8; activation and error ranges start at [-1, 1]; the image's range is [0, 1]
-    (scale 1/255, zero point 0)."""
-    from .ops.quant_u8 import make_qparams
+    (scale 1/255, zero point 0); u8 gradient rows start with the scale GRAD_SCALE_INIT (the update
+    adapts it batch by batch)."""
+    from .ops.quant_u8 import grad_scales, make_qparams
     rng = np.random.default_rng(seed)
     state: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
@@ -205,6 +206,8 @@ def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | 
             scale, zp = float(q["scale"][0]), int(q["zero_point"][0])
             state[t.name] = np.clip(np.floor(values / np.float32(scale) + np.float32(0.5)) + zp, 0, 255).astype(np.uint8)
             state[t.name + ".qparams"] = q
+        elif t.init == "grad_scale":
+            state[t.name] = grad_scales(t.count)
         elif t.init == "qp_pixels":
             state[t.name] = make_qparams(0.0, 1.0)
         elif t.init in ("qp", "qp_fixed"):

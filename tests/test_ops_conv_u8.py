@@ -8,7 +8,7 @@ from mcusim.checks.conv_u8 import CHECKS
 from mcusim.crosscheck import run_checks
 from mcusim.kernel_lib import KernelLibrary
 from mcusim.ops import conv_u8 as C
-from mcusim.ops.quant_u8 import make_qparams
+from mcusim.ops.quant_u8 import grad_scales, make_qparams
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +154,15 @@ def test_weight_gradient_accumulates_real_products(transposed):
         for ky in range(kh):
             for kx in range(kw):
                 ref[:, :, ky, kx] = np.einsum("ohw,chw->oc", er, xp[:, ky:ky + s * oh:s, kx:kx + s * ow:s])
-    gw = np.ones(int(np.prod(wshape)), np.float16).view(np.uint16)       # half-float buffers
-    gb = np.full(oc, 2.0, np.float16).view(np.uint16)
+    unit = 2.0 ** -7                                           # int16 buffers with gradient scale 2^-7
+    gw = np.full(int(np.prod(wshape)), 128, np.int16)         # 1.0
+    gb = np.full(oc, 256, np.int16)                           # 2.0
+    sg = grad_scales(oc, np.float32(unit))
     bwd = C.convtranspose2d_u8_backward_weight if transposed else C.conv2d_u8_backward_weight
-    bwd(x, qx, e, qe, gw, gb, d, active)
-    bwd(x, qx, e, qe, gw, gb, d, active)                       # accumulates over a batch of two
+    bwd(x, qx, e, qe, gw, sg, gb, sg, d, active)
+    bwd(x, qx, e, qe, gw, sg, gb, sg, d, active)               # accumulates over a batch of two
     on = (active[None, :, None, None] if transposed else active[:, None, None, None]).astype(bool)
     expect = np.where(on, 1 + 2 * ref, 1).reshape(-1)
-    half = lambda g: g.view(np.float16).astype(np.float64)  # noqa: E731
-    assert np.allclose(half(gw), expect, rtol=2e-3, atol=2e-3)           # two half-float roundings
-    assert np.all(half(gw)[~np.broadcast_to(on, wshape).reshape(-1)] == 1)
-    assert np.allclose(half(gb), np.where(active.astype(bool), 2 + 2 * er.sum(axis=(1, 2)), 2), rtol=2e-3, atol=2e-3)
+    assert np.all(np.abs(gw * unit - expect) <= unit * 1.01)            # two roundings of half a unit
+    assert np.all(gw[~np.broadcast_to(on, wshape).reshape(-1)] == 128)
+    assert np.all(np.abs(gb * unit - np.where(active.astype(bool), 2 + 2 * er.sum(axis=(1, 2)), 2)) <= unit * 1.01)

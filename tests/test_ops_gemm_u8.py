@@ -5,7 +5,7 @@ import numpy as np
 from mcusim.checks.gemm_u8 import CHECKS
 from mcusim.crosscheck import run_checks
 from mcusim.ops import gemm_u8 as G
-from mcusim.ops.quant_u8 import make_qparams
+from mcusim.ops.quant_u8 import grad_scales, make_qparams
 
 
 def test_c_and_numba_agree_bit_for_bit():
@@ -49,12 +49,14 @@ def test_weight_gradient_accumulates_real_products():
     n_in, n_out = 40, 8
     x, e = rng.integers(0, 256, n_in).astype(np.uint8), rng.integers(0, 256, n_out).astype(np.uint8)
     qx, qe = make_qparams(-1, 2), make_qparams(-0.3, 0.1)
-    gw = np.ones(n_in * n_out, np.float16).view(np.uint16)
-    gb = np.zeros(n_out, np.float16).view(np.uint16)
-    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, None)
+    sgw, sgb = grad_scales(n_out, np.float32(2.0 ** -14)), grad_scales(n_out, np.float32(2.0 ** -12))
+    gw = np.full(n_in * n_out, 2 ** 14, np.int16)                        # 1.0 in the scale of sgw
+    gb = np.zeros(n_out, np.int16)
+    G.gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, None)
     ref = np.outer(_real(e, qe), _real(x, qx)).reshape(-1) + 1
-    assert np.allclose(gw.view(np.float16), ref, rtol=1e-3, atol=1e-4)       # half precision storage
-    assert np.allclose(gb.view(np.float16), _real(e, qe), rtol=1e-3, atol=1e-5)
+    # int16 units of the gradient scale: each product rounded once (the row coefficient has >= 14 bits)
+    assert np.allclose(gw * 2.0 ** -14, ref, rtol=1e-3, atol=2.0 ** -14)
+    assert np.allclose(gb * 2.0 ** -12, _real(e, qe), atol=2.0 ** -13)
 
 
 def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
@@ -62,13 +64,22 @@ def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
     rows, cols = 6, 100
     qw = make_qparams(-1, 1)
     w = np.full(rows * cols, qw["zero_point"][0], np.uint8)            # all weights exactly 0.0
-    g = rng.standard_normal(rows * cols).astype(np.float16)
+    g = rng.integers(-4000, 4000, rows * cols).astype(np.int16)
+    sg = (10.0 ** -(3 + 0.5 * np.arange(rows))).astype(np.float32)    # rows half a decade apart
     norm = np.zeros(rows, np.float32)
     active = np.array([1, 1, 1, 0, 1, 1], np.uint8)
-    G.sgd_u8_update(w, qw, g.view(np.uint16).copy(), norm, rows, cols, cols, np.float32(0.1), np.float32(1.0), np.float32(0.0), active)
+    g_in, sg_in = g.copy(), sg.copy()
+    G.sgd_u8_update(w, qw, g_in, sg_in, norm, rows, cols, cols, np.float32(0.1), np.float32(1.0), np.float32(0.0),
+                    active)
+    assert np.all(g_in == 0)                                             # cleared for the next batch
+    row_max = np.abs(g.reshape(rows, cols)).max(1)
+    for r in range(rows):                                                # each active row rescaled by its own max
+        want = np.float32(sg[r] * np.float32(row_max[r] / 8192.0)) if active[r] else sg[r]
+        assert sg_in[r] == want, r
     moved = _real(w, qw).reshape(rows, cols)
-    gr = g.astype(np.float64).reshape(rows, cols)
+    gr = g.astype(np.float64).reshape(rows, cols) * sg[:, None]
     std = np.clip(gr / np.sqrt((gr ** 2).mean(1, keepdims=True)), -3, 3)     # RMS-scaled, clipped at 3
     assert np.all(moved[3] == 0)                                         # inactive row untouched
     on = active.astype(bool)
     assert np.max(np.abs(moved[on] - (-0.1 * std[on]))) <= qw["scale"][0] / 2 + 1e-6
+

@@ -6,6 +6,7 @@ import pytest
 
 from mcusim.checks.gemm_u8 import _qp, _raw
 from mcusim.checks.grouped_conv import CHECKS
+from mcusim.checks.quant_u8 import random_grad
 from mcusim.crosscheck import run_checks
 from mcusim.kernel_lib import KernelLibrary
 from mcusim.ops import conv_u8 as C
@@ -81,12 +82,12 @@ def test_one_group_is_conv2d_u8(kernels, d):
     got = kernels.call("grouped_conv2d_u8_backward_input", w, qw, e, qe, ex, qex, x, qx, d, 1, active, 0.1,
                        _scratch(G.grouped_conv2d_backward_input_buffer_size(d, 1))).outputs[4:6]
     assert all(g.tobytes() == r.tobytes() for g, r in zip(got, ref))
-    gw = rng.standard_normal(n_w).astype(np.float16).view(np.uint16)
-    gb = rng.standard_normal(int(d[3])).astype(np.float16).view(np.uint16)
-    ref = kernels.call("conv2d_u8_backward_weight", x, qx, e, qe, gw, gb, d, active,
-                       _scratch(C.conv2d_backward_weight_buffer_size(d))).outputs[4:6]
-    got = kernels.call("grouped_conv2d_u8_backward_weight", x, qx, e, qe, gw, gb, d, 1, active,
-                       _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, 1))).outputs[4:6]
+    gw, sgw = random_grad(rng, n_w, int(d[3]))
+    gb, sgb = random_grad(rng, int(d[3]), int(d[3]))
+    ref = kernels.call("conv2d_u8_backward_weight", x, qx, e, qe, gw, sgw, gb, sgb, d, active,
+                       _scratch(C.conv2d_backward_weight_buffer_size(d))).outputs[4:8]
+    got = kernels.call("grouped_conv2d_u8_backward_weight", x, qx, e, qe, gw, sgw, gb, sgb, d, 1, active,
+                       _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, 1))).outputs[4:8]
     assert all(g.tobytes() == r.tobytes() for g, r in zip(got, ref))
 
 

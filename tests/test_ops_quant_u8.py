@@ -56,25 +56,25 @@ def test_moving_average_range():
     assert y[1] == 255                                    # 9.0 lies beyond the averaged range: saturates
 
 
-def test_half_float_conversions_match_ieee():
-    from numba import njit
-
-    @njit
-    def both(h, f):
-        a = np.empty(h.size, np.float32)
-        for i in range(h.size):
-            a[i] = Q.f16_to_f32(h[i])
-        b = np.empty(f.size, np.uint16)
-        for i in range(f.size):
-            b[i] = Q.f32_to_f16(f[i])
-        return a, b
-
-    halfs = np.arange(65536, dtype=np.uint16)
+def test_integer_requantization_rounds_the_exact_product():
     rng = np.random.default_rng(5)
-    floats = np.concatenate([rng.standard_normal(50000) * 10.0 ** rng.integers(-9, 6, 50000),
-                             [65504, 65519.99, 65520, 2.98e-8, 2.99e-8, 5.96e-8, -0.0, np.inf]]).astype(np.float32)
-    as_f32, as_f16 = both(halfs, floats)
-    finite = ~np.isnan(halfs.view(np.float16))
-    assert np.array_equal(as_f32[finite].view(np.uint32), halfs.view(np.float16)[finite].astype(np.float32).view(np.uint32))
-    with np.errstate(over="ignore"):
-        assert np.array_equal(as_f16, floats.astype(np.float16).view(np.uint16))
+    v = np.concatenate([rng.integers(-2**24, 2**24, 4000), np.arange(-600, 600)]).astype(np.int64)
+    for m in (0.3, 0.013, 1e-3, 3.7e-5, 2.0 ** -20, 0.4999):
+        mult, shift = Q.requant_make(np.float32(m))
+        assert 2**30 <= mult < 2**31 and 0 <= shift <= 30
+        assert mult * 2.0 ** -(32 + int(shift)) == float(np.float32(m))          # the float's mantissa, exact
+        got = np.array([Q.requant_apply(np.int32(a), mult, shift) for a in v])
+        h = (v * int(mult) + 2**31) >> 32                                       # the two roundings of nn.h
+        assert np.array_equal(got, (h + ((1 << int(shift)) >> 1)) >> int(shift))
+        exact = v * np.float64(np.float32(m))
+        assert np.all(np.abs(got - exact) <= 0.5 + 2.0 ** -int(shift) / 2 + 1e-9)    # within half a step, and a bit
+    assert Q.requant_make(np.float32(0.5)) == (2**31 - 1, 0)                      # the largest multiplier held
+    assert Q.requant_make(np.float32(0.0)) == (0, 0) and Q.requant_make(np.float32(np.nan)) == (0, 0)
+
+
+def test_gradient_scale_follows_the_batch_magnitude():
+    s = Q.grad_next_scale(np.float32(1e-3), 4096)    # half the target: the next scale halves
+    assert s == np.float32(5e-4)
+    grown = Q.grad_next_scale(s, 32767)              # saturated: grows by GRAD_GROW
+    assert grown == np.float32(5e-4) * Q.GRAD_GROW
+    assert Q.grad_next_scale(grown, 0) == grown * (np.float32(1) / Q.GRAD_GROW)   # rounded away: shrinks

@@ -377,20 +377,25 @@ static inline int32_t nn_floor_i32(float v) {
     return ((float)i > v) ? i - 1 : i;
 }
 
-/* Gradient buffers of the u8 kernels hold IEEE half floats (uint16_t storage): weights 1 byte plus
- * gradient 2 bytes per parameter. The FPv4-SP unit converts with VCVTB (round to nearest even). */
-static inline float nn_half_to_float(uint16_t h) {
-    __fp16 v;
-    __builtin_memcpy(&v, &h, 2);
-    return (float)v;
-}
+/* Gradient buffers of the u8 kernels: int16 codes g with one gradient scale per row (float sg[rows]; a
+ * row is a structure of the update: a Gemm output neuron, a Conv2D filter, a ConvTranspose2D output
+ * channel; a bias has one scale per element): the real gradient of a weight of row r is sg[r] * (float)g.
+ * A scale per row keeps the precision of rows whose gradients are much smaller than the tensor's largest
+ * (the standardized update divides each row by its own RMS, so a coarse small row became a noisy step).
+ * The backward_weight kernels add each sample's gradient in these units with saturation (the sums stay in
+ * the DSP path: SMLABB/SMLATB and QADD16); the scales are fixed during a batch and chosen by the update
+ * for the next one (nn_grad_next_scale). 1 byte of weight plus 2 bytes of gradient per parameter, 4 bytes
+ * per row. */
+static inline int32_t nn_sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32767 ? 32767 : v); }
 
-static inline uint16_t nn_float_to_half(float f) {
-    __fp16 v = (__fp16)f;
-    uint16_t h;
-    __builtin_memcpy(&h, &v, 2);
-    return h;
-}
+/* After a batch: maxabs = the largest |g| of a row whose scale was s. The next batch's scale puts that
+ * magnitude at NN_GRAD_TARGET (a quarter of the int16 range, headroom for a larger batch); a row that
+ * saturated (maxabs >= 32767) gets s * NN_GRAD_GROW instead, one whose gradient rounded away entirely
+ * (maxabs 0) s / NN_GRAD_GROW; the scale stays >= NN_GRAD_MIN_SCALE. */
+#define NN_GRAD_TARGET 8192.0f
+#define NN_GRAD_GROW 64.0f
+#define NN_GRAD_MIN_SCALE 1.0e-30f
+float nn_grad_next_scale(float s, int32_t maxabs);
 
 /* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
  * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
@@ -402,6 +407,56 @@ static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) 
     int32_t r = zero_point + nn_floor_i32(v);
     return (uint8_t)(r < 0 ? 0 : (r > 255 ? 255 : r));
 }
+
+/* ---- integer output stage -------------------------------------------------------------------
+ * The layers requantize their int32 sums without floats: a real multiplier m >= 0 (s_in * s_w / s_out)
+ * is held as m ~= mult * 2^-(32 + shift) with mult in [2^30, 2^31) (the float's 24-bit mantissa, exact)
+ * and 0 <= shift <= 30, and, rounding half up twice (as CMSIS-NN's high multiply and power-of-two divide):
+ *     h = floor((v * mult + 2^31) / 2^32)                     (SMMULR)
+ *     nn_requant_apply(v) = (h + (2^shift >> 1)) >> shift      (an add and an arithmetic shift)
+ * Limits, never met by a tracked
+ * range but by a degenerate one (e.g. a zero-width initial range): m >= 2^-1 is held as mult = 2^31 - 1,
+ * shift = 0 (just under 0.5); below 2^-32 mult is shifted right instead (fewer mantissa bits; 0 below
+ * 2^-63, and for 0 and NaN). The range the layer observes is tracked on the integers (exact), so a
+ * clamped multiplier never feeds back into the next scale. */
+typedef struct {
+    int32_t mult;
+    int32_t shift;
+} nn_requant;
+
+nn_requant nn_requant_make(float m);
+
+static inline int32_t nn_requant_apply(int32_t v, nn_requant r) {
+    const int32_t h = (int32_t)(((int64_t)v * r.mult + 0x80000000LL) >> 32);
+    return (h + ((1 << r.shift) >> 1)) >> r.shift;
+}
+
+/* zero_point + nn_requant_apply(v), clamped to 0..255. */
+static inline uint8_t nn_requant_u8(int32_t v, nn_requant r, int32_t zero_point) {
+    const int32_t q = zero_point + nn_requant_apply(v, r);
+    return (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
+}
+
+/* nn_floor_i32(ratio * (float)v + 0.5f), the product first clamped to +-2^30 (NaN to -2^30): an integer
+ * rescaled by a float ratio, rounded half up. */
+static inline int32_t nn_round_scaled(int32_t v, float ratio) {
+    float t = ratio * (float)v;
+    if (!(t >= -1073741824.0f)) t = -1073741824.0f;
+    if (t > 1073741824.0f) t = 1073741824.0f;
+    return nn_floor_i32(t + 0.5f);
+}
+
+/* A bias code b (qparams sb, zb) in units of the layer's sums (1 unit = s_in * s_w; ratio = sb / unit). */
+static inline int32_t nn_bias_units(uint8_t b, int32_t zb, float ratio) {
+    return nn_round_scaled((int32_t)b - zb, ratio);
+}
+
+/* The range of a requantized tensor, tracked on the integer values t before requantization; after the
+ * layer nn_range_observe(q, imin, imax, unit, alpha) observes [(float)imin * unit, (float)imax * unit]
+ * (unit: the real value of one integer step; nothing is observed if no value was seen). */
+#define NN_RANGE_EMPTY_MIN 2147483647
+#define NN_RANGE_EMPTY_MAX (-2147483647 - 1)
+void nn_range_observe(nn_qparams *q, int32_t imin, int32_t imax, float unit, float alpha);
 
 /* Float tensor -> uint8: observe the tensor's min/max (moving average with alpha), then quantize
  * with the updated scale and zero point. */
@@ -421,8 +476,8 @@ void elbo_u8_backward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pix
                       const float *log_sigma, uint8_t *e, const nn_qparams *qe, float *dmu, float *dlog_sigma,
                       int32_t n_pixels, int32_t n_latent);
 
-/* int32 accumulators -> uint8: y = rounding rule applied to t = (float)acc * multiplier, with
- * inv_scale 1 (the multiplier already folds s_in * s_w / s_out). */
+/* int32 accumulators -> uint8 with the integer output stage: y = nn_requant_u8(acc, nn_requant_make(multiplier),
+ * zero_point) (the multiplier folds s_in * s_w / s_out). */
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point);
 
 
@@ -433,32 +488,41 @@ void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, 
  * may use the M4's SIMD instructions freely; the float steps follow the order written here.
  *
  * forward: acc[o] = sum_i (w[o][i] - zw) * (x[i] - zx)
- *          t = (float)acc * (sw * sx);  t = t + sb * (float)(b[o] - zb);  if relu and !(t > 0): t = 0
- *          y[o] = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; the min and max of t over
- *          all o are tracked and, after the layer, nn_qparams_observe(qy, tmin, tmax, alpha). */
+ *          the integer output stage (no float per output): unit = sw * sx;
+ *          t = acc[o] + nn_bias_units(b[o], zb, sb / unit);  if relu and t < 0: t = 0;
+ *          y[o] = nn_requant_u8(t, nn_requant_make(unit / sy), zy) with y's CURRENT qparams; the min and
+ *          max of t over all o are tracked (int32) and, after the layer, nn_range_observe(qy, tmin, tmax,
+ *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in) bytes, 4-byte aligned (x - zx widened
+ *          once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4 weights). */
+int32_t gemm_u8_forward_buffer_size(int32_t in);
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
-                     int32_t in, int32_t out, int32_t relu, float alpha);
+                     int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch);
 
 /* backward_input (error propagation): acc[i] = sum over active o of (w[o][i] - zw) * (e[o] - ze)
- *          t = (float)acc * (sw * se);  if x is given and x[i] <= zx (the ReLU that produced x was
- *          off): t = 0;  ex[i] = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as in forward.
+ *          t = acc[i];  if x is given and x[i] <= zx (the ReLU that produced x was off): t = 0;
+ *          ex[i] = nn_requant_u8(t, nn_requant_make(unit / s_ex), z_ex) with unit = sw * se, tracked and
+ *          observed as in forward.
  * Inactive rows (active[o] == 0) are skipped (dynamic sparse update); active == NULL: all rows.
- * scratch: gemm_u8_backward_input_buffer_size(in) bytes, 4-byte aligned. */
-int32_t gemm_u8_backward_input_buffer_size(int32_t in);
+ * scratch: gemm_u8_backward_input_buffer_size(in, out) bytes, 4-byte aligned (the active rows two by two
+ * with their errors packed for SMLAD; four input sums stay in registers over all rows). */
+int32_t gemm_u8_backward_input_buffer_size(int32_t in, int32_t out);
 void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_t *e, const nn_qparams *qe,
                             uint8_t *ex, nn_qparams *qex, const uint8_t *x, const nn_qparams *qx,
                             int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
 
-/* backward_weight: accumulates gradients (in real units) over a batch into half-float buffers.
- * For each active row o with de = e[o] - ze != 0: gr = (se * sx) * (float)de;
- *          gw[o][i] = half(float(gw[o][i]) + gr * (float)(x[i] - zx))   for i ascending;
- *          gb[o] = half(float(gb[o]) + se * (float)de).
- * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the (float)(x[i] - zx), computed once). */
+/* backward_weight: accumulates the sample's gradient into the int16 gradient buffers gw (row scales sgw)
+ * and gb (scales sgb). Per active row o with de = e[o] - ze != 0 and k9 = ((se * sx) / sgw[o]) * 512:
+ *          c = clamp(nn_round_scaled(de, k9), -32767, 32767)   (the row's coefficient, 9 fraction bits)
+ *          gw[o][i] = sat16(gw[o][i] + ((c * ((x[i] - zx) * 2^7) + 2^15) >> 16))   (round half up)
+ *          gb[o] = sat16(gb[o] + nn_round_scaled(de, se / sgb[o])).
+ * (x - zx) * 2^7 fits int16, so two weights cost one SMLABB, one SMLATB, one PKHTB and one QADD16; c
+ * bounds a sample's contribution to 64 units per unit of x - zx (half the int16 range at |x - zx| = 255).
+ * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the int16 (x - zx) * 2^7). */
 int32_t gemm_u8_backward_weight_buffer_size(int32_t in);
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                             uint16_t *gw, uint16_t *gb, int32_t in, int32_t out, const uint8_t *active,
-                             float *scratch);
+                             int16_t *gw, const float *sgw, int16_t *gb, const float *sgb, int32_t in,
+                             int32_t out, const uint8_t *active, int32_t *scratch);
 
 /* ---- update, uint8 -------------------------------------------------------------------------
  * Gradient-standardized SGD on a uint8 tensor of `rows` structures (Gemm rows, Conv filters,
@@ -466,7 +530,7 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  * Structure r is made of contiguous runs of `run` weights spaced rows*run apart: its c-th weight is
  * at (c / run) * rows * run + r * run + c % run (run = cols for Gemm and Conv2D rows; run = k_h*k_w
  * for a ConvTranspose2D output channel, whose weights [IC][OC][KH][KW] are strided). Sums go in c order.
- *   g is the half-float gradient buffer; every g below means float(g).
+ *   g is the int16 gradient buffer with its row scales sg; every g of row r below means sg[r] * (float)g.
  *   norm [rows] holds the moving average of each row's mean square gradient. The gradient is scaled,
  *   NOT centred (the paper writes (g - mean) / std; centring removed the common direction of a row's
  *   gradient, e.g. the KL pull on log-sigma, and fp32 training diverged), RMSprop-like:
@@ -476,8 +540,9 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
  *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
- *   Finally every g is set to 0. */
-void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t rows, int32_t cols,
+ *   Finally per active row sg[r] = nn_grad_next_scale(sg[r], max |g| over the row) (an inactive row keeps
+ *   its scale), and every g is set to 0. */
+void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *norm, int32_t rows, int32_t cols,
                    int32_t run, float lr, float alpha_norm, float alpha_w, const uint8_t *active);
 
 /* ---- conv2d / convtranspose2d, uint8 ----------------------------------------------------------
@@ -490,19 +555,21 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, uint16_t *g, float *norm, int32_t
  * channel oc. Every scratch is 4-byte aligned, of <fn>_buffer_size(d) BYTES.
  *
  * forward:  acc[oc][p] = sum over the taps (ic, kh, kw) of output position p of (w - zw) * (x - zx)
- *           t = (float)acc * (sw * sx);  t = t + sb * (float)(b[oc] - zb);  if relu and !(t > 0): t = 0
- *           y = nn_quantize(t, 1.0f / sy, zy) with y's CURRENT qparams; min/max of t tracked over all
- *           outputs (oc ascending, then position ascending), then nn_qparams_observe(qy, tmin, tmax, alpha).
+ *           the integer output stage of the Gemm: t = acc + nn_bias_units(b[oc], zb, sb / unit) (unit =
+ *           sw * sx), t = 0 if relu and t < 0, y = nn_requant_u8(t, nn_requant_make(unit / sy), zy) with y's
+ *           CURRENT qparams; min/max of t tracked over all outputs, then nn_range_observe(qy, .., unit, alpha).
  * backward_input: acc[ic][p] = sum over the active oc and taps (kh, kw) linking input position p to an
  *           output position q of (w - zw) * (e[oc][q] - ze)
- *           t = (float)acc * (sw * se);  if x is given and x[ic][p] <= zx: t = 0;
- *           ex = nn_quantize(t, 1.0f / s_ex, z_ex), tracked and observed as forward.
- * backward_weight: accumulates into half-float gradient buffers (uint16_t, as the Gemm's; the input of
- *           sgd_u8_update). DIFFERENT float form from the Gemm's: the spatial sum is exact int32 first,
- *           then ONE float multiply-add per weight. For every active oc (every one, even if its error is 0):
+ *           t = acc;  if x is given and x[ic][p] <= zx: t = 0;
+ *           ex = nn_requant_u8(t, nn_requant_make(unit / s_ex), z_ex) (unit = sw * se), tracked and observed
+ *           as forward.
+ * backward_weight: accumulates into the int16 gradient buffers (as the Gemm's; the input of sgd_u8_update).
+ *           The spatial sum is exact int32 first, then one integer requantization per weight. For every
+ *           active oc (every one, even if its error is 0):
  *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
- *           m = se * sx (once);  gw = half(float(gw) + m * (float)isum)
- *           gb[oc] = half(float(gb[oc]) + se * (float)(sum over all output positions q of (e[oc][q] - ze))).
+ *           gw = sat16(gw + nn_requant_apply(isum, nn_requant_make((se * sx) / sgw[oc])))
+ *           gb[oc] = sat16(gb[oc] + nn_round_scaled(sum over all output positions q of (e[oc][q] - ze),
+ *                                                   se / sgb[oc])).
  *           Inactive channels are untouched. */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -514,8 +581,8 @@ void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint
                               const nn_conv_dims *d, const uint8_t *active, float alpha, int32_t *scratch);
 int32_t conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
-                               uint16_t *gw, uint16_t *gb, const nn_conv_dims *d, const uint8_t *active,
-                               int32_t *scratch);
+                               int16_t *gw, const float *sgw, int16_t *gb, const float *sgb,
+                               const nn_conv_dims *d, const uint8_t *active, int32_t *scratch);
 
 int32_t convtranspose2d_u8_forward_buffer_size(const nn_conv_dims *d);
 void convtranspose2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -528,8 +595,9 @@ void convtranspose2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, c
                                        float alpha, int32_t *scratch);
 int32_t convtranspose2d_u8_backward_weight_buffer_size(const nn_conv_dims *d);
 void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                        const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
-                                        const uint8_t *active, int32_t *scratch);
+                                        const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                        const float *sgb, const nn_conv_dims *d, const uint8_t *active,
+                                        int32_t *scratch);
 
 /* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
  * compute, output position by output position, acc[o] = the exact int32 sum of output o at that
@@ -540,19 +608,19 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
  * The strided core keeps at most NN_CONV_U8_ROW_BYTES of packed weight rows and takes more output
  * channels in groups (a memory bound: each group gathers the input columns again). */
 #define NN_CONV_U8_ROW_BYTES 4096
-typedef struct {                   /* the output stage, see nn__conv_u8_emit */
-    float m, inv;                  /* acc -> float multiplier; 1 / the output's CURRENT scale */
+typedef struct {                   /* the integer output stage, see nn__conv_u8_emit */
+    nn_requant rq;                 /* sums -> codes of the output (its CURRENT qparams) */
     int32_t zy, relu, zmask;       /* output zero point; ReLU (forward); the mask's zero point */
-    const float *bias;             /* [out_c] float biases (forward) or NULL */
+    float unit;                    /* real value of one integer step, for the observed range */
+    const int32_t *bias;           /* [out_c] biases in units of the sums (forward) or NULL */
     const uint8_t *mask;           /* [out_c][plane] error mask x (backward: t = 0 where x <= zmask) or NULL */
     uint8_t *y;                    /* [out_c][plane] uint8 output */
-    float tmin, tmax;              /* range of t seen so far */
+    int32_t imin, imax;            /* range of t seen so far */
 } nn__conv_u8_out;
 /* Output stage of npos positions pos0 + k * step (k < npos) of plane for the channels o0 .. o0 + rows - 1,
- * acc [rows][npos]: for each channel o:
- * t = (float)acc * m; with bias (forward): t = t + bias[o], t = 0 if relu and !(t > 0); without:
- * t = 0 if mask and mask[i] <= zmask (i = o * plane + pos); track the range of t;
- * y[i] = nn_quantize(t, inv, zy). The caller observes the range after the core (min and max do not
+ * acc [rows][npos]: for each channel o: t = acc; with bias (forward): t = t + bias[o], t = 0 if relu and
+ * t < 0; without: t = 0 if mask and mask[i] <= zmask (i = o * plane + pos); track the range of t;
+ * y[i] = nn_requant_u8(t, rq, zy). The caller observes the range after the core (min and max do not
  * depend on the visiting order). */
 void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
                       int32_t pos0, int32_t step, int32_t plane);
@@ -584,13 +652,14 @@ void nn__conv_u8_direct(const uint8_t *xb, const int32_t *offs, int32_t n, const
                         const int32_t *sum_w, int32_t rows, int32_t zx, int32_t zw, int32_t *acc,
                         int32_t acc_stride);
 
-/* Output stages of the operators: forward (bias floats written to bias_out [out_c], ReLU, y's qparams)
- * and error (x mask, ex's qparams); nn__conv_u8_finish observes the range seen into q. */
-void nn__conv_u8_out_forward(nn__conv_u8_out *out, float m, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
-                             const nn_qparams *qy, int32_t out_c, int32_t relu, float *bias_out);
-void nn__conv_u8_out_error(nn__conv_u8_out *out, float m, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
+/* Output stages of the operators: forward (integer biases written to bias_out [out_c], ReLU, y's
+ * qparams; unit = sw * sx) and error (x mask, ex's qparams; unit = sw * se); nn__conv_u8_finish observes
+ * the range seen into q (nn_range_observe). */
+void nn__conv_u8_out_forward(nn__conv_u8_out *out, float unit, const uint8_t *b, const nn_qparams *qb, uint8_t *y,
+                             const nn_qparams *qy, int32_t out_c, int32_t relu, int32_t *bias_out);
+void nn__conv_u8_out_error(nn__conv_u8_out *out, float unit, uint8_t *ex, const nn_qparams *qex, const uint8_t *x,
                            const nn_qparams *qx);
-void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, int32_t n, float alpha);
+void nn__conv_u8_finish(const nn__conv_u8_out *out, nn_qparams *q, float alpha);
 
 /* ======== dynamic sparse updates (sparse_u8.c) ==================================================== */
 /*  Per sample and per layer, choose the structures (Gemm rows / conv output channels) whose
@@ -660,7 +729,7 @@ void grouped_conv2d_f32_backward_weight(const float *x, const float *dy, float *
 
 /* uint8: the contracts of conv2d_u8_* with the integer sums restricted to each group's channels; one
  * qparams per tensor; forward and backward_input track the range of t over ALL groups' outputs and
- * observe it once after the layer; backward_weight accumulates half-float gradients as
+ * observe it once after the layer; backward_weight accumulates int16 gradients as
  * conv2d_u8_backward_weight. scratch: <fn>_buffer_size(d, groups) BYTES, 4-byte aligned. */
 int32_t grouped_conv2d_u8_forward_buffer_size(const nn_conv_dims *d, int32_t groups);
 void grouped_conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
@@ -673,8 +742,9 @@ void grouped_conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, co
                                       int32_t *scratch);
 int32_t grouped_conv2d_u8_backward_weight_buffer_size(const nn_conv_dims *d, int32_t groups);
 void grouped_conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e,
-                                       const nn_qparams *qe, uint16_t *gw, uint16_t *gb, const nn_conv_dims *d,
-                                       int32_t groups, const uint8_t *active, int32_t *scratch);
+                                       const nn_qparams *qe, int16_t *gw, const float *sgw, int16_t *gb,
+                                       const float *sgb, const nn_conv_dims *d, int32_t groups,
+                                       const uint8_t *active, int32_t *scratch);
 
 /* ======== pooling: maxpool2d, avgpool2d (fp32 and uint8) ========================================== */
 /*  Files maxpool2d_f32.c, maxpool2d_u8.c, avgpool2d_f32.c, avgpool2d_u8.c; twins: mcusim/ops/pool.py.

@@ -7,6 +7,7 @@ import numpy as np
 from ..crosscheck import CaseOutput, Check
 from ..ops import conv_u8 as C
 from .gemm_u8 import _qp, _raw, _u8
+from .quant_u8 import random_grad
 
 # (in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad) of the VAE
 VAE_CONV2D = [(1, 28, 28, 16, 14, 14, 3, 2, 1), (16, 14, 14, 32, 7, 7, 3, 2, 1)]
@@ -104,13 +105,12 @@ def _backward_weight(op: str, transposed: bool):
         n_x, n_y, n_w = _sizes(d)
         x, e = _u8(rng, n_x), _u8(rng, n_y)
         qx, qe = _qp(rng), _qp(rng)
-        gw = rng.standard_normal(n_w).astype(np.float16).view(np.uint16)
-        gb = rng.standard_normal(int(d[3])).astype(np.float16).view(np.uint16)
+        (gw, sgw), (gb, sgb) = random_grad(rng, n_w, d[3]), random_grad(rng, d[3], d[3])
         active = _mask(rng, d[3])
-        call = kernels.call(f"{op}_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, gb, d, active,
-                            _scratch(bufsize(d)), warm=size >= 1)
-        twin(x, qx, e, qe, gw, gb, d, active)
-        return CaseOutput([call.outputs[4], call.outputs[5]], [gw, gb], call.cycles, macs(d, transposed))
+        call = kernels.call(f"{op}_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb, d,
+                            active, _scratch(bufsize(d)), warm=size >= 1)
+        twin(x, qx, e, qe, gw, sgw, gb, sgb, d, active)
+        return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, macs(d, transposed))
     return run
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from ..crosscheck import CaseOutput, Check
 from ..ops import gemm_u8 as G
 from ..ops.quant_u8 import make_qparams
+from .quant_u8 import random_grad
 
 VAE_GEMMS = [(1568, 64), (64, 10), (10, 1568)]
 
@@ -40,8 +41,9 @@ def _forward(rng, size, kernels):
     qx, qw, qb, qy = _qp(rng), _qp(rng), _qp(rng), _qp(rng, positive=True)
     relu, alpha = int(rng.integers(2)), np.float32(0.1)
     y = np.zeros(n_out, np.uint8)
+    scratch = np.zeros(G.gemm_u8_forward_buffer_size(n_in) // 4 + 1, np.int32)
     call = kernels.call("gemm_u8_forward", x, _raw(qx), w, _raw(qw), b, _raw(qb), y, _raw(qy),
-                        n_in, n_out, relu, float(alpha), warm=size >= 1)
+                        n_in, n_out, relu, float(alpha), scratch, warm=size >= 1)
     G.gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha)
     return CaseOutput([call.outputs[6], call.outputs[7]], [y, _raw(qy)], call.cycles, n_in * n_out)
 
@@ -54,7 +56,7 @@ def _backward_input(rng, size, kernels):
     active = _mask(rng, n_out)
     alpha = np.float32(0.1)
     ex = np.zeros(n_in, np.uint8)
-    scratch = np.zeros(n_in, np.int32)
+    scratch = np.zeros(G.gemm_u8_backward_input_buffer_size(n_in, n_out) // 4 + 1, np.int32)
     call = kernels.call("gemm_u8_backward_input", w, _raw(qw), e, _raw(qe), ex, _raw(qex), x,
                         None if qx is None else _raw(qx), n_in, n_out, active, float(alpha), scratch,
                         warm=size >= 1)
@@ -67,35 +69,38 @@ def _backward_weight(rng, size, kernels):
     n_in, n_out = _dims(rng, size)
     x, e = _u8(rng, n_in), _u8(rng, n_out)
     qx, qe = _qp(rng), _qp(rng)
-    gw = rng.standard_normal(n_in * n_out).astype(np.float16).view(np.uint16)
-    gb = rng.standard_normal(n_out).astype(np.float16).view(np.uint16)
+    (gw, sgw), (gb, sgb) = random_grad(rng, n_in * n_out, n_out), random_grad(rng, n_out, n_out)
     active = _mask(rng, n_out)
-    scratch = np.zeros(n_in, np.float32)
-    call = kernels.call("gemm_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, gb, n_in, n_out, active,
-                        scratch, warm=size >= 1)
-    G.gemm_u8_backward_weight(x, qx, e, qe, gw, gb, n_in, n_out, active)
-    return CaseOutput([call.outputs[4], call.outputs[5]], [gw, gb], call.cycles, n_in * n_out)
+    scratch = np.zeros(G.gemm_u8_backward_weight_buffer_size(n_in) // 4 + 1, np.int32)
+    call = kernels.call("gemm_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb, n_in,
+                        n_out, active, scratch, warm=size >= 1)
+    G.gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, active)
+    return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, n_in * n_out)
 
 
 def _update(rng, size, kernels):
     n_in, n_out = _dims(rng, size)
     w = _u8(rng, n_in * n_out)
     qw = _qp(rng)
-    g = (rng.standard_normal(n_in * n_out) * rng.uniform(1e-4, 1.0)).astype(np.float16).view(np.uint16)
+    g, sg = random_grad(rng, n_in * n_out, n_out)
+    if rng.random() < 0.2:
+        g[:] = 0                                          # a batch whose gradient rounded away
     norm = np.abs(rng.standard_normal(n_out)).astype(np.float32)
     active = _mask(rng, n_out)
     lr, a_norm, a_w = np.float32(0.001 * rng.choice([1, 10, 100])), np.float32(0.85), np.float32(0.001)
     run = int(rng.choice([n_in, 1] + [d for d in (16, 9, 4) if n_in % d == 0]))
-    call = kernels.call("sgd_u8_update", w, _raw(qw), g, norm, n_out, n_in, run, float(lr), float(a_norm),
+    call = kernels.call("sgd_u8_update", w, _raw(qw), g, sg, norm, n_out, n_in, run, float(lr), float(a_norm),
                         float(a_w), active, warm=False)
-    G.sgd_u8_update(w, qw, g, norm, n_out, n_in, run, lr, a_norm, a_w, active)
-    return CaseOutput(call.outputs[:4], [w, _raw(qw), g, norm], call.cycles)
+    G.sgd_u8_update(w, qw, g, sg, norm, n_out, n_in, run, lr, a_norm, a_w, active)
+    return CaseOutput(call.outputs[:5], [w, _raw(qw), g, sg, norm], call.cycles)
 
 
 def _buffer_size(rng, size, kernels) -> CaseOutput:
-    n_in = int(rng.integers(1, max(2, int(2000 * size))))
-    c = [kernels.call(f"gemm_u8_{k}_buffer_size", n_in).result.return_value for k in ("backward_input", "backward_weight")]
-    py = [G.gemm_u8_backward_input_buffer_size(n_in), G.gemm_u8_backward_weight_buffer_size(n_in)]
+    n_in, n_out = (int(rng.integers(1, max(2, int(2000 * size)))) for _ in range(2))
+    c = [kernels.call(f"gemm_u8_{k}_buffer_size", *a).result.return_value
+         for k, a in (("forward", (n_in,)), ("backward_input", (n_in, n_out)), ("backward_weight", (n_in,)))]
+    py = [G.gemm_u8_forward_buffer_size(n_in), G.gemm_u8_backward_input_buffer_size(n_in, n_out),
+          G.gemm_u8_backward_weight_buffer_size(n_in)]
     return CaseOutput([np.array(c, np.int64)], [np.array(py, np.int64)], 0)
 
 

@@ -13,6 +13,7 @@ from ..ops import grouped_conv as G
 from ..ops.conv_u8 import conv_dims
 from .conv_u8 import _mask, _scratch, macs
 from .gemm_u8 import _qp, _raw, _u8
+from .quant_u8 import random_grad
 
 # (in_c, out_c, groups) of the size-1 layers, 14x14 -> 14x14, k3 s1 p1
 LAYERS = [(32, 32, 32), (16, 32, 4)]
@@ -122,13 +123,13 @@ def _u8_backward_weight(rng, size, kernels):
     n_x, n_y, n_w = _sizes(d, groups)
     x, e = _u8(rng, n_x), _u8(rng, n_y)
     qx, qe = _qp(rng), _qp(rng)
-    gw = rng.standard_normal(n_w).astype(np.float16).view(np.uint16)
-    gb = rng.standard_normal(int(d[3])).astype(np.float16).view(np.uint16)
+    (gw, sgw), (gb, sgb) = random_grad(rng, n_w, d[3]), random_grad(rng, d[3], d[3])
     active = _mask(rng, d[3])
-    call = kernels.call("grouped_conv2d_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, gb, d, groups, active,
-                        _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, groups)), warm=size >= 1)
-    G.grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, groups, active)
-    return CaseOutput([call.outputs[4], call.outputs[5]], [gw, gb], call.cycles, group_macs(d, groups))
+    call = kernels.call("grouped_conv2d_u8_backward_weight", x, _raw(qx), e, _raw(qe), gw, sgw, gb, sgb,
+                        d, groups, active, _scratch(G.grouped_conv2d_backward_weight_buffer_size(d, groups)),
+                        warm=size >= 1)
+    G.grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, groups, active)
+    return CaseOutput([call.outputs[4], call.outputs[6]], [gw, gb], call.cycles, group_macs(d, groups))
 
 
 DIRECTIONS = ("forward", "backward_input", "backward_weight")

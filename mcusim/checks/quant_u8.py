@@ -14,11 +14,19 @@ def _floats(rng, n):
     return x
 
 
+def random_grad(rng, n, rows):
+    """An int16 gradient buffer part way through a batch (some entries near saturation) and its row
+    scales, spread over six decades (rows of very different magnitudes)."""
+    g = rng.integers(-3000, 3000, int(n)).astype(np.int16)
+    g[rng.random(int(n)) < 0.05] = rng.choice(np.array([-32768, -32700, 32700, 32767], np.int16))
+    return g, (10.0 ** rng.uniform(-7, -1, int(rows))).astype(np.float32)
+
+
 def _requantize(rng, size, kernels):
     n = max(1, int(4096 * size))
     acc = rng.integers(-2**24, 2**24, n).astype(np.int32)
     acc[: n // 4] = rng.integers(-3000, 3000, n // 4)
-    mult = np.float32(rng.choice([1e-3, 3.7e-5, 0.0123, 1.0]))
+    mult = np.float32(rng.choice([1e-3, 3.7e-5, 0.0123, 0.3, 1.0, 1e-12, 0.0]))
     zp = np.int32(rng.integers(0, 256))
     y = np.zeros(n, np.uint8)
     call = kernels.call("requantize_u8", acc, y, n, float(mult), int(zp))

@@ -9,8 +9,6 @@ from .layer import TrainableLayer
 class Gemm(TrainableLayer):
     name = "gemm"
     keys = {"out": REQUIRED}
-    forward_takes_scratch = False
-    weight_scratch_ctype = "float"
 
     def check(self, key, value, where):
         return shape_list(value, key, where) if isinstance(value, list) else (positive_int(value, key, where),)
@@ -31,7 +29,8 @@ class Gemm(TrainableLayer):
     def scratch_bytes(self, node, precision):
         if precision != "u8":
             return 0
-        return max(gemm_u8.gemm_u8_backward_input_buffer_size(node.n_in),
+        return max(gemm_u8.gemm_u8_forward_buffer_size(node.n_in),
+                   gemm_u8.gemm_u8_backward_input_buffer_size(node.n_in, node.n_out),
                    gemm_u8.gemm_u8_backward_weight_buffer_size(node.n_in))
 
     def shape_args(self, node):

@@ -10,7 +10,6 @@ class TrainableLayer(Operator):
     fuses_relu = True
     masks_input = True
     forward_takes_scratch = True          # the u8 forward asks for int32 scratch
-    weight_scratch_ctype = "int32_t"      # pointer type of the u8 backward_weight's scratch
 
     def kernel(self, node) -> str:
         return self.name
@@ -34,8 +33,8 @@ class TrainableLayer(Operator):
             ctx.call(f"{self.kernel(node)}_f32_backward_weight", x.data, e.data, params["gw"], params["gb"],
                      *shape, active)
             return
-        ctx.call(f"{self.kernel(node)}_u8_backward_weight", *x.args, *e.args, params["gw"], params["gb"], *shape,
-                 active, ctx.scratch(self.weight_scratch_ctype))
+        ctx.call(f"{self.kernel(node)}_u8_backward_weight", *x.args, *e.args, params["gw"], params["sgw"],
+                 params["gb"], params["sgb"], *shape, active, ctx.scratch("int32_t"))
 
     def backward_input(self, ctx, node, xs, y, e, dxs, params, mask, active):
         (dx,), shape = dxs, self.shape_args(node)

@@ -1,22 +1,22 @@
 """Numba twins of kernels/conv2d_u8.c and kernels/convtranspose2d_u8.c (contract in nn.h).
 
 Integer sums are exact, so they are computed in any convenient order (int32 im2col / col2im matrix
-products, vectorized); the float steps follow the C order exactly, element by element. qparams are
+products, vectorized); the output stages are integer (nn_requant) and the few float steps (multipliers,
+the observed range) follow the C order exactly. qparams are
 one-element record arrays of `quant_u8.QP_DTYPE`; `d` is the nn_conv_dims array (np.int32, 10 values:
 in_c, in_h, in_w, out_c, out_h, out_w, k_h, k_w, stride, pad).
 Empty arrays stand for NULL (`x`/`qx`: no ReLU mask, `active`: every channel). Gradient buffers are
-uint16 arrays of IEEE half floats, as on the device.
+int16 arrays with a per-tensor scale (a qparams), as on the device.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from .gemm_u8 import f2h, finite, h2f, has_special
-from .quant_u8 import f16_to_f32, f32_to_f16, observe, quantize
+from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, range_observe, requant_apply, requant_make,
+                       requant_u8, round_scaled, sat16)
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
-BIG = np.float32(3.0e38)
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -67,12 +67,15 @@ def conv2d_backward_input_buffer_size(d):
     return _transposed_work(swap_dims(d))
 
 
+REQUANT_BYTES = 8                # sizeof(nn_requant): int32 mult and shift (nn.h)
+
+
 def conv2d_backward_weight_buffer_size(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
     pe = (oh * ow + 1) & ~1
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return (oc + 1) * pe * 2 + oc * 4 + pe * 4 + _align4(ic * hp * wp * 2)
+    return (oc + 1) * pe * 2 + oc * (4 + REQUANT_BYTES) + pe * 4 + _align4(ic * hp * wp * 2)
 
 
 def convtranspose2d_forward_buffer_size(d):
@@ -241,53 +244,39 @@ def _transposed(x, zx, w, zw, d, active):
     return acc
 
 
-# ---- float epilogues -----------------------------------------------------------------------------
+# ---- integer output stages (nn__conv_u8_emit) -----------------------------------------------------
 @_jit
-def _set(q, scale, zp, mn, mx):
-    q[0].scale, q[0].zero_point, q[0].min, q[0].max = scale, zp, mn, mx
-
-
-@_jit
-def _epilogue_forward(acc, m, b, qb, y, qy, out_c, plane, relu, alpha):
+def _epilogue_forward(acc, unit, b, qb, y, qy, out_c, plane, relu, alpha):
     zb, zy = np.int32(qb[0].zero_point), np.int32(qy[0].zero_point)
-    sb = qb[0].scale
-    inv = ONE / qy[0].scale
-    tmin, tmax = BIG, -BIG
+    ratio = qb[0].scale / unit
+    mult, shift = requant_make(unit / qy[0].scale)
+    imin, imax = RANGE_EMPTY_MIN, RANGE_EMPTY_MAX
     for o in range(out_c):
-        bias = sb * np.float32(np.int32(b[o]) - zb)
+        bias = bias_units(b[o], zb, ratio)
         for p in range(plane):
-            t = np.float32(acc[o * plane + p]) * m
-            t = t + bias
-            if relu and not t > ZERO:
-                t = ZERO
-            if t < tmin:
-                tmin = t
-            if t > tmax:
-                tmax = t
-            y[o * plane + p] = quantize(t, inv, zy)
-    if out_c > 0 and plane > 0:
-        s, z, mn, mx = observe(qy[0].min, qy[0].max, tmin, tmax, alpha)
-        _set(qy, s, z, mn, mx)
+            t = acc[o * plane + p] + bias
+            if relu and t < 0:
+                t = np.int32(0)
+            imin = min(imin, t)
+            imax = max(imax, t)
+            y[o * plane + p] = requant_u8(t, mult, shift, zy)
+    range_observe(qy, imin, imax, unit, alpha)
 
 
 @_jit
-def _epilogue_error(acc, m, ex, qex, x, qx, n, alpha):
+def _epilogue_error(acc, unit, ex, qex, x, qx, n, alpha):
     zex = np.int32(qex[0].zero_point)
     zx = np.int32(qx[0].zero_point) if x is not None else np.int32(0)
-    inv = ONE / qex[0].scale
-    tmin, tmax = BIG, -BIG
+    mult, shift = requant_make(unit / qex[0].scale)
+    imin, imax = RANGE_EMPTY_MIN, RANGE_EMPTY_MAX
     for i in range(n):
-        t = np.float32(acc[i]) * m
+        t = acc[i]
         if x is not None and np.int32(x[i]) <= zx:
-            t = ZERO
-        if t < tmin:
-            tmin = t
-        if t > tmax:
-            tmax = t
-        ex[i] = quantize(t, inv, zex)
-    if n > 0:
-        s, z, mn, mx = observe(qex[0].min, qex[0].max, tmin, tmax, alpha)
-        _set(qex, s, z, mn, mx)
+            t = np.int32(0)
+        imin = min(imin, t)
+        imax = max(imax, t)
+        ex[i] = requant_u8(t, mult, shift, zex)
+    range_observe(qex, imin, imax, unit, alpha)
 
 
 @_jit
@@ -321,28 +310,34 @@ def _isum(a, cols):
 
 
 @_jit
-def _update_half(gw, isum, m, n_rows, n_k, active, per_row, per_channel):
-    """gw[r][k] = half(float(gw[r][k]) + m * (float)isum[r][k]) for every weight whose output channel is
-    active: the row r if per_row, else k // per_channel. Exact fallback when an inf/NaN is involved."""
-    fast = finite(m) and not has_special(gw, 0, n_rows * n_k)
+def _row_requants(unit, sgw, out_c):
+    """The requantization (mult, shift) of each output channel's gradient: unit / sgw[o]."""
+    mults, shifts = np.empty(out_c, np.int32), np.empty(out_c, np.int32)
+    for o in range(out_c):
+        mults[o], shifts[o] = requant_make(unit / sgw[o])
+    return mults, shifts
+
+
+@_jit
+def _update_grad(gw, isum, mults, shifts, n_rows, n_k, active, per_row, per_channel):
+    """gw[r][k] = sat16(gw[r][k] + requant(isum[r][k])) for every weight whose output channel o is active
+    (o = r if per_row, else k // per_channel), with o's requantization."""
     for r in range(n_rows):
         if per_row and active is not None and active[r] == 0:
             continue
         a = isum[r]
         base = r * n_k
-        if fast and (per_row or active is None):
-            for k in range(n_k):
-                g = np.uint64(base + k)
-                gw[g] = f2h(h2f(gw[g]) + m * np.float32(a[k]))
-        else:
-            for k in range(n_k):
-                if not per_row and active is not None and active[k // per_channel] == 0:
-                    continue
-                g = base + k
-                if fast:
-                    gw[g] = f2h(h2f(gw[g]) + m * np.float32(a[k]))
-                else:
-                    gw[g] = f32_to_f16(f16_to_f32(gw[g]) + m * np.float32(a[k]))
+        for k in range(n_k):
+            o = r if per_row else k // per_channel
+            if not per_row and active is not None and active[o] == 0:
+                continue
+            g = np.uint64(base + k)
+            gw[g] = sat16(np.int32(gw[g]) + requant_apply(a[k], mults[o], shifts[o]))
+
+
+@_jit
+def _bias_grad(gb, o, sd, ratio):
+    gb[o] = sat16(np.int32(gb[o]) + round_scaled(sd, ratio))
 
 
 @_jit
@@ -367,12 +362,11 @@ def conv2d_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, d, active, alpha):
 
 
 @_jit
-def conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
+def conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active):
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
     zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
-    m = qe[0].scale * qx[0].scale
-    se = qe[0].scale
+    mults, shifts = _row_requants(qe[0].scale * qx[0].scale, sgw, out_c)
     plane = out_h * out_w
     n_k = in_c * kh * kw
     # isum[o][k] = sum_p e'[o][p] * cols[k][p] (inactive channels: zero rows, not written back)
@@ -384,8 +378,8 @@ def conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
         sd = np.int32(0)
         for p in range(plane):
             sd += ec[o, p]
-        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
-    _update_half(gw, isum, m, out_c, n_k, active, True, 1)
+        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
+    _update_grad(gw, isum, mults, shifts, out_c, n_k, active, True, 1)
 
 
 # ---- convtranspose2d -----------------------------------------------------------------------------
@@ -402,12 +396,11 @@ def convtranspose2d_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, d, active, a
 
 
 @_jit
-def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
+def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active):
     in_c, in_h, in_w, out_c, out_h, out_w, kh, kw, s, pad = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], \
         d[8], d[9]
     zx, ze = np.int32(qx[0].zero_point), np.int32(qe[0].zero_point)
-    m = qe[0].scale * qx[0].scale
-    se = qe[0].scale
+    mults, shifts = _row_requants(qe[0].scale * qx[0].scale, sgw, out_c)
     plane = out_h * out_w
     in_plane = in_h * in_w
     kk = kh * kw
@@ -420,7 +413,7 @@ def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, active):
         sd = np.int32(0)
         for p in range(plane):
             sd += np.int32(e[o * plane + p]) - ze
-        gb[o] = f32_to_f16(f16_to_f32(gb[o]) + se * np.float32(sd))
+        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
     isum = _isum(_centred(x, zx, in_c, in_plane, None),
                  _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active))
-    _update_half(gw, isum, m, in_c, n_k, active, False, kk)
+    _update_grad(gw, isum, mults, shifts, in_c, n_k, active, False, kk)

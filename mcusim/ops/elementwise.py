@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_u8 import _epilogue_forward
-from .gemm_u8 import _set
+from .gemm_u8 import BIG, _set
 from .nn_math import bits_f32, f32_bits
-from .quant_u8 import quantize
+from .quant_u8 import observe, quantize
 
 __all__ = ["add_f32_forward", "add_u8_forward", "relu6_f32_forward", "relu6_f32_backward", "relu_u8_forward",
            "relu_u8_backward", "relu_u8_hi"]
@@ -36,13 +35,24 @@ def add_f32_forward(a, b, y, n):
 @_jit
 def add_u8_forward(a, qa, b, qb, y, qy, n, relu, alpha):
     """y = quantize(sa (a - za) + sb (b - zb)) with y's current qparams, optional ReLU; then the range of
-    the sums is observed into qy. This is the u8 conv output stage with acc = a - za, multiplier sa and
-    the per-element "bias" b (the same float operations in the same order)."""
-    acc = np.empty(n, np.int32)
-    za = np.int32(qa[0].zero_point)
+    the sums is observed into qy (float steps in the order of add_u8.c)."""
+    za, zb, zy = np.int32(qa[0].zero_point), np.int32(qb[0].zero_point), np.int32(qy[0].zero_point)
+    sa, sb = qa[0].scale, qb[0].scale
+    inv = ONE / qy[0].scale
+    tmin, tmax = BIG, -BIG
     for i in range(n):
-        acc[i] = np.int32(a[i]) - za
-    _epilogue_forward(acc, qa[0].scale, b, qb, y, qy, n, 1, relu, alpha)
+        t = sa * np.float32(np.int32(a[i]) - za)
+        t = t + sb * np.float32(np.int32(b[i]) - zb)
+        if relu and not t > ZERO:
+            t = ZERO
+        if t < tmin:
+            tmin = t
+        if t > tmax:
+            tmax = t
+        y[i] = quantize(t, inv, zy)
+    if n > 0:
+        s, z, mn, mx = observe(qy[0].min, qy[0].max, tmin, tmax, alpha)
+        _set(qy, s, z, mn, mx)
 
 
 @_jit

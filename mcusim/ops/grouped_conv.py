@@ -110,15 +110,16 @@ def grouped_conv2d_u8_backward_input(w, qw, e, qe, ex, qex, x, qx, d, groups, ac
 
 
 @_jit
-def grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, gb, d, groups, active):
+def grouped_conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, groups, active):
     g, xs, ys, ws = _spans(d, groups)
     oc = g[3]
     for k in range(groups):
         xk, ek, gwk, gbk = x[k * xs:(k + 1) * xs], e[k * ys:(k + 1) * ys], gw[k * ws:(k + 1) * ws], gb[k * oc:(k + 1) * oc]
+        sgwk, sgbk = sgw[k * oc:(k + 1) * oc], sgb[k * oc:(k + 1) * oc]
         if active is None:
-            conv2d_u8_backward_weight(xk, qx, ek, qe, gwk, gbk, g, None)
+            conv2d_u8_backward_weight(xk, qx, ek, qe, gwk, sgwk, gbk, sgbk, g, None)
         else:
-            conv2d_u8_backward_weight(xk, qx, ek, qe, gwk, gbk, g, active[k * oc:(k + 1) * oc])
+            conv2d_u8_backward_weight(xk, qx, ek, qe, gwk, sgwk, gbk, sgbk, g, active[k * oc:(k + 1) * oc])
 
 
 # ---- scratch sizes in bytes (as the C <fn>_buffer_size) ----------------------------------------------

@@ -28,6 +28,18 @@ def make_qparams(min_: float = -1.0, max_: float = 1.0) -> np.ndarray:
     return q
 
 
+# The gradient scale of a row of an int16 gradient buffer before its first batch: 2^-16 holds a batch sum
+# of up to 0.5 per weight at full int16 range; nn_grad_next_scale adapts it after every batch (saturation
+# grows it by NN_GRAD_GROW per batch), so only the first batches depend on this choice.
+GRAD_SCALE_INIT = np.float32(2.0 ** -16)
+GRAD_TARGET, GRAD_GROW, GRAD_MIN_SCALE = np.float32(8192.0), np.float32(64.0), np.float32(1.0e-30)
+
+
+def grad_scales(rows: int, scale: float = GRAD_SCALE_INIT) -> np.ndarray:
+    """The row scales of an int16 gradient buffer of `rows` rows before its first batch."""
+    return np.full(rows, scale, np.float32)
+
+
 @_jit
 def floor_i32(v):
     i = np.int32(v)                      # truncation toward zero, as vcvt.s32.f32
@@ -96,59 +108,91 @@ def dequantize_u8_f32(x, y, n, q):
         y[i] = s * np.float32(np.int32(x[i]) - zp)
 
 
+# ---- integer output stage (nn_requant in nn.h) ------------------------------------------------
+RANGE_EMPTY_MIN, RANGE_EMPTY_MAX = np.int32(2**31 - 1), np.int32(-2**31)
+BIAS_LIMIT = np.float32(2.0 ** 30)
+
+
+@_jit
+def requant_make(m):
+    """(mult, shift) with m ~= mult * 2^-(32 + shift), as nn_requant_make."""
+    m = np.float32(m)
+    if not m > ZERO:
+        return np.int32(0), np.int32(0)
+    b = np.int64(f32_bits(m))
+    e = np.int32((b >> 23) - 127)
+    if e >= -1:
+        return np.int32(0x7FFFFFFF), np.int32(0)
+    mult = np.int32(((b & 0x7FFFFF) | 0x800000) << 7)
+    shift = np.int32(-2 - e)
+    if shift > 30:
+        extra = shift - 30
+        mult = np.int32(0) if extra >= 31 else np.int32(mult >> extra)
+        shift = np.int32(30)
+    return mult, shift
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def requant_apply(v, mult, shift):
+    """h = floor((v * mult + 2^31) / 2^32); (h + (2^shift >> 1)) >> shift, as nn_requant_apply."""
+    h = np.int32((np.int64(v) * np.int64(mult) + np.int64(0x80000000)) >> np.int64(32))
+    return np.int32((h + ((np.int32(1) << shift) >> 1)) >> shift)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def requant_u8(v, mult, shift, zero_point):
+    q = zero_point + requant_apply(v, mult, shift)
+    return np.uint8(0 if q < 0 else (255 if q > 255 else q))
+
+
+@_jit
+def bias_units(b, zb, ratio):
+    """A bias code in units of the layer's sums, as nn_bias_units."""
+    return round_scaled(np.int32(b) - zb, ratio)
+
+
+@_jit
+def range_observe(q, imin, imax, unit, alpha):
+    """Observe [(float)imin * unit, (float)imax * unit] into q unless nothing was seen (nn_range_observe)."""
+    if imin > imax:
+        return
+    unit = np.float32(unit)
+    scale, zp, mn, mx = observe(q[0].min, q[0].max, np.float32(imin) * unit, np.float32(imax) * unit, alpha)
+    q[0].scale, q[0].zero_point, q[0].min, q[0].max = scale, zp, mn, mx
+
+
+@_jit
+def round_scaled(v, ratio):
+    """nn_floor_i32(ratio * (float)v + 0.5f), the product clamped to +-2^30 (nn_round_scaled)."""
+    t = np.float32(ratio) * np.float32(v)
+    if not t >= -BIAS_LIMIT:
+        t = -BIAS_LIMIT
+    if t > BIAS_LIMIT:
+        t = BIAS_LIMIT
+    return floor_i32(t + HALF)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sat16(v):
+    return np.int32(-32768 if v < -32768 else (32767 if v > 32767 else v))
+
+
+@_jit
+def grad_next_scale(s, maxabs):
+    """A row's next gradient scale from the largest |g| of its batch (nn_grad_next_scale)."""
+    if maxabs >= 32767:
+        nxt = s * GRAD_GROW
+    elif maxabs == 0:
+        nxt = s * (ONE / GRAD_GROW)
+    else:
+        nxt = s * (np.float32(maxabs) * (ONE / GRAD_TARGET))
+    if not nxt >= GRAD_MIN_SCALE:
+        nxt = GRAD_MIN_SCALE
+    return nxt
+
+
 @_jit
 def requantize_u8(acc, y, n, multiplier, zero_point):
+    mult, shift = requant_make(multiplier)
     for i in range(n):
-        y[i] = quantize(np.float32(acc[i]) * multiplier, ONE, zero_point)
-
-
-# ---- IEEE half precision: the u8 kernels' gradient buffers ------------------------------------
-# The Cortex-M4F converts with VCVTB (round to nearest even, IEEE format, subnormals kept); these
-# reproduce it bit for bit for every non-NaN value (NaNs become the quiet NaN with the top payload bits).
-
-@_jit
-def f32_to_f16(x):
-    b = np.int64(f32_bits(np.float32(x)))
-    sign = (b >> 16) & 0x8000
-    exp = (b >> 23) & 0xFF
-    man = b & 0x7FFFFF
-    if exp == 255:
-        return np.uint16(sign | 0x7C00 | ((0x200 | (man >> 13)) if man else 0))
-    e = exp - 112                                        # rebias 127 -> 15
-    if e >= 31:
-        return np.uint16(sign | 0x7C00)
-    if e <= 0:
-        if e < -10:
-            return np.uint16(sign)
-        man |= 0x800000
-        shift = 14 - e
-        h = man >> shift
-        rem = man & ((1 << shift) - 1)
-        half = 1 << (shift - 1)
-        if rem > half or (rem == half and (h & 1)):
-            h += 1
-        return np.uint16(sign | h)
-    h = (e << 10) | (man >> 13)
-    rem = man & 0x1FFF
-    if rem > 0x1000 or (rem == 0x1000 and (h & 1)):
-        h += 1
-    return np.uint16(sign | h)
-
-
-@_jit
-def f16_to_f32(h):
-    h = np.int64(h)
-    sign = (h & 0x8000) << 16
-    exp = (h >> 10) & 0x1F
-    man = h & 0x3FF
-    if exp == 0:
-        if man == 0:
-            return bits_f32(np.uint32(sign))
-        e = 113                                          # normalise a subnormal half
-        while not man & 0x400:
-            man <<= 1
-            e -= 1
-        return bits_f32(np.uint32(sign | (e << 23) | ((man & 0x3FF) << 13)))
-    if exp == 31:
-        return bits_f32(np.uint32(sign | 0x7F800000 | (((man | 0x200) << 13) if man else 0)))
-    return bits_f32(np.uint32(sign | ((exp + 112) << 23) | (man << 13)))
+        y[i] = requant_u8(acc[i], mult, shift, zero_point)
