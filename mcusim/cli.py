@@ -331,8 +331,11 @@ def _run_training(args, cfg) -> dict:
     if args.download:
         from .datasets import download
         print(f"downloaded {args.dataset} into {download(args.dataset, args.data_dir)}", file=sys.stderr)
+    if args.threads is not None and args.threads < 1:
+        raise McusimError(f"--threads must be at least 1, not {args.threads}")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    return Trainer(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, log=log).run()
+    return Trainer(cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, log=log,
+                   threads=args.threads).run()
 
 
 def cmd_train(args) -> int:
@@ -565,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", required=True, metavar="DIR")
         sp.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="host threads for the fp32 batch phases (default: $MCUSIM_THREADS, else every core; "
+                             "the numbers are the same on any count)")
 
     gt = sub.add_parser("train", help="train any model (TOML or ONNX) on the host and check it on the emulated MCU")
     gt.add_argument("model", metavar="MODEL", help="a built-in model name or a model file (.toml, .onnx)")

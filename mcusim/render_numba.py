@@ -12,7 +12,11 @@ and a program that fails (u8: its activation ranges move from sample to sample) 
 drivers, which run the phase function once per sample."""
 from __future__ import annotations
 
-from .ir import PHASES, Cast, Element, Program, Scalar, Struct, Tensor, View, phase_symbol, twin_name
+import re
+from functools import lru_cache
+
+from .ir import PHASES, Call, Cast, Element, Program, Scalar, Struct, Tensor, View, phase_symbol, twin_name
+from .toolchain import KERNEL_DIR
 
 JIT = "@njit(cache=True, error_model='numpy')"
 LANES = 100                 # samples side by side (a training batch of 100 is one chunk)
@@ -70,6 +74,28 @@ def lane_arena_sizes(p: Program) -> dict[str, int]:
     return sizes
 
 
+def _arg(a, layout, arena: str = "A", per_sample: set[str] = frozenset()) -> str:
+    """A call argument as Numba source; tensors named in `per_sample` come from `arena` (a thread's
+    scratch copy of the arenas) instead of the shared arenas A_<dtype>."""
+    if isinstance(a, (Tensor, View)):
+        t, off = (a, 0) if isinstance(a, Tensor) else (a.tensor, a.offset)
+        end = t.count if isinstance(a, Tensor) or a.count is None else off + a.count
+        dtype, base = layout[t.name]
+        return f"{arena if t.name in per_sample else 'A'}_{dtype}[{base + off}:{base + end}]"
+    if isinstance(a, Element):
+        dtype, base = layout[a.tensor.name]
+        return f"{arena if a.tensor.name in per_sample else 'A'}_{dtype}[{base + a.index}]"
+    if isinstance(a, Struct):
+        return a.c_name
+    if isinstance(a, Scalar):
+        return a.name
+    if a is None:
+        return "None"
+    if isinstance(a, float):
+        return f"np.float32({a!r})"
+    return f"np.int32({int(a)})"
+
+
 def numba_source(p: Program, module_of: dict[str, str], lane_module_of: dict[str, str]) -> str:
     """`module_of` maps each kernel to the module of its twin, `lane_module_of` each kernel that has
     one to the module of its lane twin."""
@@ -86,23 +112,7 @@ def numba_source(p: Program, module_of: dict[str, str], lane_module_of: dict[str
         lines.append(f"{s.c_name} = np.array({list(s.values)}, np.int32)")
 
     def arg(a) -> str:
-        if isinstance(a, (Tensor, View)):
-            t, off = (a, 0) if isinstance(a, Tensor) else (a.tensor, a.offset)
-            end = t.count if isinstance(a, Tensor) or a.count is None else off + a.count
-            dtype, base = layout[t.name]
-            return f"A_{dtype}[{base + off}:{base + end}]"
-        if isinstance(a, Element):
-            dtype, base = layout[a.tensor.name]
-            return f"A_{dtype}[{base + a.index}]"
-        if isinstance(a, Struct):
-            return a.c_name
-        if isinstance(a, Scalar):
-            return a.name
-        if a is None:
-            return "None"
-        if isinstance(a, float):
-            return f"np.float32({a!r})"
-        return f"np.int32({int(a)})"
+        return _arg(a, layout)
 
     for phase in PHASES:
         calls = p.phases[phase]
@@ -118,7 +128,10 @@ def numba_source(p: Program, module_of: dict[str, str], lane_module_of: dict[str
     if lanes is None:
         lines += _batch_drivers(p, layout, dtypes)
     else:
-        lines += _lane_drivers(p, layout, dtypes, lanes, set(lane_module_of), arg)
+        lines += _lane_drivers(p, layout, dtypes, lanes, set(lane_module_of))
+        plan = split_plan(p, set(lane_module_of))
+        if plan is not None:
+            lines += _part_drivers(p, layout, dtypes, lanes, set(lane_module_of), plan)
     return "\n".join(lines) + "\n"
 
 
@@ -156,67 +169,19 @@ def _batch_drivers(p: Program, layout, dtypes) -> list[str]:
     return out
 
 
-def _lane_drivers(p: Program, layout, dtypes, lanes: list[Tensor], lane_kernels: set[str], arg) -> list[str]:
+def _lane_drivers(p: Program, layout, dtypes, lanes: list[Tensor], lane_kernels: set[str]) -> list[str]:
     """step_<phase>_batch(arenas, lane arenas, images, labels, order, start, count, scalars): the samples
     images[order[start:start+count]] in chunks of LANES, call by call (see the module's docstring). At
     the end the arenas hold the last sample's tensors, as after the one-sample drivers."""
-    lane_of = lane_layout(lanes)
-    lane_dtypes = sorted({t.dtype for t in lanes})
-    arenas = ", ".join([f"A_{d}" for d in dtypes] + [f"L_{d}" for d in lane_dtypes])
-
-    def lane_slice(t: Tensor, offset: int = 0, count: int | None = None) -> str:
-        dtype, base = lane_of[t.name]
-        end = base + (t.count if count is None else offset + count)
-        return f"L_{dtype}[{base + offset} * m:{end} * m]"
-
-    def one_lane(t: Tensor, offset: int = 0, count: int | None = None) -> str:
-        """Lane s of t (a strided view of the lane arena)."""
-        dtype, base = lane_of[t.name]
-        end = base + (t.count if count is None else offset + count)
-        return f"L_{dtype}[{base + offset} * m + s:{end} * m:m]"
-
-    def own(t: Tensor) -> str:
-        dtype, base = layout[t.name]
-        return f"A_{dtype}[{base}:{base + t.count}]"
-
-    def lane_arg(a) -> str:
-        t = _tensor_of(a)
-        if t is None or t.name not in lane_of:
-            return arg(a)
-        return lane_slice(t) if isinstance(a, Tensor) else lane_slice(t, a.offset, a.count)
-
-    load = [f"            {one_lane(p.tensors['pixels'])} = images[order[start + c0 + s]]"]
-    if "label" in p.tensors:
-        load.append(f"            {one_lane(p.tensors['label'])} = labels[order[start + c0 + s]]")
+    r = _LaneRender(p, layout, lanes, lane_kernels)
+    arenas = ", ".join([f"A_{d}" for d in dtypes] + [f"L_{d}" for d in r.lane_dtypes])
     out = []
     for phase in BATCH_PHASES:
         scalars = [s.name for s in p.scalars(phase)]
-        used = {_tensor_of(a).name for c in p.phases[phase] for a in c.args
-                if not isinstance(a, Cast) and _tensor_of(a) is not None}
-        phase_lanes = [t for t in lanes if t.name in used]
-        body = []
-        for c in p.phases[phase]:
-            args = [a for a in c.args if not isinstance(a, Cast)]
-            loss = c.returns and phase != "encode"
-            by_lane = c.kernel in lane_kernels and not any(
-                isinstance(a, Element) and a.tensor.name in lane_of for a in args)
-            if by_lane:
-                call = f"{c.kernel}_lanes({', '.join([lane_arg(a) for a in args] + ['m'])})"
-                body.append(f"        losses[c0:c0 + m] = {call}" if loss else f"        {call}")
-                continue
-            names = {_tensor_of(a).name for a in args if _tensor_of(a) is not None}
-            touched = [t for t in phase_lanes if t.name in names]
-            call = f"{c.kernel}({', '.join(arg(a) for a in args)})"
-            body += ["        for s in range(m):",          # the one-sample twin on each lane in turn
-                     *[f"            {own(t)} = {one_lane(t)}" for t in touched],
-                     f"            losses[c0 + s] = {call}" if loss else f"            {call}",
-                     *[f"            {one_lane(t)} = {own(t)}" for t in touched]]
+        body = [line for c in p.phases[phase] for line in r.call(c, phase, "        ", "c0")]
         if phase == "encode":
-            f = p.features
-            n_feat = f.count if f.count is not None else f.tensor.count - f.offset
-            result, returned = [f"    features = np.empty((count, {n_feat}), np.float32)"], "features"
-            body += ["        for s in range(m):",
-                     f"            features[c0 + s] = {one_lane(f.tensor, f.offset, n_feat)}"]
+            result, returned = [f"    features = np.empty((count, {r.n_feat}), np.float32)"], "features"
+            body += r.features("        ", "c0")
         else:
             result, returned = ["    losses = np.zeros(count, np.float32)"], "losses"
         out += ["", "", JIT,
@@ -225,10 +190,191 @@ def _lane_drivers(p: Program, layout, dtypes, lanes: list[Tensor], lane_kernels:
                 "    m = 0",
                 f"    for c0 in range(0, count, {LANES}):",
                 f"        m = min({LANES}, count - c0)",
-                "        for s in range(m):", *load,
+                "        for s in range(m):", *r.load("            ", "start + c0 + s"),
                 *body,
                 "    s = m - 1",
-                "    if m > 0:",
-                *[f"        {own(t)} = {one_lane(t)}" for t in phase_lanes],
+                "    if m > 0:", *r.keep_last(phase, "        "),
                 f"    return {returned}"]
+    return out
+
+
+def _by_lane(c: Call, lane_kernels: set[str], lane_names: set[str]) -> bool:
+    """The call runs through its lane twin: it has one and takes no single element of a per-sample tensor."""
+    return c.kernel in lane_kernels and not any(isinstance(a, Element) and a.tensor.name in lane_names
+                                                for a in c.args)
+
+
+class _LaneRender:
+    """Numba source for one call of a batch phase over the m lanes of a lane arena L_<dtype>: its lane
+    twin, or the one-sample twin lane by lane through the arenas `scratch`_<dtype> (shared scratch A_ in
+    the one-thread drivers, a thread's own S_ in the part drivers)."""
+
+    def __init__(self, p: Program, layout, lanes: list[Tensor], lane_kernels: set[str], scratch: str = "A"):
+        self.p, self.layout, self.lanes, self.lane_kernels, self.scratch = p, layout, lanes, lane_kernels, scratch
+        self.lane_of = lane_layout(lanes)
+        self.lane_dtypes = sorted({t.dtype for t in lanes})
+        f = p.features
+        self.n_feat = f.count if f.count is not None else f.tensor.count - f.offset
+
+    def lane_slice(self, t: Tensor, offset: int = 0, count: int | None = None) -> str:
+        dtype, base = self.lane_of[t.name]
+        end = base + (t.count if count is None else offset + count)
+        return f"L_{dtype}[{base + offset} * m:{end} * m]"
+
+    def one_lane(self, t: Tensor, offset: int = 0, count: int | None = None) -> str:
+        """Lane s of t (a strided view of the lane arena)."""
+        dtype, base = self.lane_of[t.name]
+        end = base + (t.count if count is None else offset + count)
+        return f"L_{dtype}[{base + offset} * m + s:{end} * m:m]"
+
+    def own(self, t: Tensor, arena: str = "A") -> str:
+        dtype, base = self.layout[t.name]
+        return f"{arena}_{dtype}[{base}:{base + t.count}]"
+
+    def call(self, c: Call, phase: str, indent: str, first: str) -> list[str]:
+        """The call for lanes 0..m-1; a loss goes to losses[first + s]."""
+        args = [a for a in c.args if not isinstance(a, Cast)]
+        loss = c.returns and phase != "encode"
+        if _by_lane(c, self.lane_kernels, set(self.lane_of)):
+            lane_args = [_arg(a, self.layout) if _tensor_of(a) is None or _tensor_of(a).name not in self.lane_of
+                         else self.lane_slice(_tensor_of(a)) if isinstance(a, Tensor)
+                         else self.lane_slice(a.tensor, a.offset, a.count) for a in args]
+            call = f"{c.kernel}_lanes({', '.join(lane_args + ['m'])})"
+            return [f"{indent}losses[{first}:{first} + m] = {call}" if loss else f"{indent}{call}"]
+        names = {_tensor_of(a).name for a in args if _tensor_of(a) is not None}
+        touched = [t for t in self.lanes if t.name in names]
+        written = _written_params().get(c.kernel)
+        if written is not None and len(written) == len(c.args):     # copied back: what the kernel writes
+            names = {_tensor_of(a).name for a, w in zip(c.args, written) if w and _tensor_of(a) is not None}
+        call = f"{c.kernel}({', '.join(_arg(a, self.layout, self.scratch, set(self.lane_of)) for a in args)})"
+        return [f"{indent}for s in range(m):",          # the one-sample twin on each lane in turn
+                *[f"{indent}    {self.own(t, self.scratch)} = {self.one_lane(t)}" for t in touched],
+                f"{indent}    losses[{first} + s] = {call}" if loss else f"{indent}    {call}",
+                *[f"{indent}    {self.one_lane(t)} = {self.own(t, self.scratch)}" for t in touched if t.name in names]]
+
+    def load(self, indent: str, sample: str) -> list[str]:
+        """Lane s's image (and label) from images[order[`sample`]]."""
+        lines = [f"{indent}{self.one_lane(self.p.tensors['pixels'])} = images[order[{sample}]]"]
+        if "label" in self.p.tensors:
+            lines.append(f"{indent}{self.one_lane(self.p.tensors['label'])} = labels[order[{sample}]]")
+        return lines
+
+    def features(self, indent: str, first: str) -> list[str]:
+        f = self.p.features
+        return [f"{indent}for s in range(m):",
+                f"{indent}    features[{first} + s] = {self.one_lane(f.tensor, f.offset, self.n_feat)}"]
+
+    def phase_lanes(self, phase: str) -> list[Tensor]:
+        used = {_tensor_of(a).name for c in self.p.phases[phase] for a in c.args
+                if not isinstance(a, Cast) and _tensor_of(a) is not None}
+        return [t for t in self.lanes if t.name in used]
+
+    def keep_last(self, phase: str, indent: str) -> list[str]:
+        """Lane s of every lane tensor of the phase into the shared arenas."""
+        return [f"{indent}{self.own(t)} = {self.one_lane(t)}" for t in self.phase_lanes(phase)]
+
+
+# ---- several threads ------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _written_params() -> dict[str, tuple[bool, ...]]:
+    """kernel -> for each parameter, whether the kernel writes through it (a pointer not to const), read
+    from the prototypes in nn.h: the C is the contract the twins follow."""
+    text = re.sub(r"/\*.*?\*/|//[^\n]*", "", (KERNEL_DIR / "include" / "nn.h").read_text(), flags=re.S)
+    written = {}
+    for m in re.finditer(r"\b(\w+)\s*\(([^;{}()]*)\)\s*;", text):
+        params = [q.strip() for q in m.group(2).split(",")] if m.group(2).strip() not in ("", "void") else []
+        written[m.group(1)] = tuple("*" in q and not q.startswith("const") for q in params)
+    return written
+
+
+def split_plan(p: Program, lane_kernels: set[str]) -> dict[str, tuple[list[Call], list[Call], list[Call]]] | None:
+    """phase -> (carried, per-sample, gradient) calls, when the lane drivers' batch phases can run on
+    several threads with the same bits; None otherwise.
+
+    A chunk's samples are split into contiguous parts, one lane arena and one thread each. Carried calls
+    (the RNG) run first, for every sample in order; per-sample calls run on every part at once; the
+    gradient calls (the ones writing a tensor the samples share) run last, each on one thread, over part
+    0, 1, ... in turn, so every gradient element still adds the samples' terms in sample order. That
+    order is the one-thread order only if a carried call touches no per-sample tensor an earlier call
+    (or the image load) touched, a gradient call writes no per-sample tensor, and no later call writes a
+    per-sample tensor a gradient call reads."""
+    lanes = lane_tensors(p)
+    if lanes is None:
+        return None
+    lane_names = {t.name for t in lanes}
+    written = _written_params()
+    plan = {}
+    for phase in BATCH_PHASES:
+        carried, per_sample, grads = [], [], []
+        seen = {"pixels", "label"}                       # written by the image load
+        later_writes: list[set[str]] = []                # per call: the per-sample tensors it writes
+        calls = p.phases[phase]
+        for c in calls:
+            if c.kernel not in written or len(written[c.kernel]) != len(c.args):
+                return None
+            later_writes.append({_tensor_of(a).name for a, w in zip(c.args, written[c.kernel])
+                                 if w and _tensor_of(a) is not None} & lane_names)
+        for i, c in enumerate(calls):
+            tensors = {_tensor_of(a) for a in c.args if not isinstance(a, Cast)} - {None}
+            touched = {t.name for t in tensors} & lane_names
+            shared = [t for t in tensors if t.name not in lane_names and t.kind not in READ_ONLY_KINDS]
+            if any(t.name in CARRIED for t in shared):
+                if touched & seen or len(shared) > 1 or c.returns:
+                    return None
+                carried.append(c)
+                continue
+            if shared:
+                if c.returns or later_writes[i] or touched & set().union(*later_writes[i + 1:]):
+                    return None
+                grads.append(c)
+            else:
+                per_sample.append(c)
+            seen |= touched
+        plan[phase] = (carried, per_sample, grads)
+    return plan
+
+
+def _part_drivers(p: Program, layout, dtypes, lanes: list[Tensor], lane_kernels: set[str], plan) -> list[str]:
+    """Per batch phase, for the threads of mcusim/host_threads.py (arenas A_<dtype>; per thread p a lane
+    arena LP_<dtype>[p] and a scratch copy of the arenas SP_<dtype>[p]; mparts: the lanes of each part):
+      step_<phase>_carry(A, LP, mparts, scalars): the carried calls, parts and lanes in order;
+      step_<phase>_part(A, SP, LP, images, labels, order, first, m, p, last, scalars): part p's m
+        samples images[order[first:first+m]], the per-sample calls; returns their losses (encode: the
+        features); `last`: the arenas keep its last sample's tensors;
+      step_<phase>_grads: a tuple of functions (A, SP, LP, mparts, t, scalars), one per gradient call,
+        run by the thread with scratch SP_<dtype>[t]."""
+    scratch = _LaneRender(p, layout, lanes, lane_kernels, scratch="S")
+    shared = _LaneRender(p, layout, lanes, lane_kernels)
+    nogil = JIT[:-1] + ", nogil=True)"
+    arenas = [f"A_{d}" for d in dtypes]
+    lane_arenas = [f"LP_{d}" for d in shared.lane_dtypes]
+    pick_lanes = [f"    L_{d} = LP_{d}[p]" for d in shared.lane_dtypes]
+    out = []
+    for phase in BATCH_PHASES:
+        carried, per_sample, grads = plan[phase]
+        scalars = [s.name for s in p.scalars(phase)]
+        sym = phase_symbol(phase)
+        each_part = ["    for p in range(len(mparts)):", "        m = mparts[p]", *["    " + x for x in pick_lanes]]
+        out += ["", "", nogil, f"def {sym}_carry({', '.join(arenas + lane_arenas + ['mparts'] + scalars)}):",
+                *each_part, *[line for c in carried for line in shared.call(c, phase, "        ", "0")], "    return 0"]
+        if phase == "encode":
+            result, returned = [f"    features = np.empty((m, {scratch.n_feat}), np.float32)"], "features"
+            tail = scratch.features("    ", "0")
+        else:
+            result, returned, tail = ["    losses = np.zeros(m, np.float32)"], "losses", []
+        params = arenas + [f"SP_{d}" for d in dtypes] + lane_arenas + \
+            ["images", "labels", "order", "first", "m", "p", "last"] + scalars
+        out += ["", "", nogil, f"def {sym}_part({', '.join(params)}):", *pick_lanes,
+                *[f"    S_{d} = SP_{d}[p]" for d in dtypes], *result,
+                "    for s in range(m):", *scratch.load("        ", "first + s"),
+                *[line for c in per_sample for line in scratch.call(c, phase, "    ", "0")], *tail,
+                "    s = m - 1",
+                "    if last and m > 0:", *shared.keep_last(phase, "        "),
+                f"    return {returned}"]
+        for k, c in enumerate(grads):
+            out += ["", "", nogil,
+                    f"def {sym}_grad_{k}({', '.join(arenas + [f'SP_{d}' for d in dtypes] + lane_arenas + ['mparts', 't'] + scalars)}):",
+                    *[f"    S_{d} = SP_{d}[t]" for d in dtypes], *each_part,
+                    *scratch.call(c, phase, "        ", "0"), "    return 0"]
+        out += ["", "", f"{sym}_grads = ({''.join(f'{sym}_grad_{k}, ' for k in range(len(grads)))})"]
     return out

@@ -18,6 +18,7 @@ import numpy as np
 from . import ops
 from .boards import Board
 from .emulator import CallResult, Machine
+from .host_threads import PartRunner, default_threads
 from .ir import PHASES, Call, Program, call_symbol, phase_symbol, twin_name
 from .kernel_lib import kernel_sources
 from .ops.quant_u8 import QP_DTYPE
@@ -95,9 +96,11 @@ def _generated_module(source: str, stem: str):
 
 
 class HostStep:
-    """The program on the Numba twins: one arena array per dtype, tensors are views into them."""
+    """The program on the Numba twins: one arena array per dtype, tensors are views into them. Batch
+    phases run on `threads` threads (default: mcusim/host_threads.default_threads) where the program
+    allows it (fp32 lane drivers), with the same bits as on one."""
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, threads: int | None = None):
         self.program = program
         self.module = _generated_module(numba_source(program, _twin_modules(program), _lane_twin_modules(program)),
                                         f"{program.name}_{program.precision}")
@@ -107,6 +110,11 @@ class HostStep:
         # the batch drivers' per-sample tensors, LANES samples side by side (render_numba)
         lanes = lane_arena_sizes(program)
         self._lane_arenas = [np.zeros(lanes[d], NP_DTYPE[d]) for d in sorted(lanes)]
+        self.threads = default_threads() if threads is None else threads
+        self._parts = None
+        if self.threads > 1 and hasattr(self.module, f"{phase_symbol('sample')}_part"):
+            self._parts = PartRunner(self.module, [self.arenas[d] for d in self._order], self._lane_arenas,
+                                     self.threads)
 
     def view(self, name: str) -> np.ndarray:
         t = self.program.tensors[name]
@@ -122,8 +130,11 @@ class HostStep:
                   labels: np.ndarray | None = None, **scalars):
         """Run `phase` on images[order[start:start+count]] ([N, pixels] uint8; labels [N] int64 for a
         classifier) inside Numba; returns the per-image losses (or, for "encode", the [count, features])."""
-        fn = getattr(self.module, f"{phase_symbol(phase)}_batch")
         labels = np.zeros(0, np.int64) if labels is None else labels
+        if self._parts is not None:
+            return self._parts.run(phase, images, labels, order, start, count,
+                                   [np.float32(scalars[s.name]) for s in self.program.scalars(phase)])
+        fn = getattr(self.module, f"{phase_symbol(phase)}_batch")
         args = [self.arenas[d] for d in self._order] + self._lane_arenas + \
             [images, labels, order, np.int64(start), np.int64(count)]
         return fn(*args, *[np.float32(scalars[s.name]) for s in self.program.scalars(phase)])

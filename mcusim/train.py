@@ -159,7 +159,8 @@ def _same_shape(value, model) -> bool:
 
 class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, data_dir: str | None = None,
-                 resume: bool = False, progress: bool = True, log=print):
+                 resume: bool = False, progress: bool = True, log=print, threads: int | None = None):
+        """`threads`: for the host's batch phases (mcusim/host_threads.py; None: its default)."""
         config.validate()
         load_board(config.board).wait_states(config.hclk_mhz)   # a clock the board cannot run fails now, not later
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
@@ -178,7 +179,7 @@ class Trainer:
             raise TrainError(f"model {self.model.name} is a {self.model.task} model; train it with `mcusim train`")
         self._load_data(data_dir)
         self.program: Program = build(self.model, config.precision, sparse=config.sparse is not None)
-        self.host = HostStep(self.program)
+        self.host = HostStep(self.program, threads=threads)
         self.results = {"config": asdict(config), "epochs": [], "mcu": None, "wall_seconds": 0.0,
                         "samples_per_second": 0.0}
         self.start_epoch = 0

@@ -12,8 +12,7 @@ vectorizes them; no fastmath, no FMA, float32 throughout, as in mcusim/ops/nn_ma
 are the one place where samples meet: the C adds each sample's term to a gradient element in sample
 order, so the lane twins form every sample's term first (a product, or a whole per-sample partial sum)
 and then add the terms to the element for s = 0, 1, ..., m - 1, exactly as m calls would.
-One thread: with prange over output channels (parallel=True) the cached code crashed (SIGSEGV) when a
-later process loaded it from Numba's cache (cnn_digits fp32), so the lane twins stay serial.
+The lane twins are serial: several threads each run a part of the batch's lanes (mcusim/host_threads.py).
 """
 from __future__ import annotations
 
@@ -50,6 +49,28 @@ def _axpy(acc, a, x, m):
 
 
 @_jit
+def _axpy4(acc, a0, o0, a1, o1, a2, o2, a3, o3, x, m):
+    """Four _axpy steps in one pass over the lanes, acc[s] += a_j * x[o_j + s] for j = 0..3 in turn.
+    Offsets and m are unsigned, so the indexing needs no negative-index check and the loop vectorizes."""
+    for s in range(m):
+        acc[s] = (((acc[s] + a0 * x[o0 + s]) + a1 * x[o1 + s]) + a2 * x[o2 + s]) + a3 * x[o3 + s]
+
+
+@_jit
+def _gather(acc, ws, offs, n, x, m):
+    """acc[s] = acc[s] + ws[k] * x[offs[k] + s] for k = 0..n-1 in turn (offs: uint64), four taps per pass
+    over the lanes: a pass costs about as much for four terms as for one."""
+    mu = np.uint64(m)
+    k = 0
+    while k + 4 <= n:
+        _axpy4(acc, ws[k], offs[k], ws[k + 1], offs[k + 1], ws[k + 2], offs[k + 2], ws[k + 3], offs[k + 3], x, mu)
+        k += 4
+    while k < n:
+        _axpy(acc, ws[k], x[offs[k]:offs[k] + mu], m)
+        k += 1
+
+
+@_jit
 def _add_lanes_in_order(g, k, terms, m):
     """g[k] = (((g[k] + terms[0]) + terms[1]) + ...): sample s's term added as its call would."""
     acc = g[k]
@@ -63,28 +84,33 @@ def _add_lanes_in_order(g, k, terms, m):
 def gemm_f32_forward_lanes(x, w, b, y, n_in, n_out, m):
     """Row o of every lane: acc = b[o]; i ascending: acc += w[o][i] * x[i]."""
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    offs = (np.arange(n_in) * m).astype(np.uint64)
     for o in range(n_out):
         acc = y[o * m:(o + 1) * m]
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[o]
         _fill(acc, b0, m)
-        for i in range(n_in):
-            _axpy(acc, w[o * n_in + i], x[i * m:(i + 1) * m], m)
+        _gather(acc, w[o * n_in:(o + 1) * n_in], offs, n_in, x, m)
 
 
 @_jit
 def gemm_f32_backward_input_lanes(w, dy, dx, n_in, n_out, active, m):
     """dx[i] of every lane: acc = 0; active rows o ascending: acc += w[o][i] * dy[o]."""
     w, dy, dx = w.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    ws = np.empty(n_out, np.float32)
+    offs = np.empty(n_out, np.uint64)
     for i in range(n_in):
         acc = dx[i * m:(i + 1) * m]
         _fill(acc, ZERO, m)
+        n = 0
         for o in range(n_out):
             if active is not None:
                 if active[o] == 0:
                     continue
-            _axpy(acc, w[o * n_in + i], dy[o * m:(o + 1) * m], m)
+            ws[n], offs[n] = w[o * n_in + i], o * m
+            n += 1
+        _gather(acc, ws, offs, n, dy, m)
 
 
 @_jit
@@ -133,6 +159,8 @@ def _conv_gather_lanes(x, w, b, y, d, in_active, m):
     w [OC][IC][KH][KW]."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    ws = np.empty(IC * KH * KW, np.float32)
+    offs = np.empty(IC * KH * KW, np.uint64)
     for oc in range(OC):
         b0 = ZERO
         if b is not None:
@@ -144,14 +172,17 @@ def _conv_gather_lanes(x, w, b, y, d, in_active, m):
                 a = ((oc * OH + oy) * OW + ox) * m
                 acc = y[a:a + m]
                 _fill(acc, b0, m)
+                n = 0
                 for ic in range(IC):
                     if in_active is not None:
                         if in_active[ic] == 0:
                             continue
                     for ky in range(ky0, ky1):
                         for kx in range(kx0, kx1):
-                            xi = ((ic * IH + oy * S - P + ky) * IW + ox * S - P + kx) * m
-                            _axpy(acc, w[((oc * IC + ic) * KH + ky) * KW + kx], x[xi:xi + m], m)
+                            ws[n] = w[((oc * IC + ic) * KH + ky) * KW + kx]
+                            offs[n] = ((ic * IH + oy * S - P + ky) * IW + ox * S - P + kx) * m
+                            n += 1
+                _gather(acc, ws, offs, n, x, m)
 
 
 @_jit
@@ -178,6 +209,8 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ty, ny = _convt_taps(OH, IH, KH, S, P)
     tx, nx = _convt_taps(OW, IW, KW, S, P)
+    ws = np.empty(IC * KH * KW, np.float32)
+    offs = np.empty(IC * KH * KW, np.uint64)
     for oc in range(OC):
         b0 = ZERO
         if b is not None:
@@ -187,6 +220,7 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
                 a = ((oc * OH + oy) * OW + ox) * m
                 acc = y[a:a + m]
                 _fill(acc, b0, m)
+                n = 0
                 for ic in range(IC):
                     if in_active is not None:
                         if in_active[ic] == 0:
@@ -195,8 +229,10 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
                         ky, iy = ty[oy, j, 0], ty[oy, j, 1]
                         for k in range(nx[ox]):
                             kx, ix = tx[ox, k, 0], tx[ox, k, 1]
-                            xi = ((ic * IH + iy) * IW + ix) * m
-                            _axpy(acc, w[((ic * OC + oc) * KH + ky) * KW + kx], x[xi:xi + m], m)
+                            ws[n] = w[((ic * OC + oc) * KH + ky) * KW + kx]
+                            offs[n] = ((ic * IH + iy) * IW + ix) * m
+                            n += 1
+                _gather(acc, ws, offs, n, x, m)
 
 
 @_jit
