@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="host threads for the fp32 batch phases (default: $MCUSIM_THREADS, else every core; "
+                        help="host threads for the fp32 batch phases (default: $MCUSIM_THREADS, else 1; "
                              "the numbers are the same on any count)")
 
     gt = sub.add_parser("train", help="train any model (TOML or ONNX) on the host and check it on the emulated MCU")
