@@ -166,12 +166,12 @@ class Trainer:
         self.cfg, self.out, self.log, self.progress = config, Path(out_dir), log, progress
         self._claim_output()
         try:
-            self._prepare(config, data_dir, resume)
+            self._prepare(config, data_dir, resume, threads)
         except BaseException:
             self._release()
             raise
 
-    def _prepare(self, config: TrainConfig, data_dir: str | None, resume: bool) -> None:
+    def _prepare(self, config: TrainConfig, data_dir: str | None, resume: bool, threads: int | None) -> None:
         """Model, data, program and the starting state (fresh, or the checkpoint's with --resume)."""
         self.generic = isinstance(config, ModelTrainConfig)
         self.model: Graph = load_model(config.model if self.generic else config.variant)
