@@ -33,3 +33,11 @@ def no_read_permission(monkeypatch, path: Path) -> None:
         return real_open(file, *args, **kw)
     monkeypatch.setattr(builtins, "open", guarded)
     monkeypatch.setattr(io, "open", guarded)
+
+
+def interruptible() -> None:
+    """preexec_fn for a child that a test stops with SIGINT: a shell's background job (e.g. `cmd &` without job
+    control, as CI jobs are often started) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; a user's terminal gives the default, which this restores."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import FIRMWARE, no_read_permission
+from conftest import FIRMWARE, interruptible, no_read_permission
 from mcusim.toolchain import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,7 +258,8 @@ def test_resume_with_an_empty_or_damaged_checkpoint_is_explained(tmp_path):
 def test_ctrl_c_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mcusim.cli", *_small_run(out)[:-3], "--epochs", "50",
-                             "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                             "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=interruptible)
     assert "digits" in proc.stderr.readline()                       # the data set is loaded: training starts
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

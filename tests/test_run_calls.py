@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import interruptible
 
 from mcusim.emulator import Machine
 from mcusim.timing import model as timing_model
@@ -72,7 +73,8 @@ def test_ctrl_c_stops_an_endless_native_run(tmp_path):
     src.write_text('#include "mcusim.h"\nvoid announce_then_spin(void) { mcusim_puts("spinning\\n"); '
                    'for (;;) __asm volatile(""); }\n')
     proc = subprocess.Popen([sys.executable, "-m", "mcusim.cli", "run", str(build([src])), "--call",
-                             "announce_then_spin"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "announce_then_spin"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     assert proc.stdout.readline() == "spinning\n"            # the endless call is running
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
