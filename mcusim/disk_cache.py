@@ -11,11 +11,11 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def source_digest(*modules) -> str:
-    """Hash of the modules' source files: a change to the code that computes an entry retires it."""
+def source_digest(*sources) -> str:
+    """Hash of source files, given as modules or paths: a change to the code that computes an entry retires it."""
     h = hashlib.sha256()
-    for module in modules:
-        h.update(Path(module.__file__).read_bytes())
+    for source in sources:
+        h.update(Path(getattr(source, "__file__", source)).read_bytes())
     return h.hexdigest()
 
 

@@ -7,14 +7,15 @@ that Numba compiles, so any change to one retires them all. Import this module b
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from numba.core import caching
 
+from .disk_cache import source_digest
+
 _PACKAGE = Path(__file__).resolve().parent
 _SOURCES = sorted((_PACKAGE / "ops").glob("*.py")) + [_PACKAGE / "classifier.py"]
-STAMP = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()
+STAMP = source_digest(*_SOURCES)
 
 
 def _caching(name: str):

@@ -7,7 +7,6 @@ state of a chip). Every other module takes its hardware facts from a `Board` and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tomllib
@@ -237,14 +236,14 @@ def load_board(name_or_path: str | None = None) -> Board:
 def _load_board(name_or_path: str) -> Board:
     """The board, validated once per content of its files: the result is kept on disk, so a command
     whose board and core have not changed does not load pydantic and the schemas (half a second)."""
-    from ..disk_cache import cached
+    from ..disk_cache import cached, source_digest
     path = _find(name_or_path, BOARD_DIR, "board")
     data = _board_data(path)
     if not isinstance(data.get("core"), str):
         return _board(path, data)                              # names the problem
     core_path = _core_file(path, data["core"])
     key = (json.dumps(data, sort_keys=True, default=repr), str(core_path.resolve()),
-           *(hashlib.sha256(f.read_bytes()).hexdigest() for f in (core_path, *_LOADER_SOURCES)))
+           source_digest(core_path, *_LOADER_SOURCES))
     return cached("boards", key, lambda: _board(path, data), lambda board: isinstance(board, Board))
 
 
