@@ -4,6 +4,8 @@
 #include <stddef.h>
 
 extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
+typedef void (*constructor_fn)(void);
+extern constructor_fn __preinit_array_start[], __preinit_array_end[], __init_array_start[], __init_array_end[];
 
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
@@ -15,6 +17,9 @@ void __mcusim_init(void) {
     while (dst < &__data_end) *dst++ = *src++;
     for (dst = &__bss_start; dst < &__bss_end;) *dst++ = 0;
     SCB_CPACR |= 0xFu << 20;           /* CP10, CP11 full access: enable the FPU */
+    /* then the constructors, in link order, as the C library's crt0 would (they may use floats) */
+    for (constructor_fn *fn = __preinit_array_start; fn < __preinit_array_end; fn++) (*fn)();
+    for (constructor_fn *fn = __init_array_start; fn < __init_array_end; fn++) (*fn)();
 }
 
 /* A call made by the simulator returns here (its address is put in LR); the host stops on it. */

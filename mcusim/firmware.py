@@ -77,8 +77,11 @@ class Firmware:
     @classmethod
     def load(cls, path: str | Path) -> "Firmware":
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FirmwareError(f"firmware file {path} does not exist; build one with `mcusim cc SRC.c -o {path}`")
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+            raise FirmwareError(f"firmware {path} is {kind}; pass the .elf file that `mcusim cc` writes")
         try:
             if path.stat().st_size > MAX_ELF_BYTES:
                 raise FirmwareError(f"{path} is {path.stat().st_size} bytes, more than any Cortex-M image "

@@ -78,6 +78,8 @@ def test_run_text_profile_and_size(elf):
                      "99999999999999999999"], 2, "cycle budget must be between 1"),
     ("output is a device", ["cc", FIRMWARE / "basics.c", "-o", "/dev/null"], 2, "not a regular file"),
     ("output is a folder", ["cc", FIRMWARE / "basics.c", "-o", "{tmp}"], 2, "not a regular file"),
+    ("firmware is a folder", ["run", "{tmp}", "--call", "add_int"], 2, "is a folder; pass the .elf"),
+    ("firmware is a device", ["size", "/dev/null"], 2, "not a regular file (a pipe, socket or device)"),
     ("no cases", ["crosscheck", "--ops", "relu", "--cases", "0"], 2, "--cases must be at least 1"),
     ("budget covers start-up", ["run", "{elf}", "--call", "add_int", "--arg", "1", "--arg", "1", "--max-cycles", "5"],
      3, "__mcusim_init exceeded its budget of 5 cycles"),

@@ -67,6 +67,27 @@ def test_printf_strings_math_and_doubles_run(program, toolchain, libc, tmp_path)
     assert "unused_helper" not in symbols and "qsort" not in symbols      # --gc-sections drops the rest
 
 
+CONSTRUCTORS = r"""
+static volatile int trace;
+__attribute__((constructor(101))) static void first(void) { trace = trace * 10 + 1; }
+__attribute__((constructor)) static void last(void) { trace = trace * 10 + 3; }
+__attribute__((constructor(102))) static void second(void) { trace = trace * 10 + 2; }
+int get_trace(void) { return trace; }
+"""
+
+
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+@pytest.mark.parametrize("libc", ["nano", "none"])
+def test_constructors_run_once_in_priority_order_before_the_first_call(toolchain, libc, tmp_path):
+    """Start-up runs .init_array as a C library's crt0 does (volatile, so the compiler cannot fold them)."""
+    src = tmp_path / "ctors.c"
+    src.write_text(CONSTRUCTORS)
+    elf = build([src], toolchain=toolchain, libc=libc, gc_sections=True)
+    m = Machine(elf)
+    assert m.call("get_trace").return_value == 123
+    assert m.call("get_trace").return_value == 123
+
+
 def test_the_libraries_memcpy_is_linked_not_the_fallback(program):
     with_libc = build([program], libc="nano", gc_sections=True)
     without = build([FIRMWARE / "basics.c"])
