@@ -17,6 +17,7 @@ import numpy as np
 
 from . import ops
 from .boards import Board
+from .disk_cache import source_digest
 from .emulator import CallResult, Machine
 from .host_threads import PartRunner, default_threads
 from .ir import PHASES, Call, Program, call_symbol, phase_symbol, twin_name
@@ -63,10 +64,7 @@ def _lane_twin_modules(p: Program) -> dict[str, str]:
 def _twin_fingerprint() -> bytes:
     """The twins' source: Numba's cache of a generated caller embeds its callees, so a changed twin
     must change the generated module's name."""
-    h = hashlib.sha256()
-    for mod_name in _twin_module_names():
-        h.update(Path(importlib.import_module(mod_name).__file__).read_bytes())
-    return h.digest()
+    return source_digest(*map(importlib.import_module, _twin_module_names())).encode()
 
 
 def _generated_file(source: str, stem: str, suffix: str, salt: bytes = b"") -> tuple[Path, str]:
