@@ -54,6 +54,15 @@ def defines(args) -> list[str]:
     return [f"GLOBAL_SCALE_FACTOR={args.gsf}", "WARMUP_HEAT=1"]
 
 
+def code_generator(args) -> str:
+    """The version line of the compiler that generated the benchmarks' code (the figures depend on it)."""
+    from mcusim.boards import load_board
+    from mcusim.toolchain import Toolchain, get_toolchain
+    if args.gcc:
+        return Toolchain("gcc", (args.gcc,), ()).version()
+    return get_toolchain(args.toolchain, load_board(args.board) if args.board else load_board()).version()
+
+
 def to_assembly(gcc: str, sources: list[Path], support: Path, folder: Path, args) -> list[Path]:
     """The sources compiled to assembly by `gcc` with the flags `mcusim cc` gives gcc for this build."""
     from mcusim.boards import load_board
@@ -134,7 +143,7 @@ def main() -> int:
             print(f"{bench.name}: built {built}, ran {report is not None}, verified {verified}", file=sys.stderr)
 
     print(f"Embench-IoT through mcusim cc --toolchain {args.toolchain} + mcusim run at {BASELINE_MHZ} MHz "
-          f"(gsf {args.gsf}); * = library-insensitive")
+          f"(gsf {args.gsf}); code from {code_generator(args)}; * = library-insensitive")
     print(f"{'benchmark':<16} {'built':>5} {'ran':>4} {'ok':>4} {'cyc/iter':>12} {'baseline':>12} {'error':>8}")
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for name, built, ran, ok, measured, base, error in rows:
