@@ -30,6 +30,7 @@ static inline void nn__row_dot2(const uint8_t *w0, const uint8_t *w1, const uint
                                 int32_t *r1) {
     const int32_t n4 = in & ~3;
     int32_t a0 = 0, a1 = 0;
+#pragma GCC unroll 1                                   /* unrolled, the remainder's setup cost more than it saved */
     for (int32_t i = 0; i < n4; i += 4) {
         const uint32_t xe = xw[0], xo = xw[1], v0 = nn__ld32(w0 + i), v1 = nn__ld32(w1 + i);
         xw += 2;
@@ -52,39 +53,35 @@ static inline void nn__row_dot2(const uint8_t *w0, const uint8_t *w1, const uint
     *r1 = a1;
 }
 
-int32_t gemm_u8_forward_buffer_size(int32_t in) { return 2 * nn__align4(in); }
-
-/* The forward's integer output stage (nn.h) and what it needs: bias, ReLU, range, requantization. */
-typedef struct {
-    nn_requant rq;
-    float ratio;
-    int32_t zb, zy, offset, lo, imin, imax;
-} nn__gemm_out;
-
-static inline uint8_t nn__gemm_emit(nn__gemm_out *s, int32_t acc, uint8_t b) {
-    int32_t t = acc + s->offset + nn_bias_units(b, s->zb, s->ratio);
-    t = t < s->lo ? s->lo : t;
-    s->imin = t < s->imin ? t : s->imin;
-    s->imax = t > s->imax ? t : s->imax;
-    return nn_requant_u8(t, s->rq, s->zy);
-}
+/* The widened x, then the int32 sums of all rows. */
+int32_t gemm_u8_forward_buffer_size(int32_t in, int32_t out) { return 2 * nn__align4(in) + 4 * out; }
 
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                      int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch) {
-    const float unit = qw->scale * qx->scale;
+    const float unit = qw->scale * qx->scale, ratio = qb->scale / unit;
+    const nn_requant rq = nn_requant_make(unit / qy->scale);
+    const int32_t zb = qb->zero_point, zy = qy->zero_point, lo = relu ? 0 : NN_RANGE_EMPTY_MAX;
     uint32_t *xw = (uint32_t *)scratch;
-    nn__gemm_out s = {nn_requant_make(unit / qy->scale), qb->scale / unit, qb->zero_point, qy->zero_point,
-                      -qw->zero_point * nn__widen_centred(x, qx->zero_point, in, xw),
-                      relu ? 0 : NN_RANGE_EMPTY_MAX, NN_RANGE_EMPTY_MIN, NN_RANGE_EMPTY_MAX};
-    for (int32_t o = 0; o < out; o += 2) {            /* two rows per pass; an odd last row with itself */
+    int32_t *acc = scratch + (nn__align4(in) >> 1);
+    const int32_t offset = -qw->zero_point * nn__widen_centred(x, qx->zero_point, in, xw);
+    /* The sums first, two rows per pass (an odd last row with itself), then the output stage in its own
+     * loop: each loop keeps its values in registers (together they spilled, per output); unrolling the
+     * pairs spilled too. */
+#pragma GCC unroll 1
+    for (int32_t o = 0; o < out; o += 2) {
         const int32_t o1 = o + 1 < out ? o + 1 : o;
-        int32_t s0, s1;
-        nn__row_dot2(w + o * in, w + o1 * in, xw, in, &s0, &s1);
-        y[o] = nn__gemm_emit(&s, s0, b[o]);
-        if (o1 != o) y[o1] = nn__gemm_emit(&s, s1, b[o1]);
+        nn__row_dot2(w + o * in, w + o1 * in, xw, in, acc + o, acc + o1);
     }
-    nn_range_observe(qy, s.imin, s.imax, unit, alpha);
+    int32_t imin = NN_RANGE_EMPTY_MIN, imax = NN_RANGE_EMPTY_MAX;
+    for (int32_t o = 0; o < out; o++) {
+        int32_t t = acc[o] + offset + nn_bias_units(b[o], zb, ratio);
+        t = t < lo ? lo : t;
+        imin = t < imin ? t : imin;
+        imax = t > imax ? t : imax;
+        y[o] = nn_requant_u8(t, rq, zy);
+    }
+    nn_range_observe(qy, imin, imax, unit, alpha);
 }
 
 /* The active rows with a nonzero error, two by two: per pair the byte offsets of both rows and their

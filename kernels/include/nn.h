@@ -506,9 +506,10 @@ void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, 
  *          t = acc[o] + nn_bias_units(b[o], zb, sb / unit);  if relu and t < 0: t = 0;
  *          y[o] = nn_requant_u8(t, nn_requant_make(unit / sy), zy) with y's CURRENT qparams; the min and
  *          max of t over all o are tracked (int32) and, after the layer, nn_range_observe(qy, tmin, tmax,
- *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in) bytes, 4-byte aligned (x - zx widened
- *          once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4 weights). */
-int32_t gemm_u8_forward_buffer_size(int32_t in);
+ *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in, out) bytes, 4-byte aligned (x - zx
+ *          widened once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4
+ *          weights; then the int32 sums of all rows, so the output stage runs in a loop of its own). */
+int32_t gemm_u8_forward_buffer_size(int32_t in, int32_t out);
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                      int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch);
