@@ -6,7 +6,8 @@
 
 /* x - zx widened once per call for the SMLAD of every row: per 4 inputs the halfword pairs
  * (x0 - zx, x2 - zx) and (x1 - zx, x3 - zx), in the order UXTB16 and UXTB16(ROR 8) give a weight word;
- * the in % 4 tail as int16 after them. Returns sum_i (x[i] - zx). */
+ * then, if in % 4 >= 2, the pair (x[n4] - zx, x[n4 + 1] - zx) in a word, and if in is odd the last one in
+ * a word (at most 2 * nn__align4(in) bytes). Returns sum_i (x[i] - zx). */
 static int32_t nn__widen_centred(const uint8_t *x, int32_t zx, int32_t in, uint32_t *xw) {
     const uint32_t z2 = ((uint32_t)zx << 16) | (uint32_t)zx;
     const int32_t n4 = in & ~3;
@@ -16,39 +17,65 @@ static int32_t nn__widen_centred(const uint8_t *x, int32_t zx, int32_t in, uint3
         xw[i >> 1] = __ssub16(__uxtb16(v), z2);
         xw[(i >> 1) + 1] = __ssub16(__uxtb16(__ror(v, 8)), z2);
     }
-    int16_t *tail = (int16_t *)(xw + (n4 >> 1));
-    for (int32_t i = n4; i < in; i++) tail[i - n4] = (int16_t)((int32_t)x[i] - zx);
+    uint32_t *tail = xw + (n4 >> 1);
+    if (in & 2) *tail++ = nn__pack_lo((uint32_t)((int32_t)x[n4] - zx), (uint32_t)((int32_t)x[n4 + 1] - zx));
+    if (in & 1) *tail = (uint32_t)((int32_t)x[in - 1] - zx);
     for (int32_t i = 0; i < in; i++) sum += (int32_t)x[i] - zx;
     return sum;
 }
 
-/* sum_i w[i] * xc[i] over one row (w raw bytes, xc from nn__widen_centred): two SMLAD per 4 bytes. */
-static inline int32_t nn__row_dot(const uint8_t *w, const uint32_t *xw, int32_t in) {
+/* sum_i w0[i] * xc[i] and sum_i w1[i] * xc[i] (w raw bytes, xc from nn__widen_centred): per 4 inputs one
+ * load of the widened x feeds both rows' two SMLAD; the in % 4 tail as a packed pair and a single. */
+static inline void nn__row_dot2(const uint8_t *w0, const uint8_t *w1, const uint32_t *xw, int32_t in, int32_t *r0,
+                                int32_t *r1) {
     const int32_t n4 = in & ~3;
-    int32_t acc = 0, i = 0;
-    for (; i < n4; i += 4) {
-        const uint32_t v = nn__ld32(w + i);
-        acc = __smlad(__uxtb16(v), xw[i >> 1], acc);
-        acc = __smlad(__uxtb16(__ror(v, 8)), xw[(i >> 1) + 1], acc);
+    int32_t a0 = 0, a1 = 0;
+#pragma GCC unroll 1                                   /* unrolled, the remainder's setup cost more than it saved */
+    for (int32_t i = 0; i < n4; i += 4) {
+        const uint32_t xe = xw[0], xo = xw[1], v0 = nn__ld32(w0 + i), v1 = nn__ld32(w1 + i);
+        xw += 2;
+        a0 = __smlad(__uxtb16(v0), xe, a0);
+        a1 = __smlad(__uxtb16(v1), xe, a1);
+        a0 = __smlad(__uxtb16(__ror(v0, 8)), xo, a0);
+        a1 = __smlad(__uxtb16(__ror(v1, 8)), xo, a1);
     }
-    const int16_t *tail = (const int16_t *)(xw + (n4 >> 1));
-    for (; i < in; i++) acc += (int32_t)w[i] * tail[i - n4];
-    return acc;
+    if (in & 2) {
+        const uint32_t xp = *xw++;
+        a0 = __smlad(nn__pack_lo(w0[n4], w0[n4 + 1]), xp, a0);
+        a1 = __smlad(nn__pack_lo(w1[n4], w1[n4 + 1]), xp, a1);
+    }
+    if (in & 1) {
+        const int32_t xl = (int32_t)*xw;
+        a0 += (int32_t)w0[in - 1] * xl;
+        a1 += (int32_t)w1[in - 1] * xl;
+    }
+    *r0 = a0;
+    *r1 = a1;
 }
 
-int32_t gemm_u8_forward_buffer_size(int32_t in) { return 2 * nn__align4(in); }
+/* The widened x, then the int32 sums of all rows. */
+int32_t gemm_u8_forward_buffer_size(int32_t in, int32_t out) { return 2 * nn__align4(in) + 4 * out; }
 
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                      int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch) {
-    const int32_t zw = qw->zero_point, zb = qb->zero_point, zy = qy->zero_point;
     const float unit = qw->scale * qx->scale, ratio = qb->scale / unit;
     const nn_requant rq = nn_requant_make(unit / qy->scale);
+    const int32_t zb = qb->zero_point, zy = qy->zero_point, lo = relu ? 0 : NN_RANGE_EMPTY_MAX;
     uint32_t *xw = (uint32_t *)scratch;
-    const int32_t offset = -zw * nn__widen_centred(x, qx->zero_point, in, xw), lo = relu ? 0 : NN_RANGE_EMPTY_MAX;
+    int32_t *acc = scratch + (nn__align4(in) >> 1);
+    const int32_t offset = -qw->zero_point * nn__widen_centred(x, qx->zero_point, in, xw);
+    /* The sums first, two rows per pass (an odd last row with itself), then the output stage in its own
+     * loop: each loop keeps its values in registers (together they spilled, per output); unrolling the
+     * pairs spilled too. */
+#pragma GCC unroll 1
+    for (int32_t o = 0; o < out; o += 2) {
+        const int32_t o1 = o + 1 < out ? o + 1 : o;
+        nn__row_dot2(w + o * in, w + o1 * in, xw, in, acc + o, acc + o1);
+    }
     int32_t imin = NN_RANGE_EMPTY_MIN, imax = NN_RANGE_EMPTY_MAX;
     for (int32_t o = 0; o < out; o++) {
-        int32_t t = nn__row_dot(w + o * in, xw, in) + offset + nn_bias_units(b[o], zb, ratio);
+        int32_t t = acc[o] + offset + nn_bias_units(b[o], zb, ratio);
         t = t < lo ? lo : t;
         imin = t < imin ? t : imin;
         imax = t > imax ? t : imax;
@@ -97,6 +124,7 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
     int32_t i = 0;
     for (; i + 4 <= in; i += 4) {
         int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma GCC unroll 1                                   /* unrolled copies spill the four sums to the stack */
         for (int32_t k = 0; k < np; k++) {
             const uint32_t a = nn__ld32(w + pairs[k].r0 + i), c = nn__ld32(w + pairs[k].r1 + i), de = pairs[k].de;
             const uint32_t a02 = __uxtb16(a), c02 = __uxtb16(c), a13 = __uxtb16(__ror(a, 8)), c13 = __uxtb16(__ror(c, 8));
@@ -129,8 +157,6 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
     nn_range_observe(qex, imin, imax, unit, alpha);
 }
 
-int32_t gemm_u8_backward_weight_buffer_size(int32_t in) { return nn__align4(2 * in); }
-
 /* c * xs + 2^15 for the low and high halfword of the pair xs, packed as the two high halves (PKHTB):
  * each lane floor((c * x + 2^8) / 2^9) of the unscaled x (round half up). */
 static inline uint32_t nn__grad_pair(int32_t c, uint32_t xs) {
@@ -144,43 +170,46 @@ static inline int32_t nn__grad_coef(int32_t de, float k9) {
     return c < -32767 ? -32767 : (c > 32767 ? 32767 : c);
 }
 
-static inline int32_t nn__next_row(const uint8_t *e, int32_t ze, const uint8_t *active, int32_t o, int32_t out) {
-    while (o < out && ((active && !active[o]) || e[o] == ze)) o++;
-    return o;
+/* One weight's gradient, sat16(g + ((c * xs + 2^15) >> 16)). */
+static inline int16_t nn__grad_one(int16_t g, int32_t c, int16_t xs) {
+    return (int16_t)nn_sat16(g + ((c * xs + 0x8000) >> 16));
 }
+
+/* One gradient row, 4 inputs per iteration (loads first: back-to-back loads pipeline on the M4), then
+ * the in % 4 tail as a pair and a single. One row at a time keeps every value in a register (two rows
+ * sharing the loads of x spilled); the unrolling is bounded so a short row (in = 10) stays cheap. */
+static void nn__grad_row(int16_t *r, int32_t c, const int16_t *xs, int32_t in) {
+#pragma GCC unroll 4
+    for (int32_t n = in >> 2; n > 0; n--) {
+        const uint32_t xa = nn__ld32(xs), xb = nn__ld32(xs + 2), ga = nn__ld32(r), gb = nn__ld32(r + 2);
+        const uint32_t sa = __qadd16(ga, nn__grad_pair(c, xa)), sb = __qadd16(gb, nn__grad_pair(c, xb));
+        __builtin_memcpy(r, &sa, 4);
+        __builtin_memcpy(r + 2, &sb, 4);
+        xs += 4;
+        r += 4;
+    }
+    if (in & 2) {
+        const uint32_t s = __qadd16(nn__ld32(r), nn__grad_pair(c, nn__ld32(xs)));
+        __builtin_memcpy(r, &s, 4);
+        xs += 2;
+        r += 2;
+    }
+    if (in & 1) *r = nn__grad_one(*r, c, *xs);
+}
+
+int32_t gemm_u8_backward_weight_buffer_size(int32_t in) { return nn__align4(2 * in); }
 
 void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8_t *e, const nn_qparams *qe,
                              int16_t *gw, const float *sgw, int16_t *gb, const float *sgb, int32_t in,
                              int32_t out, const uint8_t *active, int32_t *scratch) {
-    const int32_t zx = qx->zero_point, ze = qe->zero_point, pairs = in >> 1;
-    const float unit = qe->scale * qx->scale;
+    const int32_t zx = qx->zero_point, ze = qe->zero_point;
+    const float unit = qe->scale * qx->scale, se = qe->scale;
     int16_t *xs = (int16_t *)scratch;                  /* (x - zx) * 2^7, exact in int16 */
     for (int32_t i = 0; i < in; i++) xs[i] = (int16_t)(((int32_t)x[i] - zx) * 128);
-    int32_t o0 = nn__next_row(e, ze, active, 0, out);
-    while (o0 < out) {                                 /* two rows per pass: one load of x feeds both */
-        const int32_t o1 = nn__next_row(e, ze, active, o0 + 1, out), de0 = (int32_t)e[o0] - ze;
-        const int32_t c0 = nn__grad_coef(de0, (unit / sgw[o0]) * 512.0f);
-        int16_t *r0 = gw + o0 * in;
-        gb[o0] = (int16_t)nn_sat16(gb[o0] + nn_round_scaled(de0, qe->scale / sgb[o0]));
-        if (o1 < out) {
-            const int32_t de1 = (int32_t)e[o1] - ze, c1 = nn__grad_coef(de1, (unit / sgw[o1]) * 512.0f);
-            int16_t *r1 = gw + o1 * in;
-            gb[o1] = (int16_t)nn_sat16(gb[o1] + nn_round_scaled(de1, qe->scale / sgb[o1]));
-            for (int32_t j = 0; j < pairs; j++) {
-                const uint32_t xp = nn__ld32(xs + 2 * j);
-                const uint32_t s0 = __qadd16(nn__ld32(r0 + 2 * j), nn__grad_pair(c0, xp));
-                const uint32_t s1 = __qadd16(nn__ld32(r1 + 2 * j), nn__grad_pair(c1, xp));
-                __builtin_memcpy(r0 + 2 * j, &s0, 4);
-                __builtin_memcpy(r1 + 2 * j, &s1, 4);
-            }
-            if (in & 1) r1[in - 1] = (int16_t)nn_sat16(r1[in - 1] + ((c1 * xs[in - 1] + 0x8000) >> 16));
-        } else {
-            for (int32_t j = 0; j < pairs; j++) {
-                const uint32_t s0 = __qadd16(nn__ld32(r0 + 2 * j), nn__grad_pair(c0, nn__ld32(xs + 2 * j)));
-                __builtin_memcpy(r0 + 2 * j, &s0, 4);
-            }
-        }
-        if (in & 1) r0[in - 1] = (int16_t)nn_sat16(r0[in - 1] + ((c0 * xs[in - 1] + 0x8000) >> 16));
-        o0 = o1 < out ? nn__next_row(e, ze, active, o1 + 1, out) : out;
+    for (int32_t o = 0; o < out; o++) {
+        const int32_t de = (int32_t)e[o] - ze;
+        if ((active && !active[o]) || de == 0) continue;
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(de, se / sgb[o]));
+        nn__grad_row(gw + o * in, nn__grad_coef(de, (unit / sgw[o]) * 512.0f), xs, in);
     }
 }

@@ -88,9 +88,10 @@ class StepBuilder:
         return Value(self.tensor(name, "u8", count, group, kind=kind, layer=layer),
                      self.tensor(f"{name}.qparams", "qp", 1, group, qp_init, kind="qparams", layer=layer))
 
-    def declare_scratch(self) -> None:
-        """One scratch buffer shared by every kernel (the largest any of them asks for)."""
-        need = max((n.operator.scratch_bytes(n, self.p.precision) for n in self.graph.nodes), default=0)
+    def declare_scratch(self, task_bytes: int = 0) -> None:
+        """One scratch buffer shared by every kernel (the largest any of them asks for); `task_bytes`: what
+        the task's own kernels (its loss) ask for."""
+        need = max([task_bytes] + [n.operator.scratch_bytes(n, self.p.precision) for n in self.graph.nodes])
         if self.sparse:
             from .ops.sparse_u8 import sparse_select_u8_buffer_size
             need = max([need] + [sparse_select_u8_buffer_size(n.structures) for n in self.graph.trainable])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .builder import StepBuilder, Value, input_value
 from .graph import INPUT, LATENT, Graph
 from .ir import Element, Program, Scalar, View
+from .ops.elbo_u8 import elbo_u8_buffer_size
 
 FORWARD_PHASES = ("sample", "evaluate", "encode")
 # The `mcusim crosscheck` operators of the kernels the tasks and the update call (the layers' own are the
@@ -32,15 +33,21 @@ def build(graph: Graph, precision: str, sparse: bool = False) -> Program:
     return b.p
 
 
-def _layers(b: StepBuilder, with_rng: bool = False) -> Value:
-    """The input, the shared scratch and every layer's tensors; returns the network's input."""
+def _layers(b: StepBuilder, with_rng: bool = False, elbo: bool = False) -> Value:
+    """The input, the shared scratch (`elbo`: room for the u8 ELBO's tables too) and every layer's tensors;
+    returns the network's input."""
     b.tensor("pixels", "u8", b.graph.n_pixels, "io")
     if with_rng:
         b.tensor("rng_state", "u32", 1, "io")
     x = input_value(b, FORWARD_PHASES)
-    b.declare_scratch()
+    b.declare_scratch(elbo_u8_buffer_size() if elbo and b.u8 else 0)
     b.declare_layers(fixed_error_range={b.graph.nodes[-1].name})
     return x
+
+
+def _elbo_scratch(b: StepBuilder) -> tuple:
+    """The u8 ELBO kernels' last argument (their per-code tables in the shared scratch); none in fp32."""
+    return (b.ctx.scratch("int32_t"),) if b.u8 else ()
 
 
 def _classify(b: StepBuilder) -> None:
@@ -62,7 +69,7 @@ def _classify(b: StepBuilder) -> None:
 
 
 def _autoencode(b: StepBuilder) -> None:
-    x = _layers(b)
+    x = _layers(b, elbo=b.graph.loss != "mse")
     last = b.graph.nodes[-1]
     y, e, n = b.outs[last.name], b.errs[last.name], last.n_out
     pixels = b.p.tensors["pixels"]
@@ -76,9 +83,11 @@ def _autoencode(b: StepBuilder) -> None:
         b.p.call("sample", f"mse_{dtype}_backward", *y.args, pixels, *e.args, n)
     else:                             # Bernoulli on logits: the ELBO's reconstruction term, no latent
         unused = b.tensor("no_latent", "f32", 1, "io")         # the ELBO kernels' latent pointers (n = 0)
+        tables = _elbo_scratch(b)
         for phase in ("sample", "evaluate"):
-            b.p.call(phase, f"elbo_{dtype}_forward", *y.args, pixels, unused, unused, n, 0, returns="loss")
-        b.p.call("sample", f"elbo_{dtype}_backward", *y.args, pixels, unused, unused, *e.args, unused, unused, n, 0)
+            b.p.call(phase, f"elbo_{dtype}_forward", *y.args, pixels, unused, unused, n, 0, *tables, returns="loss")
+        b.p.call("sample", f"elbo_{dtype}_backward", *y.args, pixels, unused, unused, *e.args, unused, unused, n, 0,
+                 *tables)
     b.backward(b.graph.nodes, values, {})
     b.p.features = View(y.data, 0, n)
 
@@ -87,7 +96,8 @@ def _vae(b: StepBuilder) -> None:
     g, p = b.graph, b.p
     L, n_pix = g.latent, g.n_pixels
     encoder = g.encoder + (g.head,)
-    x = _layers(b, with_rng=True)
+    x = _layers(b, with_rng=True, elbo=True)
+    tables = _elbo_scratch(b)
     pixels, rng = p.tensors["pixels"], p.tensors["rng_state"]
     head, logits, logits_error = b.outs[g.head.name], b.outs[g.decoder[-1].name], b.errs[g.decoder[-1].name]
     if b.u8:                          # mu and log-sigma are float: the head's output is dequantized
@@ -110,7 +120,7 @@ def _vae(b: StepBuilder) -> None:
         if b.u8:
             p.call(phase, "quantize_f32_u8", z, z_in.data, L, z_in.qp, Scalar("alpha_a") if phase == "sample" else 0.0)
         b.forward(phase, g.decoder, values)
-        p.call(phase, f"elbo_{dtype}_forward", *logits.args, pixels, mu, ls, n_pix, L, returns="loss")
+        p.call(phase, f"elbo_{dtype}_forward", *logits.args, pixels, mu, ls, n_pix, L, *tables, returns="loss")
 
     image = b.tensor("generated_image", "f32", n_pix, "decode")        # the host writes z ~ N(0, 1)
     if b.u8:
@@ -122,7 +132,8 @@ def _vae(b: StepBuilder) -> None:
     else:
         p.call("decode", "sigmoid_f32_forward", logits.data, image, n_pix)
 
-    p.call("sample", f"elbo_{dtype}_backward", *logits.args, pixels, mu, ls, *logits_error.args, d_mu, d_ls, n_pix, L)
+    p.call("sample", f"elbo_{dtype}_backward", *logits.args, pixels, mu, ls, *logits_error.args, d_mu, d_ls, n_pix, L,
+           *tables)
     b.backward(g.decoder, values, {LATENT: z_err})
     if b.u8:
         p.call("sample", "dequantize_u8_f32", z_err.data, dz, L, z_err.qp)

@@ -18,7 +18,7 @@ def kernels():
 
 def test_c_and_numba_agree_bit_for_bit(kernels):
     results = run_checks(CHECKS, cases=6, seed=11, kernels=kernels)
-    assert {r.direction for r in results} == {"forward", "backward_input"}
+    assert {r.direction for r in results} == {"forward", "backward_input", "buffer_size"}
     assert all(r.mismatches == 0 and r.cases == 6 for r in results), results
 
 

@@ -274,10 +274,20 @@ static inline float nn_sigmoid(float z) {
     return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
+/* log(1 + exp(-|z|)), the part of nn_bce_logit that depends on the logit only. */
+static inline float nn_log1p_exp_neg_abs(float z) { return nn_logf(1.0f + nn_expf(-__builtin_fabsf(z))); }
+
+/* nn_bce_logit with l = nn_log1p_exp_neg_abs(z) given (the u8 ELBO computes it once per logit code). */
+static inline float nn_bce_logit_with(float z, float t, float l) {
+    float a = z > 0.0f ? z : 0.0f;
+    float b = z * t;
+    return (a - b) + l;
+}
+
 static inline float nn_bce_logit(float z, float t) {
     float a = z > 0.0f ? z : 0.0f;
     float b = z * t;
-    float l = nn_logf(1.0f + nn_expf(-__builtin_fabsf(z)));
+    float l = nn_log1p_exp_neg_abs(z);
     return (a - b) + l;
 }
 
@@ -469,12 +479,16 @@ void dequantize_u8_f32(const uint8_t *x, float *y, int32_t n, const nn_qparams *
  * z = qy->scale * (float)((int32_t)y[i] - qy->zero_point) (as dequantize_u8_f32), then every step is
  * elbo_f32_forward's. The backward writes the logits' error sigmoid(z) - t, which lies in [-1, 1], as
  * uint8 with the error's qparams qe as they are (no observation: qe holds the fixed range [-1, 1]),
- * e[i] = nn_quantize(sigmoid(z) - t, 1.0f / qe->scale, qe->zero_point); dmu, dlog_sigma as elbo_f32. */
+ * e[i] = nn_quantize(sigmoid(z) - t, 1.0f / qe->scale, qe->zero_point); dmu, dlog_sigma as elbo_f32.
+ * A logit takes one of 256 values, so the exp/log part (nn_log1p_exp_neg_abs, nn_sigmoid) is computed
+ * once per code that occurs and kept in scratch: elbo_u8_buffer_size() bytes, 4-byte aligned, any
+ * content (the same values as per pixel: a float function of the code alone). */
+int32_t elbo_u8_buffer_size(void);
 float elbo_u8_forward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, const float *mu,
-                      const float *log_sigma, int32_t n_pixels, int32_t n_latent);
+                      const float *log_sigma, int32_t n_pixels, int32_t n_latent, int32_t *scratch);
 void elbo_u8_backward(const uint8_t *y, const nn_qparams *qy, const uint8_t *pixels, const float *mu,
                       const float *log_sigma, uint8_t *e, const nn_qparams *qe, float *dmu, float *dlog_sigma,
-                      int32_t n_pixels, int32_t n_latent);
+                      int32_t n_pixels, int32_t n_latent, int32_t *scratch);
 
 /* int32 accumulators -> uint8 with the integer output stage: y = nn_requant_u8(acc, nn_requant_make(multiplier),
  * zero_point) (the multiplier folds s_in * s_w / s_out). */
@@ -492,9 +506,10 @@ void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, 
  *          t = acc[o] + nn_bias_units(b[o], zb, sb / unit);  if relu and t < 0: t = 0;
  *          y[o] = nn_requant_u8(t, nn_requant_make(unit / sy), zy) with y's CURRENT qparams; the min and
  *          max of t over all o are tracked (int32) and, after the layer, nn_range_observe(qy, tmin, tmax,
- *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in) bytes, 4-byte aligned (x - zx widened
- *          once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4 weights). */
-int32_t gemm_u8_forward_buffer_size(int32_t in);
+ *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in, out) bytes, 4-byte aligned (x - zx
+ *          widened once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4
+ *          weights; then the int32 sums of all rows, so the output stage runs in a loop of its own). */
+int32_t gemm_u8_forward_buffer_size(int32_t in, int32_t out);
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
                      int32_t in, int32_t out, int32_t relu, float alpha, int32_t *scratch);

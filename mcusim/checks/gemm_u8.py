@@ -41,7 +41,7 @@ def _forward(rng, size, kernels):
     qx, qw, qb, qy = _qp(rng), _qp(rng), _qp(rng), _qp(rng, positive=True)
     relu, alpha = int(rng.integers(2)), np.float32(0.1)
     y = np.zeros(n_out, np.uint8)
-    scratch = np.zeros(G.gemm_u8_forward_buffer_size(n_in) // 4 + 1, np.int32)
+    scratch = np.zeros(G.gemm_u8_forward_buffer_size(n_in, n_out) // 4 + 1, np.int32)
     call = kernels.call("gemm_u8_forward", x, _raw(qx), w, _raw(qw), b, _raw(qb), y, _raw(qy),
                         n_in, n_out, relu, float(alpha), scratch, warm=size >= 1)
     G.gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha)
@@ -98,8 +98,8 @@ def _update(rng, size, kernels):
 def _buffer_size(rng, size, kernels) -> CaseOutput:
     n_in, n_out = (int(rng.integers(1, max(2, int(2000 * size)))) for _ in range(2))
     c = [kernels.call(f"gemm_u8_{k}_buffer_size", *a).result.return_value
-         for k, a in (("forward", (n_in,)), ("backward_input", (n_in, n_out)), ("backward_weight", (n_in,)))]
-    py = [G.gemm_u8_forward_buffer_size(n_in), G.gemm_u8_backward_input_buffer_size(n_in, n_out),
+         for k, a in (("forward", (n_in, n_out)), ("backward_input", (n_in, n_out)), ("backward_weight", (n_in,)))]
+    py = [G.gemm_u8_forward_buffer_size(n_in, n_out), G.gemm_u8_backward_input_buffer_size(n_in, n_out),
           G.gemm_u8_backward_weight_buffer_size(n_in)]
     return CaseOutput([np.array(c, np.int64)], [np.array(py, np.int64)], 0)
 

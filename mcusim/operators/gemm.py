@@ -29,7 +29,7 @@ class Gemm(TrainableLayer):
     def scratch_bytes(self, node, precision):
         if precision != "u8":
             return 0
-        return max(gemm_u8.gemm_u8_forward_buffer_size(node.n_in),
+        return max(gemm_u8.gemm_u8_forward_buffer_size(node.n_in, node.n_out),
                    gemm_u8.gemm_u8_backward_input_buffer_size(node.n_in, node.n_out),
                    gemm_u8.gemm_u8_backward_weight_buffer_size(node.n_in))
 

@@ -33,3 +33,9 @@ def elbo_u8_backward(y, qy, pixels, mu, log_sigma, e, qe, dmu, dlog_sigma, n_pix
         d = sigmoid(s * np.float32(np.int32(y[i]) - zp)) - np.float32(pixels[i]) * INV255
         e[i] = quantize(d, inv, ze)
     kl_normal_backward(mu, log_sigma, dmu, dlog_sigma, n_latent)
+
+
+def elbo_u8_buffer_size():
+    """Bytes of scratch of elbo_u8_forward and elbo_u8_backward (as the C): a float per logit code and a
+    byte flag per code (the C computes each code's exp/log once; the values are the per-pixel ones)."""
+    return 256 * 4 + 256

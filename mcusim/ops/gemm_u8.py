@@ -146,9 +146,10 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
             sg[r] = grad_next_scale(sg[r], maxabs)
 
 
-def gemm_u8_forward_buffer_size(n_in):
-    """Bytes of scratch of gemm_u8_forward (as the C): x - zx widened to int16, padded to 4."""
-    return 2 * ((int(n_in) + 3) & ~3)
+def gemm_u8_forward_buffer_size(n_in, n_out):
+    """Bytes of scratch of gemm_u8_forward (as the C): x - zx widened to int16, padded to 4, then the int32
+    sums of the rows."""
+    return 2 * ((int(n_in) + 3) & ~3) + 4 * int(n_out)
 
 
 def gemm_u8_backward_input_buffer_size(n_in, n_out):
