@@ -1,6 +1,7 @@
 /* conv2d_u8.c: Conv2D on uint8 tensors, forward and backward (contract in nn.h), plus the
  * strided integer core and the output stages shared with convtranspose2d_u8.c.
- * Integer sums use the Cortex-M4 DSP extension (SMLAD on tap pairs of a centred int16 copy). Twin: mcusim/ops/conv_u8.py. */
+ * Integer sums use the Cortex-M4 DSP extension (SMLAD on tap pairs of a centred int16 copy).
+ * Twin: mcusim/ops/conv_u8.py. */
 #include "nn.h"
 #include "nn_simd.h"
 
@@ -10,18 +11,50 @@ nn__q15_layout nn__conv_u8_layout(int32_t c, int32_t hp, int32_t wp) {
     return (nn__q15_layout){.cs = hp * wp, .ys = wp, .xs = 1, .pairs = 0};
 }
 
+static inline void nn__st32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }   /* STR, unaligned allowed */
+
+/* Four codes of a row (bytes v) minus zx: (v0, v2) and (v1, v3) as halfword pairs (UXTAB16 with -zx). */
+static inline void nn__centre4(uint32_t v, uint32_t nz, uint32_t *even, uint32_t *odd) {
+    *even = __uxtab16(nz, v);
+    *odd = __uxtab16(nz, __ror(v, 8));
+}
+
 void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t left, int32_t hp,
                         int32_t wp, const uint8_t *in_active, int32_t zx, int16_t *xq) {
     const nn__q15_layout l = nn__conv_u8_layout(c, hp, wp);
+    const uint32_t nz = ((uint32_t)-zx & 0xFFFFu) * 0x10001u, zx4 = (uint32_t)zx * 0x01010101u;
     uint32_t *z = (uint32_t *)xq;
     for (int32_t i = 0, nw = nn__q15_bytes(c, hp, wp) >> 2; i < nw; i++) z[i] = 0;
-    for (int32_t ch = 0; ch < c; ch++) {
-        if (in_active && !in_active[ch]) continue;
-        const uint8_t *src = x + ch * h * w;
-        for (int32_t r = 0; r < h; r++) {
+    for (int32_t ch = 0; ch < c; ch += 1 + l.pairs) {
+        const int32_t on0 = !in_active || in_active[ch], on1 = l.pairs && (!in_active || in_active[ch + 1]);
+        if (!on0 && !on1) continue;
+        const uint8_t *s0 = x + ch * h * w, *s1 = s0 + h * w;
+        for (int32_t r = 0; r < h; r++, s0 += w, s1 += w) {
             int16_t *dst = xq + nn__q15_at(&l, ch, top + r, left);
-#pragma GCC unroll 2
-            for (int32_t i = 0; i < w; i++, dst += l.xs) *dst = (int16_t)((int32_t)src[r * w + i] - zx);
+            int32_t i = 0;
+            if (l.pairs) {                         /* (ch, ch + 1) side by side: four positions, four words */
+                for (; i + 4 <= w; i += 4, dst += 8) {
+                    uint32_t ve, vo, ue, uo;
+                    nn__centre4(on0 ? nn__ld32(s0 + i) : zx4, nz, &ve, &vo);
+                    nn__centre4(on1 ? nn__ld32(s1 + i) : zx4, nz, &ue, &uo);
+                    nn__st32(dst, nn__pack_lo(ve, ue));
+                    nn__st32(dst + 2, nn__pack_lo(vo, uo));
+                    nn__st32(dst + 4, nn__pack_hi(ve, ue));
+                    nn__st32(dst + 6, nn__pack_hi(vo, uo));
+                }
+                for (; i < w; i++, dst += 2) {
+                    dst[0] = (int16_t)(on0 ? (int32_t)s0[i] - zx : 0);
+                    dst[1] = (int16_t)(on1 ? (int32_t)s1[i] - zx : 0);
+                }
+            } else {                               /* one plane: four positions, two words */
+                for (; i + 4 <= w; i += 4, dst += 4) {
+                    uint32_t ve, vo;
+                    nn__centre4(nn__ld32(s0 + i), nz, &ve, &vo);
+                    nn__st32(dst, nn__pack_lo(ve, vo));
+                    nn__st32(dst + 2, nn__pack_hi(ve, vo));
+                }
+                for (; i < w; i++) *dst++ = (int16_t)((int32_t)s0[i] - zx);
+            }
         }
     }
 }
@@ -63,18 +96,68 @@ void nn__conv_u8_pack(const uint8_t *w, int32_t zw, int32_t row_stride, int32_t 
     }
 }
 
+/* Step k of a pass of two rows x two positions: the tap pair's offset, the rows' weight pairs, the two
+ * positions' input words (five loads back to back: LDR pipelining; immediate offsets, as a load whose
+ * base the previous load wrote back is not pipelined), four SMLAD. */
+#define NN__PAIRS_STEP(k)                                                                                   \
+    "ldr %[o], [%[off], #" #k "*4]\n\t"                                                                     \
+    "ldr %[a], [%[w], #" #k "*8]\n\t"                                                                       \
+    "ldr %[b], [%[w], #" #k "*8+4]\n\t"                                                                     \
+    "ldr %[x0], [%[xb], %[o]]\n\t"                                                                          \
+    "ldr %[x1], [%[xb1], %[o]]\n\t"                                                                         \
+    "smlad %[s00], %[a], %[x0], %[s00]\n\t"                                                                 \
+    "smlad %[s01], %[a], %[x1], %[s01]\n\t"                                                                 \
+    "smlad %[s10], %[b], %[x0], %[s10]\n\t"                                                                 \
+    "smlad %[s11], %[b], %[x1], %[s11]\n\t"
+
+/* The same for one row x two positions (a layer with one output channel). */
+#define NN__PAIRS_STEP1(k)                                                                                  \
+    "ldr %[o], [%[off], #" #k "*4]\n\t"                                                                     \
+    "ldr %[a], [%[w], #" #k "*4]\n\t"                                                                       \
+    "ldr %[x0], [%[xb], %[o]]\n\t"                                                                          \
+    "ldr %[x1], [%[xb1], %[o]]\n\t"                                                                         \
+    "smlad %[s00], %[a], %[x0], %[s00]\n\t"                                                                 \
+    "smlad %[s01], %[a], %[x1], %[s01]\n\t"
+
+/* A pass of four steps, then the offset and weight pointers advanced (wbytes: weight bytes per pass). */
+#define NN__PAIRS_PASS(STEP, wbytes)                                                                        \
+    ".p2align 2\n1:\n\t" STEP(0) STEP(1) STEP(2) STEP(3)                                                    \
+    "adds %[off], #16\n\t"                                                                                 \
+    "adds %[w], #" #wbytes "\n\t"                                                                           \
+    "cmp %[off], %[end4]\n\t"                                                                              \
+    "bne 1b"
+
 /* R (1 or 2) rows x P (1 or 2) positions: s[r][p] = sum_t SMLAD(weight pair t of row r, word at
- * xb + p * step + off[t]), written to acc[r * stride + p]; w: the rows' pairs (two rows interleaved).
- * Constant R and P after inlining; one pair per pass, not unrolled, so that the sums, the pointers and
- * the loaded words stay in registers. */
-static inline __attribute__((always_inline)) void nn__pairs_block(const uint8_t *xb, int32_t step,
+ * xp + off[t]) with xp = xb0, xb1 for the positions, written to accp[r * stride]; w: the rows' pairs (two
+ * rows interleaved). Constant R and P after inlining. Two positions of one or two rows run four steps per
+ * pass in assembly (clang's unrolled C spilled the sums); the rest one step per pass, not unrolled. */
+static inline __attribute__((always_inline)) void nn__pairs_block(const uint8_t *xb, const uint8_t *xb1,
                                                                   const int32_t *off, int32_t np,
                                                                   const uint32_t *w, const int32_t R,
-                                                                  const int32_t P, int32_t *acc,
-                                                                  int32_t stride) {
-    const uint8_t *xb1 = xb + step;
+                                                                  const int32_t P, int32_t *acc0,
+                                                                  int32_t *acc1, int32_t stride) {
     int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
     const int32_t *end = off + np;
+    if (R == 2 && P == 2 && np >= 4) {          /* the hot case: four steps per pass, in registers */
+        const int32_t *end4 = off + (np & ~3);
+        int32_t o, x0, x1;
+        uint32_t a, b;
+        __asm__ volatile(NN__PAIRS_PASS(NN__PAIRS_STEP, 32)
+            : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [off] "+r"(off), [w] "+r"(w),
+              [o] "=&r"(o), [a] "=&r"(a), [b] "=&r"(b), [x0] "=&r"(x0), [x1] "=&r"(x1)
+            : [end4] "r"(end4), [xb] "r"(xb), [xb1] "r"(xb1)
+            : "cc", "memory");
+    }
+    if (R == 1 && P == 2 && np >= 4) {
+        const int32_t *end4 = off + (np & ~3);
+        int32_t o, x0, x1;
+        uint32_t a;
+        __asm__ volatile(NN__PAIRS_PASS(NN__PAIRS_STEP1, 16)
+            : [s00] "+r"(s00), [s01] "+r"(s01), [off] "+r"(off), [w] "+r"(w), [o] "=&r"(o), [a] "=&r"(a),
+              [x0] "=&r"(x0), [x1] "=&r"(x1)
+            : [end4] "r"(end4), [xb] "r"(xb), [xb1] "r"(xb1)
+            : "cc", "memory");
+    }
 #pragma clang loop unroll(disable)
     while (off < end) {
         const int32_t o = *off++;
@@ -94,36 +177,41 @@ static inline __attribute__((always_inline)) void nn__pairs_block(const uint8_t 
             s10 = __smlad(b, x0, s10);
         }
     }
-    acc[0] = s00;
-    if (P == 2) acc[1] = s01;
-    if (R == 2) acc[stride] = s10;
-    if (R == 2 && P == 2) acc[stride + 1] = s11;
+    acc0[0] = s00;
+    if (P == 2) acc1[0] = s01;
+    if (R == 2) acc0[stride] = s10;
+    if (R == 2 && P == 2) acc1[stride] = s11;
 }
 
-void nn__conv_u8_pairs_row(const int16_t *xb, int32_t step, int32_t npos, const int32_t *off, int32_t np,
-                           const uint32_t *wq, int32_t rows, int32_t *acc) {
-    const uint8_t *xp = (const uint8_t *)xb;
-    const int32_t sb = 2 * step;
-    int32_t k = 0;
-    for (; k + 2 <= npos; k += 2, xp += 2 * sb) {
+void nn__conv_u8_pairs_rows(const int16_t *xa, const int16_t *xb, int32_t nr, int32_t step, int32_t npos,
+                            const int32_t *off, int32_t np, const uint32_t *wq, int32_t rows, int32_t *acc) {
+    const int32_t sb = 2 * step, total = nr * npos;
+    int32_t q = 0;
+    for (; q < total; q += 2) {                                /* positions q, q + 1 (possibly across rows) */
+        const int32_t i0 = q >= npos, i1 = q + 1 >= npos, k0 = q - i0 * npos, k1 = q + 1 - i1 * npos;
+        const uint8_t *x0 = (const uint8_t *)(i0 ? xb : xa) + k0 * sb;
+        const uint8_t *x1 = (const uint8_t *)(i1 ? xb : xa) + k1 * sb;
+        int32_t *a0 = acc + i0 * rows * npos + k0, *a1 = acc + i1 * rows * npos + k1;
         int32_t o = 0;
-        for (; o + 2 <= rows; o += 2) nn__pairs_block(xp, sb, off, np, wq + o * np, 2, 2, acc + o * npos + k, npos);
-        if (o < rows) nn__pairs_block(xp, sb, off, np, wq + o * np, 1, 2, acc + o * npos + k, npos);
-    }
-    if (k < npos) {
-        int32_t o = 0;
-        for (; o + 2 <= rows; o += 2) nn__pairs_block(xp, sb, off, np, wq + o * np, 2, 1, acc + o * npos + k, npos);
-        if (o < rows) nn__pairs_block(xp, sb, off, np, wq + o * np, 1, 1, acc + o * npos + k, npos);
+        if (q + 1 < total) {
+            for (; o + 2 <= rows; o += 2)
+                nn__pairs_block(x0, x1, off, np, wq + o * np, 2, 2, a0 + o * npos, a1 + o * npos, npos);
+            if (o < rows) nn__pairs_block(x0, x1, off, np, wq + o * np, 1, 2, a0 + o * npos, a1 + o * npos, npos);
+        } else {                                               /* an odd last position */
+            for (; o + 2 <= rows; o += 2)
+                nn__pairs_block(x0, x0, off, np, wq + o * np, 2, 1, a0 + o * npos, a0 + o * npos, npos);
+            if (o < rows) nn__pairs_block(x0, x0, off, np, wq + o * np, 1, 1, a0 + o * npos, a0 + o * npos, npos);
+        }
     }
 }
 
 /* ---- strided integer core ------------------------------------------------------------------- */
 /* Output channels are taken in groups of G (all of them unless their packed rows would pass
- * NN_CONV_U8_ROW_BYTES). work: the sums of one output row acc [G][out_w] int32, the group's packed
+ * NN_CONV_U8_ROW_BYTES). work: the sums of two output rows acc [2][G][out_w] int32, the group's packed
  * weight pairs [G][np] words, the tap pairs' offsets and weight indices [3][np] int32, then the
  * centred copy of the input with a border of 0 (nn__conv_u8_centre; rows in_h + pad + bottom, columns
  * in_w + pad + right), so that the taps need no bounds checks. Two output positions by two channels
- * per pass (nn__conv_u8_pairs_row). */
+ * per pass, pairs running across the two rows when out_w is odd (nn__conv_u8_pairs_rows). */
 static inline int32_t nn__strided_far(int32_t out, int32_t s, int32_t pad, int32_t k, int32_t in) {
     const int32_t m = (out - 1) * s - pad + k - in;             /* rows / columns beyond the input */
     return m > 0 ? m : 0;
@@ -139,7 +227,7 @@ int32_t nn__conv_u8_strided_work_size(const nn_conv_dims *d) {
     const int32_t np = nn__npairs(d->in_c, d->k_h, d->k_w), g = nn__strided_group(d->out_c, np);
     const int32_t hp = d->in_h + d->pad + nn__strided_far(d->out_h, d->stride, d->pad, d->k_h, d->in_h);
     const int32_t wp = d->in_w + d->pad + nn__strided_far(d->out_w, d->stride, d->pad, d->k_w, d->in_w);
-    return g * (4 * np + 4 * d->out_w) + 12 * np + nn__q15_bytes(d->in_c, hp, wp);
+    return g * (4 * np + 8 * d->out_w) + 12 * np + nn__q15_bytes(d->in_c, hp, wp);
 }
 
 void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
@@ -151,7 +239,7 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
     const int32_t hp = d->in_h + pad + nn__strided_far(out_h, s, pad, kh, d->in_h);
     const int32_t wp = d->in_w + pad + nn__strided_far(out_w, s, pad, kw, d->in_w);
     int32_t *acc = work;
-    uint32_t *wq = (uint32_t *)(acc + group * out_w);
+    uint32_t *wq = (uint32_t *)(acc + 2 * group * out_w);
     int32_t *off = (int32_t *)(wq + group * np), *wlo = off + np, *whi = wlo + np;
     int16_t *xq = (int16_t *)(whi + np);
     const nn__q15_layout l = nn__conv_u8_layout(in_c, hp, wp);
@@ -160,50 +248,83 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
     for (int32_t o0 = 0; o0 < out_c; o0 += group) {
         const int32_t g = out_c - o0 < group ? out_c - o0 : group;
         nn__conv_u8_pack(w + o0 * n, zw, n, g, wlo, whi, np, wq);
-        for (int32_t oy = 0; oy < out_h; oy++) {
-            nn__conv_u8_pairs_row(xq + oy * s * l.ys, s * l.xs, out_w, off, np, wq, g, acc);
-            nn__conv_u8_emit(out, acc, o0, g, out_w, oy * out_w, 1, plane);
+        for (int32_t oy = 0; oy < out_h; oy += 2) {                /* two output rows per pass */
+            const int32_t nr = oy + 1 < out_h ? 2 : 1;
+            const int16_t *xa = xq + oy * s * l.ys;
+            nn__conv_u8_pairs_rows(xa, xa + s * l.ys, nr, s * l.xs, out_w, off, np, wq, g, acc);
+            for (int32_t i = 0; i < nr; i++)
+                nn__conv_u8_emit(out, acc + i * g * out_w, o0, g, out_w, (oy + i) * out_w, 1, plane);
         }
     }
 }
 
 /* ---- output stages ---------------------------------------------------------------------------- */
+/* One output t: its range tracked, y = usat8(((t * mult + 2^31) >> 32 + rnd) >> shift + zy) (SMMLAR adds
+ * rnd << 32: nn_requant_u8), stored, y advanced by step. The loops are assembly: in C the sixteen live
+ * values spilled to the stack on every output. */
+#define NN__EMIT_ONE                                                                                        \
+    "cmp %[t], %[imin]\n\t"                                                                                 \
+    "it lt\n\t"                                                                                             \
+    "movlt %[imin], %[t]\n\t"                                                                               \
+    "cmp %[t], %[imax]\n\t"                                                                                 \
+    "it gt\n\t"                                                                                             \
+    "movgt %[imax], %[t]\n\t"                                                                               \
+    "smmlar %[t], %[t], %[mult], %[rnd]\n\t"                                                                \
+    "asr %[t], %[t], %[shift]\n\t"                                                                          \
+    "add %[t], %[t], %[zy]\n\t"                                                                             \
+    "usat %[t], #8, %[t]\n\t"                                                                               \
+    "strb %[t], [%[y]]\n\t"                                                                                 \
+    "add %[y], %[y], %[step]\n\t"                                                                           \
+    "cmp %[a], %[end]\n\t"                                                                                  \
+    "bne 1b"
+#define NN__EMIT_OPERANDS                                                                                   \
+    [t] "=&r"(t), [a] "+r"(a), [y] "+r"(y), [imin] "+r"(imin), [imax] "+r"(imax)
+#define NN__EMIT_INPUTS                                                                                     \
+    [end] "r"(end), [mult] "r"(rq.mult), [rnd] "r"((1 << rq.shift) >> 1), [shift] "r"(rq.shift), [zy] "r"(zy), \
+        [step] "r"(step)
+
 void nn__conv_u8_emit(nn__conv_u8_out *out, const int32_t *acc, int32_t o0, int32_t rows, int32_t npos,
                       int32_t pos0, int32_t step, int32_t plane) {
     const nn_requant rq = out->rq;                                 /* locals: the uint8 stores may alias out */
     const int32_t zy = out->zy, zmask = out->zmask;
-    int32_t imin = out->imin, imax = out->imax;
+    int32_t imin = out->imin, imax = out->imax, t;
+    if (npos <= 0) return;
     for (int32_t o = o0; o < o0 + rows; o++) {
-        const int32_t *a = acc + (o - o0) * npos;
+        const int32_t *a = acc + (o - o0) * npos, *end = a + npos;
         const int32_t base = o * plane + pos0;
         uint8_t *y = out->y + base;
-        if (out->bias) {                                           /* forward: bias, ReLU */
-            const int32_t b = out->bias[o], lo = out->relu ? 0 : NN_RANGE_EMPTY_MAX;
-#pragma GCC unroll 1
-            for (int32_t k = 0; k < npos; k++, y += step) {
-                int32_t t = a[k] + b;
-                t = t < lo ? lo : t;
-                imin = t < imin ? t : imin;
-                imax = t > imax ? t : imax;
-                *y = nn_requant_u8(t, rq, zy);
-            }
-        } else if (out->mask) {                                    /* error: the x mask */
-            const uint8_t *x = out->mask + base;
-#pragma GCC unroll 1
-            for (int32_t k = 0; k < npos; k++, y += step, x += step) {
-                const int32_t t = *x <= zmask ? 0 : a[k];
-                imin = t < imin ? t : imin;
-                imax = t > imax ? t : imax;
-                *y = nn_requant_u8(t, rq, zy);
-            }
+        if (out->bias && out->relu) {                              /* forward: bias, ReLU */
+            __asm__ volatile(".p2align 2\n1:\n\t"
+                             "ldr %[t], [%[a]], #4\n\t"
+                             "add %[t], %[t], %[b]\n\t"
+                             "bic %[t], %[t], %[t], asr #31\n\t" NN__EMIT_ONE
+                             : NN__EMIT_OPERANDS
+                             : NN__EMIT_INPUTS, [b] "r"(out->bias[o])
+                             : "cc", "memory");
+        } else if (out->bias) {                                    /* forward: bias */
+            __asm__ volatile(".p2align 2\n1:\n\t"
+                             "ldr %[t], [%[a]], #4\n\t"
+                             "add %[t], %[t], %[b]\n\t" NN__EMIT_ONE
+                             : NN__EMIT_OPERANDS
+                             : NN__EMIT_INPUTS, [b] "r"(out->bias[o])
+                             : "cc", "memory");
+        } else if (out->mask) {                                    /* error: t = 0 where the x mask <= zmask */
+            int32_t m;
+            __asm__ volatile(".p2align 2\n1:\n\t"
+                             "ldr %[t], [%[a]], #4\n\t"
+                             "ldrb %[m], [%[y], %[d]]\n\t"
+                             "cmp %[m], %[zm]\n\t"
+                             "it ls\n\t"
+                             "movls %[t], #0\n\t" NN__EMIT_ONE
+                             : NN__EMIT_OPERANDS, [m] "=&r"(m)
+                             : NN__EMIT_INPUTS, [d] "r"(out->mask - out->y), [zm] "r"(zmask)
+                             : "cc", "memory");
         } else {                                                   /* error, no mask */
-#pragma GCC unroll 1
-            for (int32_t k = 0; k < npos; k++, y += step) {
-                const int32_t t = a[k];
-                imin = t < imin ? t : imin;
-                imax = t > imax ? t : imax;
-                *y = nn_requant_u8(t, rq, zy);
-            }
+            __asm__ volatile(".p2align 2\n1:\n\t"
+                             "ldr %[t], [%[a]], #4\n\t" NN__EMIT_ONE
+                             : NN__EMIT_OPERANDS
+                             : NN__EMIT_INPUTS
+                             : "cc", "memory");
         }
     }
     out->imin = imin;
@@ -262,13 +383,38 @@ void conv2d_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint
 }
 
 /* ---- weight gradients shared by both backward_weight kernels ----------------------------------- */
-/* s[r][j] = sum over n (even) int16 of a_r * b_j, two rows by two planes per pass (one pair of each per
- * step, not unrolled, so that the sums, pointers and loaded words stay in registers). */
+/* s[r][j] = sum over n (even) int16 of a_r * b_j, two rows by two planes: four words of each per pass
+ * in assembly (per word four loads back to back, LDR pipelining, then four SMLAD; clang's unrolled C
+ * spilled the sums), the last words in C. */
+#define NN__DOT22_STEP                                                                                      \
+    "ldr %[x], [%[p0]], #4\n\t"                                                                             \
+    "ldr %[y], [%[p1]], #4\n\t"                                                                             \
+    "ldr %[u], [%[q0]], #4\n\t"                                                                             \
+    "ldr %[v], [%[q1]], #4\n\t"                                                                             \
+    "smlad %[s00], %[x], %[u], %[s00]\n\t"                                                                  \
+    "smlad %[s01], %[x], %[v], %[s01]\n\t"                                                                  \
+    "smlad %[s10], %[y], %[u], %[s10]\n\t"                                                                  \
+    "smlad %[s11], %[y], %[v], %[s11]\n\t"
+
 static inline void nn__dot22_i16(const int16_t *a0, const int16_t *a1, const int16_t *b0, const int16_t *b1,
                                  int32_t n, int32_t *s) {
     const uint32_t *p0 = (const uint32_t *)a0, *p1 = (const uint32_t *)a1, *q0 = (const uint32_t *)b0,
-                   *q1 = (const uint32_t *)b1, *end = p0 + (n >> 1);
+                   *q1 = (const uint32_t *)b1;
     int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+    const uint32_t *end = p0 + (n >> 1);
+    if (n >= 8) {
+        const uint32_t *end4 = p0 + ((n >> 3) << 2);
+        uint32_t x, y, u, v;
+        __asm__ volatile(
+            ".p2align 2\n1:\n\t"
+            NN__DOT22_STEP NN__DOT22_STEP NN__DOT22_STEP NN__DOT22_STEP
+            "cmp %[p0], %[end4]\n\t"
+            "bne 1b"
+            : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [p0] "+r"(p0), [p1] "+r"(p1),
+              [q0] "+r"(q0), [q1] "+r"(q1), [x] "=&r"(x), [y] "=&r"(y), [u] "=&r"(u), [v] "=&r"(v)
+            : [end4] "r"(end4)
+            : "cc", "memory");
+    }
 #pragma clang loop unroll(disable)
     while (p0 < end) {
         const uint32_t x = *p0++, y = *p1++, u = *q0++, v = *q1++;

@@ -1,6 +1,7 @@
 /* convtranspose2d_u8.c: ConvTranspose2D on uint8 tensors, forward and backward (contract in
  * nn.h), plus the transposed integer core shared with conv2d_u8.c (its backward_input).
- * Integer sums use the Cortex-M4 DSP extension (SMLAD on tap pairs of a centred int16 copy). Twin: mcusim/ops/conv_u8.py. */
+ * Integer sums use the Cortex-M4 DSP extension (SMLAD on tap pairs of a centred int16 copy).
+ * Twin: mcusim/ops/conv_u8.py. */
 #include "nn.h"
 #include "nn_simd.h"
 
@@ -8,11 +9,11 @@
 /* Gather form, split by stride phase: output row oy only receives the taps ky = py, py + s, ... with
  * py = (oy + pad) mod s (from input row iy = (oy + pad - ky) / s), and the same for columns. The s*s
  * phases (py, px) are taken one after the other: the phase's taps are paired and its weights packed
- * [out_c][np] (as the strided core; one phase's rows in the scratch instead of all s*s), then every
- * output row of the phase runs nn__conv_u8_pairs_row on the centred copy of the input, whose border of 0
- * (0 also in inactive channels) makes taps outside the input contribute nothing.
- * work: the sums of one output row of a phase acc [out_c][ceil(out_w/s)] int32, the packed weight pairs
- * [out_c][npmax] words, the tap pairs' offsets and weight indices [3][npmax] int32 (npmax: the largest
+ * [out_c][np] (as the strided core; one phase's rows in the scratch instead of all s*s), then every two
+ * output rows of the phase run nn__conv_u8_pairs_rows on the centred copy of the input, whose border of
+ * 0 (0 also in inactive channels) makes taps outside the input contribute nothing.
+ * work: the sums of two output rows of a phase acc [2][out_c][ceil(out_w/s)] int32, the packed weight
+ * pairs [out_c][npmax] words, the tap pairs' offsets and weight indices [3][npmax] int32 (npmax: the largest
  * phase's pairs), then the centred copy [near + in_h + far rows][near + in_w + far columns]. */
 static inline int32_t nn__taps(int32_t k, int32_t p, int32_t s) { return p < k ? (k - p + s - 1) / s : 0; }
 
@@ -32,7 +33,7 @@ int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d) {
     const int32_t hp = nn__t_near(d->k_h, s) + d->in_h + nn__t_far(d->out_h, s, d->pad, d->in_h);
     const int32_t wp = nn__t_near(d->k_w, s) + d->in_w + nn__t_far(d->out_w, s, d->pad, d->in_w);
     const int32_t row = (d->out_w + s - 1) / s;
-    return d->out_c * (4 * row + 4 * npmax) + 12 * npmax + nn__q15_bytes(d->in_c, hp, wp);
+    return d->out_c * (8 * row + 4 * npmax) + 12 * npmax + nn__q15_bytes(d->in_c, hp, wp);
 }
 
 void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
@@ -44,7 +45,7 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
     const int32_t hp = top + in_h + nn__t_far(out_h, s, pad, in_h), wp = left + in_w + nn__t_far(out_w, s, pad, in_w);
     const int32_t row = (out_w + s - 1) / s;                  /* positions of one output row in a phase */
     int32_t *acc = work;
-    uint32_t *wq = (uint32_t *)(acc + out_c * row);
+    uint32_t *wq = (uint32_t *)(acc + 2 * out_c * row);
     int32_t *off = (int32_t *)(wq + out_c * npmax), *wlo = off + npmax, *whi = wlo + npmax;
     int16_t *xq = (int16_t *)(whi + npmax);
     const nn__q15_layout l = nn__conv_u8_layout(in_c, hp, wp);
@@ -58,11 +59,14 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
             /* tap (c, j, i) reads input (iy0 - j, ix0 - i) and weight [c][o][py + j*s][px + i*s] */
             const int32_t np = nn__conv_u8_taps(&l, in_c, nky, nkx, -1, per_c, s * kw, s, off, wlo, whi);
             nn__conv_u8_pack(w + py * kw + px, zw, kh * kw, out_c, wlo, whi, np, wq);
-            for (int32_t oy = oy0; oy < out_h; oy += s) {
-                const int32_t iy0 = (oy + pad - py) / s, ix0 = (ox0 + pad - px) / s;
-                nn__conv_u8_pairs_row(xq + nn__q15_at(&l, 0, iy0 + top, ix0 + left), l.xs, nk, off, np, wq,
-                                      out_c, acc);
-                nn__conv_u8_emit(out, acc, 0, out_c, nk, oy * out_w + ox0, s, plane);
+            for (int32_t oy = oy0; oy < out_h; oy += 2 * s) {         /* two output rows of the phase per pass */
+                const int32_t nr = oy + s < out_h ? 2 : 1, iy0 = (oy + pad - py) / s, ix0 = (ox0 + pad - px) / s;
+                const int16_t *xa = xq + nn__q15_at(&l, 0, iy0 + top, ix0 + left);
+                nn__conv_u8_pairs_rows(xa, xa + l.ys, nr, l.xs, nk, off, np, wq, out_c, acc);
+                for (int32_t i = 0; i < nr; i++) {
+                    const int32_t pos0 = (oy + i * s) * out_w + ox0;
+                    nn__conv_u8_emit(out, acc + i * out_c * nk, 0, out_c, nk, pos0, s, plane);
+                }
             }
         }
     }

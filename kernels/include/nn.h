@@ -664,10 +664,11 @@ int32_t nn__conv_u8_taps(const nn__q15_layout *l, int32_t c, int32_t nj, int32_t
  * (2k, 2k + 1) interleaved word by word (an odd last row alone). */
 void nn__conv_u8_pack(const uint8_t *w, int32_t zw, int32_t row_stride, int32_t rows, const int32_t *wlo,
                       const int32_t *whi, int32_t np, uint32_t *wq);
-/* acc[o * npos + k] = the exact sum of row o at the position k (base xb + k * step halfwords), o < rows,
- * k < npos: two rows by two positions per pass. */
-void nn__conv_u8_pairs_row(const int16_t *xb, int32_t step, int32_t npos, const int32_t *off, int32_t np,
-                           const uint32_t *wq, int32_t rows, int32_t *acc);
+/* acc[(i * rows + o) * npos + k] = the exact sum of row o at the position k of output row i < nr (base
+ * xa, then xb; k * step halfwords further), o < rows, k < npos: two rows by two positions per pass, a
+ * pair running across the two output rows when npos is odd. */
+void nn__conv_u8_pairs_rows(const int16_t *xa, const int16_t *xb, int32_t nr, int32_t step, int32_t npos,
+                            const int32_t *off, int32_t np, const uint32_t *wq, int32_t rows, int32_t *acc);
 
 /* Weight gradients of both backward_weight kernels: rows [nrows][pe] int16 (pe even, 0 past the plane);
  * the taps t < nc * kh * kw, t = (c * kh + ky) * kw + kx, read the plane of gh x gw positions (stride s,

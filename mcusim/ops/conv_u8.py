@@ -58,7 +58,7 @@ def _strided_work(d):
     group = max(1, min(oc, ROW_BYTES // (4 * n_pairs)))
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return group * (4 * n_pairs + 4 * ow) + 12 * n_pairs + _q15_bytes(ic, hp, wp)
+    return group * (4 * n_pairs + 8 * ow) + 12 * n_pairs + _q15_bytes(ic, hp, wp)
 
 
 def _transposed_work(d):
@@ -66,7 +66,7 @@ def _transposed_work(d):
     np_max = _npairs(ic, _taps(kh, 0, s), _taps(kw, 0, s))
     hp = (kh - 1 + s - 1) // s + ih + max(0, (oh - 1 + p) // s - (ih - 1))
     wp = (kw - 1 + s - 1) // s + iw + max(0, (ow - 1 + p) // s - (iw - 1))
-    return oc * (4 * ((ow + s - 1) // s) + 4 * np_max) + 12 * np_max + _q15_bytes(ic, hp, wp)
+    return oc * (8 * ((ow + s - 1) // s) + 4 * np_max) + 12 * np_max + _q15_bytes(ic, hp, wp)
 
 
 def conv2d_forward_buffer_size(d):
