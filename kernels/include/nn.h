@@ -621,7 +621,7 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
  * transposed core) to nn__conv_u8_emit, so no int32 plane of the whole output is kept.
  * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes.
  * The strided core keeps at most NN_CONV_U8_ROW_BYTES of packed weight rows and takes more output
- * channels in groups (a memory bound: each group gathers the input columns again). */
+ * channels in groups (a memory bound). */
 #define NN_CONV_U8_ROW_BYTES 4096
 typedef struct {                   /* the integer output stage, see nn__conv_u8_emit */
     nn_requant rq;                 /* sums -> codes of the output (its CURRENT qparams) */
@@ -647,25 +647,52 @@ int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d);
 void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
                             const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work);
 
-/* Copy x [c][h][w] into xp [c][top + h + bottom][left + w + right] with zx in the border and in the
- * channels where in_active[ch] == 0 (in_active may be NULL). */
-void nn__conv_u8_pad(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t bottom,
-                     int32_t left, int32_t right, const uint8_t *in_active, uint8_t zx, uint8_t *xp);
+/* The cores read a centred copy of their input: int16 x - zx, 0 in the border and in inactive channels, so
+ * every tap pair is one SMLAD against a packed weight pair and no tap needs a bounds check. With an even
+ * channel count the channels are interleaved two by two (c, c + 1 side by side: every tap pairs across
+ * them); otherwise each channel is a plane and the taps (i, i + 1) of a kernel row pair, an odd row's
+ * last tap alone (weight 0 in the high half). Strides in halfwords: cs a channel (pair) plane, ys a row,
+ * xs a column. */
+typedef struct {
+    int32_t cs, ys, xs, pairs;
+} nn__q15_layout;
+nn__q15_layout nn__conv_u8_layout(int32_t c, int32_t hp, int32_t wp);
+static inline int32_t nn__q15_at(const nn__q15_layout *l, int32_t c, int32_t y, int32_t x) {
+    return (l->pairs ? (c >> 1) * l->cs + (c & 1) : c * l->cs) + y * l->ys + x * l->xs;
+}
+/* Bytes of the copy of c channels of hp x wp (one spare halfword: an odd tap's partner may lie past the end). */
+static inline int32_t nn__q15_bytes(int32_t c, int32_t hp, int32_t wp) { return (2 * c * hp * wp + 2 + 3) & ~3; }
+/* Tap pairs of c channels x nj kernel rows x ni kernel columns. */
+static inline int32_t nn__npairs(int32_t c, int32_t nj, int32_t ni) {
+    return (c & 1) == 0 ? c * nj * ni / 2 : c * nj * ((ni + 1) >> 1);
+}
+/* x [c][h][w] -> xq (layout of c channels of hp x wp) at rows top.., columns left.. */
+void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t left, int32_t hp,
+                        int32_t wp, const uint8_t *in_active, int32_t zx, int16_t *xq);
+/* The tap pairs of the taps (ch, j, i) (ch < c, j < nj, i < ni), which read the copy at (ch, sign * j,
+ * sign * i) from an output position's base and use the weight at index ch * wc + j * wj + i * wi: off[t]
+ * (bytes from the base) and the weight indices of the low and high halfword (whi -1: none). Returns the
+ * number of pairs, nn__npairs(c, nj, ni). */
+int32_t nn__conv_u8_taps(const nn__q15_layout *l, int32_t c, int32_t nj, int32_t ni, int32_t sign, int32_t wc,
+                         int32_t wj, int32_t wi, int32_t *off, int32_t *wlo, int32_t *whi);
+/* wq [rows][np] words (w[o * row_stride + wlo] - zw) | (w[o * row_stride + whi] - zw) << 16, the rows
+ * (2k, 2k + 1) interleaved word by word (an odd last row alone). */
+void nn__conv_u8_pack(const uint8_t *w, int32_t zw, int32_t row_stride, int32_t rows, const int32_t *wlo,
+                      const int32_t *whi, int32_t np, uint32_t *wq);
+/* acc[(i * rows + o) * npos + k] = the exact sum of row o at the position k of output row i < nr (base
+ * xa, then xb; k * step halfwords further), o < rows, k < npos: two rows by two positions per pass, a
+ * pair running across the two output rows when npos is odd. */
+void nn__conv_u8_pairs_rows(const int16_t *xa, const int16_t *xb, int32_t nr, int32_t step, int32_t npos,
+                            const int32_t *off, int32_t np, const uint32_t *wq, int32_t rows, int32_t *acc);
 
-/* n4 bytes (a multiple of 4) -> n4/2 words of halfword pairs (b0,b2), (b1,b3) per 4 bytes; returns the sum. */
-int32_t nn__conv_u8_widen(const uint8_t *b, int32_t n4, uint32_t *out);
-
-/* Column dot product of both cores: acc[o * acc_stride] = sum_i (w[o][i] - zw) * (col[i] - zx) for
- * o < rows, over n4 (a multiple of 4) bytes; ww: the rows widened by nn__conv_u8_widen [rows][n4/2];
- * cw: n4/2 words of scratch. */
-void nn__conv_u8_column(const uint8_t *col, int32_t n4, const uint32_t *ww, const int32_t *sum_w, int32_t rows,
-                        int32_t zx, int32_t zw, int32_t *acc, int32_t acc_stride, uint32_t *cw);
-
-/* The same sums read straight from the padded input xb through offs (n taps), for rows <= 2; rows
- * padded to n4 with zw, sum_w over the n4 bytes. */
-void nn__conv_u8_direct(const uint8_t *xb, const int32_t *offs, int32_t n, const uint8_t *w, int32_t n4,
-                        const int32_t *sum_w, int32_t rows, int32_t zx, int32_t zw, int32_t *acc,
-                        int32_t acc_stride);
+/* Weight gradients of both backward_weight kernels: rows [nrows][pe] int16 (pe even, 0 past the plane);
+ * the taps t < nc * kh * kw, t = (c * kh + ky) * kw + kx, read the plane of gh x gw positions (stride s,
+ * row pitch wp) at src + c * cstep + ky * wp + kx; for every row r and tap t,
+ * g[rbase[r] + t] = sat16(g + nn_requant_apply(sum over the plane of row r * tap t's plane, rq[r])).
+ * planes: [2][pe] int16 of scratch. */
+void nn__conv_u8_grad(const int16_t *rows, int32_t nrows, int32_t pe, const int16_t *src, int32_t nc,
+                      int32_t cstep, int32_t kh, int32_t kw, int32_t gh, int32_t gw, int32_t s, int32_t wp,
+                      const int32_t *rbase, const nn_requant *rq, int16_t *g, int16_t *planes);
 
 /* Output stages of the operators: forward (integer biases written to bias_out [out_c], ReLU, y's
  * qparams; unit = sw * sx) and error (x mask, ex's qparams; unit = sw * se); nn__conv_u8_finish observes

@@ -42,21 +42,31 @@ def _taps(k, p, s):
     return (int(k) - p + int(s) - 1) // int(s) if p < k else 0
 
 
+def _npairs(c, nj, ni):
+    """Tap pairs of c channels x nj x ni taps (nn__npairs): channel pairs, else pairs along a kernel row."""
+    return c * nj * ni // 2 if c % 2 == 0 else c * nj * ((ni + 1) // 2)
+
+
+def _q15_bytes(c, hp, wp):
+    """The centred int16 copy of the input (nn__q15_bytes), one spare halfword."""
+    return _align4(2 * c * hp * wp + 2)
+
+
 def _strided_work(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
-    n4 = _align4(ic * kh * kw)
-    group = oc if oc <= 2 else max(1, min(oc, ROW_BYTES // (2 * n4)))
+    n_pairs = _npairs(ic, kh, kw)
+    group = max(1, min(oc, ROW_BYTES // (4 * n_pairs)))
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return group * (2 * n4 + 4 + 4 * ow) + 7 * n4 + _align4(ic * hp * wp)
+    return group * (4 * n_pairs + 8 * ow) + 12 * n_pairs + _q15_bytes(ic, hp, wp)
 
 
 def _transposed_work(d):
     ic, ih, iw, oc, oh, ow, kh, kw, s, p = (int(v) for v in d)
-    n4max = _align4(ic * _taps(kh, 0, s) * _taps(kw, 0, s))
+    np_max = _npairs(ic, _taps(kh, 0, s), _taps(kw, 0, s))
     hp = (kh - 1 + s - 1) // s + ih + max(0, (oh - 1 + p) // s - (ih - 1))
     wp = (kw - 1 + s - 1) // s + iw + max(0, (ow - 1 + p) // s - (iw - 1))
-    return oc * (8 + 4 * ((ow + s - 1) // s)) + 11 * n4max + 2 * n4max * oc + _align4(ic * hp * wp)
+    return oc * (8 * ((ow + s - 1) // s) + 4 * np_max) + 12 * np_max + _q15_bytes(ic, hp, wp)
 
 
 def conv2d_forward_buffer_size(d):
@@ -75,7 +85,7 @@ def conv2d_backward_weight_buffer_size(d):
     pe = (oh * ow + 1) & ~1
     hp = ih + p + max(0, (oh - 1) * s - p + kh - ih)
     wp = iw + p + max(0, (ow - 1) * s - p + kw - iw)
-    return (oc + 1) * pe * 2 + oc * (4 + REQUANT_BYTES) + pe * 4 + _align4(ic * hp * wp * 2)
+    return (oc + 2) * pe * 2 + oc * (4 + REQUANT_BYTES) + _align4(ic * hp * wp * 2)
 
 
 def convtranspose2d_forward_buffer_size(d):
@@ -91,7 +101,7 @@ def convtranspose2d_backward_weight_buffer_size(d):
     pe = (ih * iw + 1) & ~1
     hp = p + oh + max(0, (ih - 1) * s - p + kh - oh)
     wp = p + ow + max(0, (iw - 1) * s - p + kw - ow)
-    return (ic + 1) * pe * 2 + pe * 4 + _align4(hp * wp * 2)
+    return (ic + 2) * pe * 2 + ic * (4 + REQUANT_BYTES) + _align4(hp * wp * 2)
 
 
 # ---- integer cores -------------------------------------------------------------------------------
