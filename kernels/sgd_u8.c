@@ -26,9 +26,11 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *nor
     for (int32_t pass = 0; pass < 2; pass++) {
         const float inv = 1.0f / qw->scale;
         const int32_t z_new = qw->zero_point;
+        const uint32_t range_seed = nn_mix32(nn_f32_bits(qw->max));
         for (int32_t r = 0; r < rows; r++) {
             const int on = !active || active[r];
             const float inv_rms = nn_inv_rms(norm[r]), s = sg[r];
+            const uint32_t seed = nn_mix32(nn_f32_bits(norm[r]) ^ range_seed);
             for (int32_t c = 0; c < cols; c++) {
                 const int32_t k = (c / run) * stride + r * run + c % run;
                 float v = s_old * (float)((int32_t)w[k] - z_old);
@@ -37,7 +39,7 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *nor
                     if (v < tmin) tmin = v;
                     if (v > tmax) tmax = v;
                 } else {
-                    w[k] = nn_quantize(v, inv, z_new);
+                    w[k] = nn_quantize_dithered(v, inv, z_new, nn_dither(seed, (uint32_t)k));
                 }
             }
         }
