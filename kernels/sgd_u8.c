@@ -1,5 +1,6 @@
-/* sgd_u8.c: gradient-standardized SGD on a uint8 tensor, no float copy of the weights
- * (see nn.h); int16 gradients with a scale per row. Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
+/* sgd_u8.c: gradient-standardized SGD on a uint8 tensor, no float copy of the weights (see nn.h); int16
+ * gradients with a scale per row, weights requantized with stochastic rounding.
+ * Twin: mcusim/ops/gemm_u8.py (sgd_u8_update). */
 #include "nn.h"
 
 #define NN_BIG 3.0e38f
@@ -57,18 +58,22 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *nor
     if (rows > 0 && cols > 0) nn_qparams_observe(qw, tmin, tmax, alpha_w);
     const float inv = 1.0f / qw->scale;
     const int32_t z_new = qw->zero_point;
+    const uint32_t range_seed = nn_mix32(nn_f32_bits(qw->max));
     for (int32_t r = 0; r < rows; r++) {
         const int on = !active || active[r];
         const float inv_rms = nn_inv_rms(norm[r]), s = sg[r];
+        const uint32_t seed = nn_mix32(nn_f32_bits(norm[r]) ^ range_seed);
         for (int32_t j = 0, kj = r * run; j < runs; j++, kj += stride) {
             int32_t k = kj;
             for (; k + 1 < kj + run; k += 2) {
                 const float v0 = nn__sgd_u8_value(w, g, k, s_old, z_old, on, s, inv_rms, lr);
                 const float v1 = nn__sgd_u8_value(w, g, k + 1, s_old, z_old, on, s, inv_rms, lr);
-                w[k] = nn_quantize(v0, inv, z_new);
-                w[k + 1] = nn_quantize(v1, inv, z_new);
+                w[k] = nn_quantize_dithered(v0, inv, z_new, nn_dither(seed, (uint32_t)k));
+                w[k + 1] = nn_quantize_dithered(v1, inv, z_new, nn_dither(seed, (uint32_t)(k + 1)));
             }
-            if (k < kj + run) w[k] = nn_quantize(nn__sgd_u8_value(w, g, k, s_old, z_old, on, s, inv_rms, lr), inv, z_new);
+            if (k < kj + run)
+                w[k] = nn_quantize_dithered(nn__sgd_u8_value(w, g, k, s_old, z_old, on, s, inv_rms, lr), inv, z_new,
+                                            nn_dither(seed, (uint32_t)k));
         }
     }
     for (int32_t r = 0; r < rows; r++) {

@@ -407,15 +407,46 @@ static inline int32_t nn_sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32
 #define NN_GRAD_MIN_SCALE 1.0e-30f
 float nn_grad_next_scale(float s, int32_t maxabs);
 
-/* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
- * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
-static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) {
+/* Stochastic rounding, for the weight update only: q = clamp(zero_point + floor(t * inv_scale + u), 0, 255)
+ * with u in [0, 1); nn_quantize below is u = 0.5f. Its mean is t's exact code, so a change
+ * smaller than half a step survives on average, and re-rounding onto a slightly moved grid does not drag the
+ * values along with the range (round half up keeps a code, so its real value follows the scale). */
+static inline uint8_t nn_quantize_dithered(float t, float inv_scale, int32_t zero_point, float u) {
     float v = t * inv_scale;
-    v = v + 0.5f;
+    v = v + u;
     if (!(v >= -1.0e6f)) v = -1.0e6f;
     if (v > 1.0e6f) v = 1.0e6f;
     int32_t r = zero_point + nn_floor_i32(v);
     return (uint8_t)(r < 0 ? 0 : (r > 255 ? 255 : r));
+}
+
+/* The rounding rule above, for one value; inv_scale = 1.0f / scale. Inline: every kernel's inner
+ * loop uses it. |v| is clamped to 1e6 first (NaN too), so the conversion is always defined. */
+static inline uint8_t nn_quantize(float t, float inv_scale, int32_t zero_point) {
+    return nn_quantize_dithered(t, inv_scale, zero_point, 0.5f);
+}
+
+/* A bijective 32-bit hash (xor-shift and multiply rounds); the dither of the update is stateless:
+ * nn_dither(seed, k) = (nn_mix32(seed ^ (k * 0x9E3779B9)) >> 8) * 2^-24, a multiple of 2^-24 in [0, 1), and
+ * sgd_u8_update seeds each row with nn_mix32(bits(norm[r]) ^ nn_mix32(bits(max))), the row's new update
+ * statistic and the tensor's new range (both change from batch to batch). */
+static inline uint32_t nn_mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+
+static inline uint32_t nn_f32_bits(float f) {
+    uint32_t b;
+    __builtin_memcpy(&b, &f, 4);
+    return b;
+}
+
+static inline float nn_dither(uint32_t seed, uint32_t k) {
+    return (float)(nn_mix32(seed ^ (k * 0x9E3779B9u)) >> 8) * 5.9604644775390625e-08f;
 }
 
 /* ---- integer output stage -------------------------------------------------------------------
@@ -554,7 +585,10 @@ void gemm_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uint8
  *                      w_new = sw * (float)(w - zw) - lr * clamp(g * inv_rms, -3, 3)
  *   inactive rows keep w_new = sw * (float)(w - zw).
  *   pass 1 tracks min/max of w_new over the tensor -> nn_qparams_observe(qw, min, max, alpha_w);
- *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones.
+ *   pass 2 recomputes w_new (with the old scale and zero point) and quantizes it with the new ones,
+ *   rounding stochastically: w[k] = nn_quantize_dithered(w_new, 1 / scale, zero_point, nn_dither(seed_r, k)),
+ *   seed_r = nn_mix32(bits(norm[r]) ^ nn_mix32(bits(qw->max))) (round half up lost every step under half
+ *   a quantization step, most steps of the layers whose step is ~0.4 of lr).
  *   Finally per active row sg[r] = nn_grad_next_scale(sg[r], max |g| over the row) (an inactive row keeps
  *   its scale), and every g is set to 0. */
 void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *norm, int32_t rows, int32_t cols,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, grad_next_scale, observe, quantize, range_observe,
-                       requant_make, requant_u8, round_scaled, sat16)
+from .nn_math import f32_bits
+from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, dither, grad_next_scale, mix32, observe,
+                       quantize_dithered, range_observe, requant_make, requant_u8, round_scaled, sat16)
 from .train_f32 import inv_rms, row_sum_squares, rms_track, standardized_step
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
@@ -118,9 +119,11 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
     for pass_ in range(2):
         inv = ONE / qw[0].scale
         z_new = np.int32(qw[0].zero_point)
+        range_seed = mix32(f32_bits(qw[0].max))
         for r in range(rows):
             on = active is None or active[r] != 0
             scale = inv_rms(norm[r])
+            seed = mix32(f32_bits(norm[r]) ^ range_seed)
             for c in range(cols):
                 k = (c // run) * stride + r * run + c % run
                 v = s_old * np.float32(np.int32(w[k]) - z_old)
@@ -132,7 +135,7 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
                     if v > tmax:
                         tmax = v
                 else:
-                    w[k] = quantize(v, inv, z_new)
+                    w[k] = quantize_dithered(v, inv, z_new, dither(seed, k))
         if pass_ == 0 and rows > 0 and cols > 0:
             s, z, mn, mx = observe(qw[0].min, qw[0].max, tmin, tmax, alpha_w)
             _set(qw, s, z, mn, mx)

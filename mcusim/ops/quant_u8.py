@@ -68,17 +68,47 @@ def observe(min_, max_, obs_min, obs_max, alpha):
     return scale, zp, new_min, new_max
 
 
-@_jit
-def quantize(t, inv_scale, zero_point):
-    """The rounding rule: clamp(zero_point + floor(t * inv_scale + 0.5), 0, 255)."""
+MASK32 = np.uint64(0xFFFFFFFF)
+MIX_M1, MIX_M2, GOLDEN = np.uint64(0x7FEB352D), np.uint64(0x846CA68B), np.uint64(0x9E3779B9)
+DITHER_UNIT = np.float32(2.0 ** -24)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def mix32(x):
+    """A bijective 32-bit integer hash (nn_mix32): xor-shift and multiply rounds."""
+    x = np.uint64(x) & MASK32
+    x ^= x >> np.uint64(16)
+    x = (x * MIX_M1) & MASK32
+    x ^= x >> np.uint64(15)
+    x = (x * MIX_M2) & MASK32
+    x ^= x >> np.uint64(16)
+    return np.uint32(x)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def dither(seed, k):
+    """Element k's rounding offset in [0, 1) under a seed (nn_dither): the top 24 bits of a hash, times 2^-24."""
+    h = mix32(np.uint64(seed) ^ ((np.uint64(k) * GOLDEN) & MASK32))
+    return np.float32(h >> np.uint32(8)) * DITHER_UNIT
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def quantize_dithered(t, inv_scale, zero_point, u):
+    """Stochastic rounding: clamp(zero_point + floor(t * inv_scale + u), 0, 255), u in [0, 1) (nn_quantize_dithered)."""
     v = np.float32(t) * inv_scale
-    v = v + HALF
+    v = v + u
     if not v >= -QBIG:
         v = -QBIG
     if v > QBIG:
         v = QBIG
     r = zero_point + floor_i32(v)
     return np.uint8(0 if r < 0 else (255 if r > 255 else r))
+
+
+@_jit
+def quantize(t, inv_scale, zero_point):
+    """The rounding rule: clamp(zero_point + floor(t * inv_scale + 0.5), 0, 255)."""
+    return quantize_dithered(t, inv_scale, zero_point, HALF)
 
 
 @_jit
