@@ -19,23 +19,41 @@ static inline void nn__centre4(uint32_t v, uint32_t nz, uint32_t *even, uint32_t
     *odd = __uxtab16(nz, __ror(v, 8));
 }
 
-void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t left, int32_t hp,
-                        int32_t wp, const uint8_t *in_active, int32_t zx, int16_t *xq) {
-    const nn__q15_layout l = nn__conv_u8_layout(c, hp, wp);
+nn__conv_u8_sel nn__conv_u8_select(const uint8_t *active, int32_t c, int32_t nj, int32_t ni) {
+    int32_t n = active ? 0 : c;
+#pragma clang loop unroll(disable)
+    for (int32_t ch = 0; active && ch < c; ch++) n += active[ch] != 0;
+    if ((n & 1) && n < c && nn__npairs(n + 1, nj, ni) < nn__npairs(n, nj, ni)) n++;   /* an empty partner */
+    return (nn__conv_u8_sel){.active = active, .c = c, .n = n};
+}
+
+/* The first active channel of c from ch on (c: none left). */
+static inline int32_t nn__conv_u8_next(const uint8_t *active, int32_t c, int32_t ch) {
+    if (!active) return ch;
+#pragma clang loop unroll(disable)
+    while (ch < c && !active[ch]) ch++;
+    return ch;
+}
+
+void nn__conv_u8_centre(const uint8_t *x, const nn__conv_u8_sel *sel, int32_t h, int32_t w, int32_t top,
+                        int32_t left, int32_t hp, int32_t wp, int32_t zx, int16_t *xq) {
+    const nn__q15_layout l = nn__conv_u8_layout(sel->n, hp, wp);
     const uint32_t nz = ((uint32_t)-zx & 0xFFFFu) * 0x10001u, zx4 = (uint32_t)zx * 0x01010101u;
     uint32_t *z = (uint32_t *)xq;
-    for (int32_t i = 0, nw = nn__q15_bytes(c, hp, wp) >> 2; i < nw; i++) z[i] = 0;
-    for (int32_t ch = 0; ch < c; ch += 1 + l.pairs) {
-        const int32_t on0 = !in_active || in_active[ch], on1 = l.pairs && (!in_active || in_active[ch + 1]);
-        if (!on0 && !on1) continue;
-        const uint8_t *s0 = x + ch * h * w, *s1 = s0 + h * w;
+    for (int32_t i = 0, nw = nn__q15_bytes(sel->n, hp, wp) >> 2; i < nw; i++) z[i] = 0;
+    const uint8_t *active = sel->active;
+    const int32_t c = sel->c, n = sel->n;
+    for (int32_t ch = 0, a = nn__conv_u8_next(active, c, 0); ch < n; ch += 1 + l.pairs) {
+        const int32_t b = l.pairs ? nn__conv_u8_next(active, c, a + 1) : a, on1 = b < c;   /* b = c: empty */
+        const uint8_t *s0 = x + a * h * w, *s1 = on1 ? x + b * h * w : s0;
+        a = nn__conv_u8_next(active, c, b + 1);
         for (int32_t r = 0; r < h; r++, s0 += w, s1 += w) {
             int16_t *dst = xq + nn__q15_at(&l, ch, top + r, left);
             int32_t i = 0;
             if (l.pairs) {                         /* (ch, ch + 1) side by side: four positions, four words */
                 for (; i + 4 <= w; i += 4, dst += 8) {
                     uint32_t ve, vo, ue, uo;
-                    nn__centre4(on0 ? nn__ld32(s0 + i) : zx4, nz, &ve, &vo);
+                    nn__centre4(nn__ld32(s0 + i), nz, &ve, &vo);
                     nn__centre4(on1 ? nn__ld32(s1 + i) : zx4, nz, &ue, &uo);
                     nn__st32(dst, nn__pack_lo(ve, ue));
                     nn__st32(dst + 2, nn__pack_lo(vo, uo));
@@ -43,7 +61,7 @@ void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32
                     nn__st32(dst + 6, nn__pack_hi(vo, uo));
                 }
                 for (; i < w; i++, dst += 2) {
-                    dst[0] = (int16_t)(on0 ? (int32_t)s0[i] - zx : 0);
+                    dst[0] = (int16_t)((int32_t)s0[i] - zx);
                     dst[1] = (int16_t)(on1 ? (int32_t)s1[i] - zx : 0);
                 }
             } else {                               /* one plane: four positions, two words */
@@ -59,28 +77,44 @@ void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32
     }
 }
 
-int32_t nn__conv_u8_taps(const nn__q15_layout *l, int32_t c, int32_t nj, int32_t ni, int32_t sign, int32_t wc,
-                         int32_t wj, int32_t wi, int32_t *off, int32_t *wlo, int32_t *whi) {
+int32_t nn__conv_u8_taps(const nn__q15_layout *l, const nn__conv_u8_sel *sel, int32_t nj, int32_t ni,
+                         int32_t sign, int32_t wc, int32_t wj, int32_t wi, int32_t *off, int32_t *wlo, int32_t *whi) {
+    const nn__q15_layout L = *l;                               /* locals: the stores below may alias */
+    const uint8_t *active = sel->active;
+    const int32_t c = sel->c, n = sel->n, dy = 2 * sign * L.ys, dx = 2 * sign * L.xs;   /* bytes per row, column */
     int32_t t = 0;
-    for (int32_t ch = 0; ch < c; ch += 1 + l->pairs)
-        for (int32_t j = 0; j < nj; j++)
-            for (int32_t i = 0; i < ni; i += 2 - l->pairs, t++) {
-                const int32_t k = ch * wc + j * wj + i * wi;           /* weight index of tap (ch, j, i) */
-                if (l->pairs) {                                        /* (ch, ch + 1) side by side */
-                    off[t] = 2 * nn__q15_at(l, ch, sign * j, sign * i);
-                    wlo[t] = k;
-                    whi[t] = k + wc;
-                } else if (i + 1 == ni) {                              /* the odd tap of a row, alone */
-                    off[t] = 2 * nn__q15_at(l, ch, sign * j, sign * i);
+    for (int32_t ch = 0, a = nn__conv_u8_next(active, c, 0); ch < n; ch += 1 + L.pairs) {
+        const int32_t b = L.pairs ? nn__conv_u8_next(active, c, a + 1) : a;  /* source channels of ch, ch + 1 */
+        const int32_t dk = b < c ? (b - a) * wc : -1;                    /* -1: the empty channel, weight 0 */
+        const int32_t o0 = 2 * nn__q15_at(&L, ch, 0, 0);
+#pragma clang loop unroll(disable)
+        for (int32_t j = 0; j < nj; j++) {
+            const int32_t oj = o0 + j * dy, kj = a * wc + j * wj;
+            if (L.pairs) {                                         /* (ch, ch + 1) side by side */
+#pragma clang loop unroll(disable) vectorize(disable)
+                for (int32_t i = 0; i < ni; i++, t++) {
+                    off[t] = oj + i * dx;
+                    wlo[t] = kj + i * wi;
+                    whi[t] = dk < 0 ? -1 : kj + i * wi + dk;
+                }
+                continue;
+            }
+#pragma clang loop unroll(disable)
+            for (int32_t i = 0; i < ni; i += 2, t++) {
+                const int32_t k = kj + i * wi;                     /* weight index of tap (a, j, i) */
+                if (i + 1 == ni) {                                 /* the odd tap of a row, alone */
+                    off[t] = oj + i * dx;
                     wlo[t] = k;
                     whi[t] = -1;
-                } else {                                               /* (i, i + 1): the lower address first */
-                    const int32_t lower = sign > 0 ? i : i + 1;
-                    off[t] = 2 * nn__q15_at(l, ch, sign * j, sign * lower);
+                } else {                                           /* (i, i + 1): the lower address first */
+                    off[t] = oj + (sign > 0 ? i : i + 1) * dx;
                     wlo[t] = sign > 0 ? k : k + wi;
                     whi[t] = sign > 0 ? k + wi : k;
                 }
             }
+        }
+        a = nn__conv_u8_next(active, c, b + 1);
+    }
     return t;
 }
 
@@ -234,17 +268,18 @@ void nn__conv_u8_strided(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t
                          const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work) {
     const int32_t in_c = d->in_c, out_c = d->out_c, out_h = d->out_h, out_w = d->out_w, kh = d->k_h,
                   kw = d->k_w, s = d->stride, pad = d->pad;
-    const int32_t n = in_c * kh * kw, np = nn__npairs(in_c, kh, kw), plane = out_h * out_w;
-    const int32_t group = nn__strided_group(out_c, np);
+    const int32_t n = in_c * kh * kw, npmax = nn__npairs(in_c, kh, kw), plane = out_h * out_w;
+    const int32_t group = nn__strided_group(out_c, npmax);
     const int32_t hp = d->in_h + pad + nn__strided_far(out_h, s, pad, kh, d->in_h);
     const int32_t wp = d->in_w + pad + nn__strided_far(out_w, s, pad, kw, d->in_w);
     int32_t *acc = work;
     uint32_t *wq = (uint32_t *)(acc + 2 * group * out_w);
-    int32_t *off = (int32_t *)(wq + group * np), *wlo = off + np, *whi = wlo + np;
-    int16_t *xq = (int16_t *)(whi + np);
-    const nn__q15_layout l = nn__conv_u8_layout(in_c, hp, wp);
-    nn__conv_u8_centre(x, in_c, d->in_h, d->in_w, pad, pad, hp, wp, in_active, zx, xq);
-    nn__conv_u8_taps(&l, in_c, kh, kw, 1, kh * kw, kw, 1, off, wlo, whi);
+    int32_t *off = (int32_t *)(wq + group * npmax), *wlo = off + npmax, *whi = wlo + npmax;
+    int16_t *xq = (int16_t *)(whi + npmax);
+    const nn__conv_u8_sel sel = nn__conv_u8_select(in_active, in_c, kh, kw);
+    const nn__q15_layout l = nn__conv_u8_layout(sel.n, hp, wp);
+    nn__conv_u8_centre(x, &sel, d->in_h, d->in_w, pad, pad, hp, wp, zx, xq);
+    const int32_t np = nn__conv_u8_taps(&l, &sel, kh, kw, 1, kh * kw, kw, 1, off, wlo, whi);
     for (int32_t o0 = 0; o0 < out_c; o0 += group) {
         const int32_t g = out_c - o0 < group ? out_c - o0 : group;
         nn__conv_u8_pack(w + o0 * n, zw, n, g, wlo, whi, np, wq);

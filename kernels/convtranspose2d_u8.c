@@ -11,7 +11,7 @@
  * phases (py, px) are taken one after the other: the phase's taps are paired and its weights packed
  * [out_c][np] (as the strided core; one phase's rows in the scratch instead of all s*s), then every two
  * output rows of the phase run nn__conv_u8_pairs_rows on the centred copy of the input, whose border of
- * 0 (0 also in inactive channels) makes taps outside the input contribute nothing.
+ * 0 makes taps outside the input contribute nothing (the copy holds the active channels only).
  * work: the sums of two output rows of a phase acc [2][out_c][ceil(out_w/s)] int32, the packed weight
  * pairs [out_c][npmax] words, the tap pairs' offsets and weight indices [3][npmax] int32 (npmax: the largest
  * phase's pairs), then the centred copy [near + in_h + far rows][near + in_w + far columns]. */
@@ -48,8 +48,9 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
     uint32_t *wq = (uint32_t *)(acc + 2 * out_c * row);
     int32_t *off = (int32_t *)(wq + out_c * npmax), *wlo = off + npmax, *whi = wlo + npmax;
     int16_t *xq = (int16_t *)(whi + npmax);
-    const nn__q15_layout l = nn__conv_u8_layout(in_c, hp, wp);
-    nn__conv_u8_centre(x, in_c, in_h, in_w, top, left, hp, wp, in_active, zx, xq);
+    const nn__conv_u8_sel sel = nn__conv_u8_select(in_active, in_c, nn__taps(kh, 0, s), nn__taps(kw, 0, s));
+    const nn__q15_layout l = nn__conv_u8_layout(sel.n, hp, wp);
+    nn__conv_u8_centre(x, &sel, in_h, in_w, top, left, hp, wp, zx, xq);
     for (int32_t py = 0; py < s; py++) {
         const int32_t nky = nn__taps(kh, py, s), oy0 = ((py - pad) % s + s) % s;
         for (int32_t px = 0; px < s; px++) {
@@ -57,7 +58,7 @@ void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int3
             const int32_t ox0 = ((px - pad) % s + s) % s, nk = ox0 < out_w ? (out_w - ox0 + s - 1) / s : 0;
             if (nk == 0) continue;
             /* tap (c, j, i) reads input (iy0 - j, ix0 - i) and weight [c][o][py + j*s][px + i*s] */
-            const int32_t np = nn__conv_u8_taps(&l, in_c, nky, nkx, -1, per_c, s * kw, s, off, wlo, whi);
+            const int32_t np = nn__conv_u8_taps(&l, &sel, nky, nkx, -1, per_c, s * kw, s, off, wlo, whi);
             nn__conv_u8_pack(w + py * kw + px, zw, kh * kw, out_c, wlo, whi, np, wq);
             for (int32_t oy = oy0; oy < out_h; oy += 2 * s) {         /* two output rows of the phase per pass */
                 const int32_t nr = oy + s < out_h ? 2 : 1, iy0 = (oy + pad - py) / s, ix0 = (ox0 + pad - px) / s;

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mcusim.checks.conv_u8 import CHECKS
+from mcusim.checks.gemm_u8 import _raw
 from mcusim.crosscheck import run_checks
 from mcusim.kernel_lib import KernelLibrary
 from mcusim.ops import conv_u8 as C
@@ -131,6 +132,34 @@ def test_error_propagation_with_active_mask_and_relu_mask(transposed):
     bwd(w, qw, e, qe, ex2, qex.copy(), x, qx, d, active, np.float32(0))
     _within_half_step(ex2, qex, masked)
     assert np.all(ex2[x <= qx["zero_point"][0]] == qex["zero_point"][0])
+
+
+# The backward_input cores copy and sum the selected channels only (nn__conv_u8_select): none, one, an odd
+# count kept odd (pairs along kernel rows) or completed by an empty channel (k = 1 or 3: pairs across
+# channels), an even count, all. (op, dims) with 8 output channels; masks over them.
+SELECTIONS = [[0] * 8, [0, 0, 1, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 1, 0, 0], [1, 1, 0, 1, 0, 1, 1, 0],
+              [0, 1, 1, 0, 1, 0, 0, 1], [1] * 8]
+SELECTION_DIMS = [("conv2d", C.conv_dims(3, 7, 6, 8, 7, 6, 3, 3, 1, 1)),
+                  ("conv2d", C.conv_dims(5, 5, 5, 8, 5, 5, 1, 1, 1, 0)),
+                  ("convtranspose2d", C.conv_dims(3, 4, 5, 8, 8, 10, 4, 4, 2, 1)),
+                  ("convtranspose2d", C.conv_dims(2, 6, 5, 8, 6, 5, 3, 3, 1, 1))]
+
+
+@pytest.mark.parametrize("op, d", SELECTION_DIMS)
+def test_backward_input_of_every_selection_matches_the_twin(kernels, op, d):
+    rng = np.random.default_rng(3)
+    ic, ih, iw, oc, oh, ow, kh, kw = (int(v) for v in d[:8])
+    twin, size = getattr(C, f"{op}_u8_backward_input"), getattr(C, f"{op}_backward_input_buffer_size")(d)
+    w, e, x = (rng.integers(0, 256, n).astype(np.uint8) for n in (ic * oc * kh * kw, oc * oh * ow, ic * ih * iw))
+    qw, qe, qx = make_qparams(-0.2, 0.2), make_qparams(-0.01, 0.01), make_qparams(0, 3)
+    for sel in SELECTIONS:
+        active = np.array(sel, np.uint8) * 5                       # any non-zero byte selects
+        qex, ex = make_qparams(-0.02, 0.02), np.zeros(ic * ih * iw, np.uint8)
+        call = kernels.call(f"{op}_u8_backward_input", w, _raw(qw), e, _raw(qe), ex, _raw(qex), x, _raw(qx), d,
+                            active, 0.1, np.zeros(size // 4, np.int32))
+        twin(w, qw, e, qe, ex, qex, x, qx, d, active, np.float32(0.1))
+        assert np.array_equal(call.outputs[4], ex), (op, sel)
+        assert np.array_equal(call.outputs[5], _raw(qex)), (op, sel)
 
 
 @pytest.mark.parametrize("transposed", [False, True])

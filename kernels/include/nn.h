@@ -650,8 +650,8 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
 
 /* Internal integer cores shared by conv2d_u8.c and convtranspose2d_u8.c (not operator API). Both
  * compute, output position by output position, acc[o] = the exact int32 sum of output o at that
- * position for the geometry d (input channels c with in_active[c] == 0 count as zero; in_active may
- * be NULL; weights indexed as noted) and hand the sums of one output row (of one stride phase for the
+ * position for the geometry d (input channels c with in_active[c] == 0 are skipped: zero terms; in_active
+ * may be NULL; weights indexed as noted) and hand the sums of one output row (of one stride phase for the
  * transposed core) to nn__conv_u8_emit, so no int32 plane of the whole output is kept.
  * Strided (conv2d geometry), w [out_c][in_c][k_h][k_w]; work: nn__conv_u8_strided_work_size(d) bytes.
  * The strided core keeps at most NN_CONV_U8_ROW_BYTES of packed weight rows and takes more output
@@ -681,12 +681,13 @@ int32_t nn__conv_u8_transposed_work_size(const nn_conv_dims *d);
 void nn__conv_u8_transposed(const uint8_t *x, int32_t zx, const uint8_t *w, int32_t zw, const nn_conv_dims *d,
                             const uint8_t *in_active, nn__conv_u8_out *out, int32_t *work);
 
-/* The cores read a centred copy of their input: int16 x - zx, 0 in the border and in inactive channels, so
- * every tap pair is one SMLAD against a packed weight pair and no tap needs a bounds check. With an even
- * channel count the channels are interleaved two by two (c, c + 1 side by side: every tap pairs across
- * them); otherwise each channel is a plane and the taps (i, i + 1) of a kernel row pair, an odd row's
- * last tap alone (weight 0 in the high half). Strides in halfwords: cs a channel (pair) plane, ys a row,
- * xs a column. */
+/* The cores read a centred copy of their input: int16 x - zx, 0 in the border, so every tap pair is one
+ * SMLAD against a packed weight pair and no tap needs a bounds check. The copy holds the active input
+ * channels only (an inactive one would add zeros): the sums, the packed weights and the copy shrink with
+ * the update rate. With an even channel count the channels are interleaved two by two (c, c + 1 side by
+ * side: every tap pairs across them); otherwise each channel is a plane and the taps (i, i + 1) of a
+ * kernel row pair, an odd row's last tap alone (weight 0 in the high half). Strides in halfwords: cs a
+ * channel (pair) plane, ys a row, xs a column. */
 typedef struct {
     int32_t cs, ys, xs, pairs;
 } nn__q15_layout;
@@ -700,15 +701,24 @@ static inline int32_t nn__q15_bytes(int32_t c, int32_t hp, int32_t wp) { return 
 static inline int32_t nn__npairs(int32_t c, int32_t nj, int32_t ni) {
     return (c & 1) == 0 ? c * nj * ni / 2 : c * nj * ((ni + 1) >> 1);
 }
-/* x [c][h][w] -> xq (layout of c channels of hp x wp) at rows top.., columns left.. */
-void nn__conv_u8_centre(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t top, int32_t left, int32_t hp,
-                        int32_t wp, const uint8_t *in_active, int32_t zx, int16_t *xq);
-/* The tap pairs of the taps (ch, j, i) (ch < c, j < nj, i < ni), which read the copy at (ch, sign * j,
- * sign * i) from an output position's base and use the weight at index ch * wc + j * wj + i * wi: off[t]
- * (bytes from the base) and the weight indices of the low and high halfword (whi -1: none). Returns the
- * number of pairs, nn__npairs(c, nj, ni). */
-int32_t nn__conv_u8_taps(const nn__q15_layout *l, int32_t c, int32_t nj, int32_t ni, int32_t sign, int32_t wc,
-                         int32_t wj, int32_t wi, int32_t *off, int32_t *wlo, int32_t *whi);
+/* The n channels of a copy: the active ones of c (active NULL: all) in order, then one empty channel (0)
+ * when their count is odd and pairing the last with it takes fewer tap pairs (nj x ni taps a channel)
+ * than pairing along kernel rows. n <= c, so the scratch sized for c channels holds the copy. */
+typedef struct {
+    const uint8_t *active;
+    int32_t c, n;
+} nn__conv_u8_sel;
+nn__conv_u8_sel nn__conv_u8_select(const uint8_t *active, int32_t c, int32_t nj, int32_t ni);
+/* x [c][h][w] -> xq (layout of sel->n channels of hp x wp: its k-th channel is the k-th selected one of x)
+ * at rows top.., columns left.. */
+void nn__conv_u8_centre(const uint8_t *x, const nn__conv_u8_sel *sel, int32_t h, int32_t w, int32_t top,
+                        int32_t left, int32_t hp, int32_t wp, int32_t zx, int16_t *xq);
+/* The tap pairs of the taps (ch, j, i) (ch < sel->n, j < nj, i < ni), which read the copy at (ch, sign * j,
+ * sign * i) from an output position's base and use the weight at index a * wc + j * wj + i * wi (a: the
+ * source channel of ch in x): off[t] (bytes from the base) and the weight indices of the low and high
+ * halfword (whi -1: none). Returns the number of pairs, nn__npairs(sel->n, nj, ni). */
+int32_t nn__conv_u8_taps(const nn__q15_layout *l, const nn__conv_u8_sel *sel, int32_t nj, int32_t ni,
+                         int32_t sign, int32_t wc, int32_t wj, int32_t wi, int32_t *off, int32_t *wlo, int32_t *whi);
 /* wq [rows][np] words (w[o * row_stride + wlo] - zw) | (w[o * row_stride + whi] - zw) << 16, the rows
  * (2k, 2k + 1) interleaved word by word (an odd last row alone). */
 void nn__conv_u8_pack(const uint8_t *w, int32_t zw, int32_t row_stride, int32_t rows, const int32_t *wlo,
