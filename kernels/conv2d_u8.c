@@ -538,8 +538,8 @@ void conv2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, const uin
             sum += v;
         }
         if (pe > plane) r[plane] = 0;
-        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
-        rq[na] = nn_requant_make(unit / sgw[o]);
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale * nn_grad_inverse(sgb[o])));
+        rq[na] = nn_requant_make(unit * nn_grad_inverse(sgw[o]));
         rbase[na++] = o * stride_o;
     }
     if (na == 0) return;

@@ -157,8 +157,8 @@ void convtranspose2d_u8_backward_weight(const uint8_t *x, const nn_qparams *qx, 
                 sum += v;
             }
         }
-        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale / sgb[o]));
-        const nn_requant r = nn_requant_make(unit / sgw[o]);
+        gb[o] = (int16_t)nn_sat16(gb[o] + nn_round_scaled(sum, qe->scale * nn_grad_inverse(sgb[o])));
+        const nn_requant r = nn_requant_make(unit * nn_grad_inverse(sgw[o]));
         for (int32_t c = 0; c < in_c; c++) {
             rbase[c] = c * stride_c + o * kk;
             rq[c] = r;

@@ -76,7 +76,10 @@ float nn_grad_next_scale(float s, int32_t maxabs) {
     else
         next = s * ((float)maxabs * (1.0f / NN_GRAD_TARGET));
     if (!(next >= NN_GRAD_MIN_SCALE)) next = NN_GRAD_MIN_SCALE;
-    return next;
+    if (next > NN_GRAD_MAX_SCALE) next = NN_GRAD_MAX_SCALE;
+    uint32_t b = nn_f32_bits(next);
+    if (b & 0x7FFFFFu) b = (b & 0x7F800000u) + 0x800000u;       /* up to the next power of two */
+    return nn_bits_f32(b);
 }
 
 void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, int32_t zero_point) {

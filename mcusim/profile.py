@@ -169,13 +169,25 @@ def callgrind(p: Profile) -> str:
     for i in p.instructions:
         by_function.setdefault(i.function, []).append(i)
     for name, insns in by_function.items():
-        src = next((i.source for i in insns if i.source), None)
-        out += ["", f"fl={src[0] if src else '???'}", f"fn={name}"]
+        home = next((i.source[0] for i in insns if i.source), "???")
+        out += ["", f"fl={home}", f"fn={name}"]
+        current = home
+
+        def in_file(source: tuple[str, int] | None) -> int:
+            """The line of `source`, after switching the cost lines' file (fi=) to its file: an inlined
+            header function's lines belong to the header, not to the function's own file."""
+            nonlocal current
+            file = source[0] if source else home
+            if file != current:
+                out.append(f"fi={file}")
+                current = file
+            return source[1] if source else 0
+
         for i in insns:
-            out.append(f"{i.source[1] if i.source else 0} {i.cycles} {i.count}")
+            out.append(f"{in_file(i.source)} {i.cycles} {i.count}")
         for caller, callee, n, addr in p.sites:
             if caller != name:
                 continue
-            line = next((i.source[1] for i in insns if i.address == addr and i.source), 0)
+            line = in_file(next((i.source for i in insns if i.address == addr and i.source), None))
             out += [f"cfn={callee}", f"calls={n} 0", f"{line} {incl.get(callee, 0) * n // calls.get(callee, 1)} 0"]
     return "\n".join(out) + "\n"

@@ -65,7 +65,7 @@ def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
     qw = make_qparams(-1, 1)
     w = np.full(rows * cols, qw["zero_point"][0], np.uint8)            # all weights exactly 0.0
     g = rng.integers(-4000, 4000, rows * cols).astype(np.int16)
-    sg = (10.0 ** -(3 + 0.5 * np.arange(rows))).astype(np.float32)    # rows half a decade apart
+    sg = np.ldexp(np.float32(1), -10 - 2 * np.arange(rows)).astype(np.float32)   # rows 4x apart, powers of 2
     norm = np.zeros(rows, np.float32)
     active = np.array([1, 1, 1, 0, 1, 1], np.uint8)
     g_in, sg_in = g.copy(), sg.copy()
@@ -73,8 +73,8 @@ def test_update_moves_weights_against_the_standardized_gradient_and_clears_it():
                     active)
     assert np.all(g_in == 0)                                             # cleared for the next batch
     row_max = np.abs(g.reshape(rows, cols)).max(1)
-    for r in range(rows):                                                # each active row rescaled by its own max
-        want = np.float32(sg[r] * np.float32(row_max[r] / 8192.0)) if active[r] else sg[r]
+    for r in range(rows):          # each active row rescaled by its own max, up to a power of two
+        want = np.float32(2.0 ** np.ceil(np.log2(sg[r] * row_max[r] / 8192.0))) if active[r] else sg[r]
         assert sg_in[r] == want, r
     moved = _real(w, qw).reshape(rows, cols)
     gr = g.astype(np.float64).reshape(rows, cols) * sg[:, None]

@@ -73,8 +73,21 @@ def test_integer_requantization_rounds_the_exact_product():
 
 
 def test_gradient_scale_follows_the_batch_magnitude():
-    s = Q.grad_next_scale(np.float32(1e-3), 4096)    # half the target: the next scale halves
-    assert s == np.float32(5e-4)
-    grown = Q.grad_next_scale(s, 32767)              # saturated: grows by GRAD_GROW
-    assert grown == np.float32(5e-4) * Q.GRAD_GROW
+    s = Q.grad_next_scale(np.float32(2.0 ** -10), 4096)    # half the target: the next scale halves
+    assert s == np.float32(2.0 ** -11)
+    assert Q.grad_next_scale(np.float32(2.0 ** -10), 3000) == np.float32(2.0 ** -11)   # rounded up to a power of 2
+    assert Q.grad_next_scale(np.float32(2.0 ** -10), 4097) == np.float32(2.0 ** -10)
+    assert Q.grad_next_scale(np.float32(1e-3), 5000) == np.float32(2.0 ** -10)     # any scale gives a power of 2
+    grown = Q.grad_next_scale(s, 32767)                    # saturated: grows by GRAD_GROW
+    assert grown == np.float32(2.0 ** -11) * Q.GRAD_GROW
     assert Q.grad_next_scale(grown, 0) == grown * (np.float32(1) / Q.GRAD_GROW)   # rounded away: shrinks
+    assert Q.grad_next_scale(Q.GRAD_MIN_SCALE, 0) == Q.GRAD_MIN_SCALE            # clamped both ways
+    assert Q.grad_next_scale(Q.GRAD_MAX_SCALE, 32767) == Q.GRAD_MAX_SCALE
+
+
+def test_gradient_inverse_is_exact_for_every_scale():
+    for k in range(-100, 101):
+        s = np.float32(2.0 ** k)
+        assert Q.grad_inverse(s) == np.float32(2.0 ** -k)
+        x = np.float32(0.1234567) * np.float32(3.0 ** (k % 7))
+        assert x * Q.grad_inverse(s) == x / s                  # the multiplication the kernels do is the division

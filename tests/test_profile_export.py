@@ -26,3 +26,5 @@ def test_plan_profiles_the_training_step(tmp_path):
     assert main(["plan", "cnn_digits", "--profile", str(out)]) == 0
     text = out.read_text()
     assert "cmd: step_sample" in text and "fn=conv2d_u8_forward" in text and "cfn=" in text
+    # the kernels' inlined helpers cost lines in the public header, not in the calling kernel's file
+    assert re.search(r"^fi=.*kernels/include/nn\.h$", text, re.M)

@@ -401,10 +401,14 @@ static inline int32_t nn_sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32
 /* After a batch: maxabs = the largest |g| of a row whose scale was s. The next batch's scale puts that
  * magnitude at NN_GRAD_TARGET (a quarter of the int16 range, headroom for a larger batch); a row that
  * saturated (maxabs >= 32767) gets s * NN_GRAD_GROW instead, one whose gradient rounded away entirely
- * (maxabs 0) s / NN_GRAD_GROW; the scale stays >= NN_GRAD_MIN_SCALE. */
+ * (maxabs 0) s / NN_GRAD_GROW; the scale is clamped to [NN_GRAD_MIN_SCALE, NN_GRAD_MAX_SCALE] and rounded
+ * up to a power of two (so that magnitude lands in (NN_GRAD_TARGET / 2, NN_GRAD_TARGET]). Powers of two
+ * let the backward kernels multiply by the exact reciprocal (nn_grad_inverse) where they divided by the
+ * scale per row (VDIV, 14 cycles, twice per row of a Gemm): x * nn_grad_inverse(s) == x / s bit for bit. */
 #define NN_GRAD_TARGET 8192.0f
 #define NN_GRAD_GROW 64.0f
-#define NN_GRAD_MIN_SCALE 1.0e-30f
+#define NN_GRAD_MIN_SCALE 0x1p-100f
+#define NN_GRAD_MAX_SCALE 0x1p100f
 float nn_grad_next_scale(float s, int32_t maxabs);
 
 /* Stochastic rounding, for the weight update only: q = clamp(zero_point + floor(t * inv_scale + u), 0, 255)
@@ -444,6 +448,16 @@ static inline uint32_t nn_f32_bits(float f) {
     __builtin_memcpy(&b, &f, 4);
     return b;
 }
+
+static inline float nn_bits_f32(uint32_t b) {
+    float f;
+    __builtin_memcpy(&f, &b, 4);
+    return f;
+}
+
+/* 1 / s for a gradient scale s = 2^k (nn_grad_next_scale's powers of two, |k| <= 100): 2^-k from the
+ * exponent field alone, exact. */
+static inline float nn_grad_inverse(float s) { return nn_bits_f32(0x7F000000u - nn_f32_bits(s)); }
 
 static inline float nn_dither(uint32_t seed, uint32_t k) {
     return (float)(nn_mix32(seed ^ (k * 0x9E3779B9u)) >> 8) * 5.9604644775390625e-08f;
@@ -539,7 +553,8 @@ void requantize_u8(const int32_t *acc, uint8_t *y, int32_t n, float multiplier, 
  *          max of t over all o are tracked (int32) and, after the layer, nn_range_observe(qy, tmin, tmax,
  *          unit, alpha). scratch: gemm_u8_forward_buffer_size(in, out) bytes, 4-byte aligned (x - zx
  *          widened once to halfword pairs, so each row costs one LDR, two UXTB16 and two SMLAD per 4
- *          weights; then the int32 sums of all rows, so the output stage runs in a loop of its own). */
+ *          weights; then the int32 sums of all rows, so the output stage runs in a loop of its own; with
+ *          more than 256 outputs, nn_bias_units of each of the 256 codes, looked up per output). */
 int32_t gemm_u8_forward_buffer_size(int32_t in, int32_t out);
 void gemm_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,
                      const uint8_t *b, const nn_qparams *qb, uint8_t *y, nn_qparams *qy,
@@ -558,10 +573,10 @@ void gemm_u8_backward_input(const uint8_t *w, const nn_qparams *qw, const uint8_
                             int32_t in, int32_t out, const uint8_t *active, float alpha, int32_t *scratch);
 
 /* backward_weight: accumulates the sample's gradient into the int16 gradient buffers gw (row scales sgw)
- * and gb (scales sgb). Per active row o with de = e[o] - ze != 0 and k9 = ((se * sx) / sgw[o]) * 512:
+ * and gb (scales sgb). Per active row o with de = e[o] - ze != 0 and k9 = ((se * sx) * nn_grad_inverse(sgw[o])) * 512:
  *          c = clamp(nn_round_scaled(de, k9), -32767, 32767)   (the row's coefficient, 9 fraction bits)
  *          gw[o][i] = sat16(gw[o][i] + ((c * ((x[i] - zx) * 2^7) + 2^15) >> 16))   (round half up)
- *          gb[o] = sat16(gb[o] + nn_round_scaled(de, se / sgb[o])).
+ *          gb[o] = sat16(gb[o] + nn_round_scaled(de, se * nn_grad_inverse(sgb[o]))).
  * (x - zx) * 2^7 fits int16, so two weights cost one SMLABB, one SMLATB, one PKHTB and one QADD16; c
  * bounds a sample's contribution to 64 units per unit of x - zx (half the int16 range at |x - zx| = 255).
  * scratch: gemm_u8_backward_weight_buffer_size(in) bytes (the int16 (x - zx) * 2^7). */
@@ -616,9 +631,9 @@ void sgd_u8_update(uint8_t *w, nn_qparams *qw, int16_t *g, float *sg, float *nor
  *           The spatial sum is exact int32 first, then one integer requantization per weight. For every
  *           active oc (every one, even if its error is 0):
  *           isum = sum over the positions of (e[oc][q] - ze) * (x[ic][p] - zx) for the tap (ic, kh, kw)
- *           gw = sat16(gw + nn_requant_apply(isum, nn_requant_make((se * sx) / sgw[oc])))
+ *           gw = sat16(gw + nn_requant_apply(isum, nn_requant_make((se * sx) * nn_grad_inverse(sgw[oc]))))
  *           gb[oc] = sat16(gb[oc] + nn_round_scaled(sum over all output positions q of (e[oc][q] - ze),
- *                                                   se / sgb[oc])).
+ *                                                   se * nn_grad_inverse(sgb[oc]))).
  *           Inactive channels are untouched. */
 int32_t conv2d_u8_forward_buffer_size(const nn_conv_dims *d);
 void conv2d_u8_forward(const uint8_t *x, const nn_qparams *qx, const uint8_t *w, const nn_qparams *qw,

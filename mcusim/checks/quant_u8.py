@@ -16,10 +16,10 @@ def _floats(rng, n):
 
 def random_grad(rng, n, rows):
     """An int16 gradient buffer part way through a batch (some entries near saturation) and its row
-    scales, spread over six decades (rows of very different magnitudes)."""
+    scales, powers of two (nn_grad_next_scale's) over six decades (rows of very different magnitudes)."""
     g = rng.integers(-3000, 3000, int(n)).astype(np.int16)
     g[rng.random(int(n)) < 0.05] = rng.choice(np.array([-32768, -32700, 32700, 32767], np.int16))
-    return g, (10.0 ** rng.uniform(-7, -1, int(rows))).astype(np.float32)
+    return g, np.ldexp(np.float32(1), rng.integers(-23, -3, int(rows))).astype(np.float32)
 
 
 def _requantize(rng, size, kernels):

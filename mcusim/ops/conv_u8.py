@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, range_observe, requant_apply, requant_make,
-                       requant_u8, round_scaled, sat16)
+from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, grad_inverse, range_observe, requant_apply,
+                       requant_make, requant_u8, round_scaled, sat16)
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
 
@@ -321,10 +321,10 @@ def _isum(a, cols):
 
 @_jit
 def _row_requants(unit, sgw, out_c):
-    """The requantization (mult, shift) of each output channel's gradient: unit / sgw[o]."""
+    """The requantization (mult, shift) of each output channel's gradient: unit * grad_inverse(sgw[o])."""
     mults, shifts = np.empty(out_c, np.int32), np.empty(out_c, np.int32)
     for o in range(out_c):
-        mults[o], shifts[o] = requant_make(unit / sgw[o])
+        mults[o], shifts[o] = requant_make(unit * grad_inverse(sgw[o]))
     return mults, shifts
 
 
@@ -388,7 +388,7 @@ def conv2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active):
         sd = np.int32(0)
         for p in range(plane):
             sd += ec[o, p]
-        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
+        _bias_grad(gb, o, sd, qe[0].scale * grad_inverse(sgb[o]))
     _update_grad(gw, isum, mults, shifts, out_c, n_k, active, True, 1)
 
 
@@ -423,7 +423,7 @@ def convtranspose2d_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, d, active
         sd = np.int32(0)
         for p in range(plane):
             sd += np.int32(e[o * plane + p]) - ze
-        _bias_grad(gb, o, sd, qe[0].scale / sgb[o])
+        _bias_grad(gb, o, sd, qe[0].scale * grad_inverse(sgb[o]))
     isum = _isum(_centred(x, zx, in_c, in_plane, None),
                  _im2col(e, ze, out_c, out_h, out_w, in_h, in_w, kh, kw, s, pad, active))
     _update_grad(gw, isum, mults, shifts, in_c, n_k, active, False, kk)

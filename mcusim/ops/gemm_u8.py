@@ -10,8 +10,8 @@ import numpy as np
 from numba import njit
 
 from .nn_math import f32_bits
-from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, dither, grad_next_scale, mix32, observe,
-                       quantize_dithered, range_observe, requant_make, requant_u8, round_scaled, sat16)
+from .quant_u8 import (RANGE_EMPTY_MAX, RANGE_EMPTY_MIN, bias_units, dither, grad_inverse, grad_next_scale, mix32,
+                       observe, quantize_dithered, range_observe, requant_make, requant_u8, round_scaled, sat16)
 from .train_f32 import inv_rms, row_sum_squares, rms_track, standardized_step
 
 ZERO, ONE = np.float32(0.0), np.float32(1.0)
@@ -88,13 +88,13 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, active)
         de = np.int32(e[o]) - ze
         if (active is not None and active[o] == 0) or de == 0:
             continue
-        c = round_scaled(de, (unit / sgw[o]) * np.float32(512.0))
+        c = round_scaled(de, (unit * grad_inverse(sgw[o])) * np.float32(512.0))
         c = np.int32(-32767 if c < -32767 else (32767 if c > 32767 else c))
         base = o * n_in
         for i in range(n_in):
             g = np.uint64(base + i)
             gw[g] = sat16(np.int32(gw[g]) + ((c * xs[i] + 0x8000) >> 16))
-        gb[o] = sat16(np.int32(gb[o]) + round_scaled(de, qe[0].scale / sgb[o]))
+        gb[o] = sat16(np.int32(gb[o]) + round_scaled(de, qe[0].scale * grad_inverse(sgb[o])))
 
 
 @_jit
@@ -149,10 +149,13 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
             sg[r] = grad_next_scale(sg[r], maxabs)
 
 
+BIAS_CODES = 256
+
+
 def gemm_u8_forward_buffer_size(n_in, n_out):
-    """Bytes of scratch of gemm_u8_forward (as the C): x - zx widened to int16, padded to 4, then the int32
-    sums of the rows."""
-    return 2 * ((int(n_in) + 3) & ~3) + 4 * int(n_out)
+    """Bytes of scratch of gemm_u8_forward (as the C): x - zx widened to int16, padded to 4, the int32 sums of
+    the rows, then for more outputs than bias codes the table of each code's bias in units of the sums."""
+    return 2 * ((int(n_in) + 3) & ~3) + 4 * int(n_out) + (4 * BIAS_CODES if n_out > BIAS_CODES else 0)
 
 
 def gemm_u8_backward_input_buffer_size(n_in, n_out):

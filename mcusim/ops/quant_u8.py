@@ -32,7 +32,8 @@ def make_qparams(min_: float = -1.0, max_: float = 1.0) -> np.ndarray:
 # of up to 0.5 per weight at full int16 range; nn_grad_next_scale adapts it after every batch (saturation
 # grows it by NN_GRAD_GROW per batch), so only the first batches depend on this choice.
 GRAD_SCALE_INIT = np.float32(2.0 ** -16)
-GRAD_TARGET, GRAD_GROW, GRAD_MIN_SCALE = np.float32(8192.0), np.float32(64.0), np.float32(1.0e-30)
+GRAD_TARGET, GRAD_GROW = np.float32(8192.0), np.float32(64.0)
+GRAD_MIN_SCALE, GRAD_MAX_SCALE = np.float32(2.0 ** -100), np.float32(2.0 ** 100)
 
 
 def grad_scales(rows: int, scale: float = GRAD_SCALE_INIT) -> np.ndarray:
@@ -218,7 +219,18 @@ def grad_next_scale(s, maxabs):
         nxt = s * (np.float32(maxabs) * (ONE / GRAD_TARGET))
     if not nxt >= GRAD_MIN_SCALE:
         nxt = GRAD_MIN_SCALE
-    return nxt
+    if nxt > GRAD_MAX_SCALE:
+        nxt = GRAD_MAX_SCALE
+    b = f32_bits(np.float32(nxt))
+    if b & np.uint32(0x7FFFFF):
+        b = np.uint32((b & np.uint32(0x7F800000)) + np.uint32(0x800000))     # up to the next power of two
+    return bits_f32(b)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def grad_inverse(s):
+    """1 / s for a power-of-two gradient scale, exact (nn_grad_inverse)."""
+    return bits_f32(np.uint32(np.uint32(0x7F000000) - f32_bits(s)))
 
 
 @_jit
