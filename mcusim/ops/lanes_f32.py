@@ -57,16 +57,33 @@ def _axpy4(acc, a0, o0, a1, o1, a2, o2, a3, o3, x, m):
 
 
 @_jit
-def _gather(acc, ws, offs, n, x, m):
-    """acc[s] = acc[s] + ws[k] * x[offs[k] + s] for k = 0..n-1 in turn (offs: uint64), four taps per pass
-    over the lanes: a pass costs about as much for four terms as for one."""
-    mu = np.uint64(m)
+def _axpy8(acc, ws, offs, k, base, x, m):
+    """Eight _axpy steps in one pass over the lanes: acc[s] += ws[k + j] * x[base + offs[k + j] + s] for
+    j = 0..7 in turn (base, offs, m unsigned: no negative-index check, the loop vectorizes)."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = ws[k], ws[k + 1], ws[k + 2], ws[k + 3], ws[k + 4], ws[k + 5], ws[k + 6], ws[k + 7]
+    o0, o1, o2, o3 = base + offs[k], base + offs[k + 1], base + offs[k + 2], base + offs[k + 3]
+    o4, o5, o6, o7 = base + offs[k + 4], base + offs[k + 5], base + offs[k + 6], base + offs[k + 7]
+    for s in range(m):
+        acc[s] = (((((((acc[s] + a0 * x[o0 + s]) + a1 * x[o1 + s]) + a2 * x[o2 + s]) + a3 * x[o3 + s])
+                    + a4 * x[o4 + s]) + a5 * x[o5 + s]) + a6 * x[o6 + s]) + a7 * x[o7 + s]
+
+
+@_jit
+def _gather(acc, ws, offs, n, x, m, base=0):
+    """acc[s] = acc[s] + ws[k] * x[base + offs[k] + s] for k = 0..n-1 in turn (offs: uint64), eight, then
+    four taps per pass over the lanes: a pass costs about as much for eight terms as for one."""
+    mu, b = np.uint64(m), np.uint64(base)
     k = 0
-    while k + 4 <= n:
-        _axpy4(acc, ws[k], offs[k], ws[k + 1], offs[k + 1], ws[k + 2], offs[k + 2], ws[k + 3], offs[k + 3], x, mu)
+    while k + 8 <= n:
+        _axpy8(acc, ws, offs, k, b, x, mu)
+        k += 8
+    if k + 4 <= n:
+        _axpy4(acc, ws[k], b + offs[k], ws[k + 1], b + offs[k + 1], ws[k + 2], b + offs[k + 2], ws[k + 3],
+               b + offs[k + 3], x, mu)
         k += 4
     while k < n:
-        _axpy(acc, ws[k], x[offs[k]:offs[k] + mu], m)
+        o = b + offs[k]
+        _axpy(acc, ws[k], x[o:o + mu], m)
         k += 1
 
 
@@ -161,17 +178,32 @@ def _conv_gather_lanes(x, w, b, y, d, in_active, m):
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ws = np.empty(IC * KH * KW, np.float32)
     offs = np.empty(IC * KH * KW, np.uint64)
+    wi = np.empty(IC * KH * KW, np.float32)            # the row's interior taps: every kx in the input,
+    ri = np.empty(IC * KH * KW, np.uint64)             # offsets from the output's first input column
     for oc in range(OC):
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[oc]
         for oy in range(OH):
             ky0, ky1 = _tap_range(oy, S, P, KH, IH)
+            ni = 0
+            for ic in range(IC):
+                if in_active is not None:
+                    if in_active[ic] == 0:
+                        continue
+                for ky in range(ky0, ky1):
+                    for kx in range(KW):
+                        wi[ni] = w[((oc * IC + ic) * KH + ky) * KW + kx]
+                        ri[ni] = ((ic * IH + oy * S - P + ky) * IW + kx) * m
+                        ni += 1
             for ox in range(OW):
                 kx0, kx1 = _tap_range(ox, S, P, KW, IW)
                 a = ((oc * OH + oy) * OW + ox) * m
                 acc = y[a:a + m]
                 _fill(acc, b0, m)
+                if kx0 == 0 and kx1 == KW:             # the same taps in the same order, shifted
+                    _gather(acc, wi, ri, ni, x, m, (ox * S - P) * m)
+                    continue
                 n = 0
                 for ic in range(IC):
                     if in_active is not None:
@@ -202,24 +234,54 @@ def _convt_taps(O, I, K, S, P):
 
 
 @_jit
+def _convt_classes(tx, nx, OW, S):
+    """Output columns with the same taps shifted: ox and ox' share a class when their kx lists are equal
+    and ix - ox // S is the same per tap. Per ox its class; per class its first ox and its least
+    ix - ox // S (so every tap's offset from the column's base is >= 0)."""
+    cls = np.empty(OW, np.int64)
+    rep = np.empty(OW, np.int64)
+    dmin = np.empty(OW, np.int64)
+    n = 0
+    for ox in range(OW):
+        cls[ox] = -1
+        for c in range(n):
+            r = rep[c]
+            same = nx[r] == nx[ox]
+            for k in range(nx[ox]):
+                if same and (tx[r, k, 0] != tx[ox, k, 0] or tx[r, k, 1] - r // S != tx[ox, k, 1] - ox // S):
+                    same = False
+            if same:
+                cls[ox] = c
+                break
+        if cls[ox] < 0:
+            cls[ox], rep[n], dmin[n] = n, ox, 0
+            for k in range(nx[ox]):
+                dmin[n] = min(dmin[n], tx[ox, k, 1] - ox // S)
+            n += 1
+    return cls, rep[:n], dmin[:n]
+
+
+@_jit
 def _convt_gather_lanes(x, w, b, y, d, in_active, m):
     """convtranspose2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the taps whose
-    input iy = (oy + P - ky) / S, ix = (ox + P - kx) / S is exact and in range; w [IC][OC][KH][KW]."""
+    input iy = (oy + P - ky) / S, ix = (ox + P - kx) / S is exact and in range; w [IC][OC][KH][KW].
+    Per (oc, oy) the tap list is made once per column class (_convt_classes), not once per output."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ty, ny = _convt_taps(OH, IH, KH, S, P)
     tx, nx = _convt_taps(OW, IW, KW, S, P)
-    ws = np.empty(IC * KH * KW, np.float32)
-    offs = np.empty(IC * KH * KW, np.uint64)
+    cls, rep, dmin = _convt_classes(tx, nx, OW, S)
+    ncls = rep.size
+    ws = np.empty((ncls, IC * KH * KW), np.float32)
+    offs = np.empty((ncls, IC * KH * KW), np.uint64)
+    nt = np.empty(ncls, np.int64)
     for oc in range(OC):
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[oc]
         for oy in range(OH):
-            for ox in range(OW):
-                a = ((oc * OH + oy) * OW + ox) * m
-                acc = y[a:a + m]
-                _fill(acc, b0, m)
+            for c in range(ncls):
+                r = rep[c]
                 n = 0
                 for ic in range(IC):
                     if in_active is not None:
@@ -227,12 +289,18 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
                             continue
                     for j in range(ny[oy]):
                         ky, iy = ty[oy, j, 0], ty[oy, j, 1]
-                        for k in range(nx[ox]):
-                            kx, ix = tx[ox, k, 0], tx[ox, k, 1]
-                            ws[n] = w[((ic * OC + oc) * KH + ky) * KW + kx]
-                            offs[n] = ((ic * IH + iy) * IW + ix) * m
+                        for k in range(nx[r]):
+                            kx, ix = tx[r, k, 0], tx[r, k, 1]
+                            ws[c, n] = w[((ic * OC + oc) * KH + ky) * KW + kx]
+                            offs[c, n] = ((ic * IH + iy) * IW + ix - r // S - dmin[c]) * m
                             n += 1
-                _gather(acc, ws, offs, n, x, m)
+                nt[c] = n
+            for ox in range(OW):
+                c = cls[ox]
+                a = ((oc * OH + oy) * OW + ox) * m
+                acc = y[a:a + m]
+                _fill(acc, b0, m)
+                _gather(acc, ws[c], offs[c], nt[c], x, m, (ox // S + dmin[c]) * m)
 
 
 @_jit
