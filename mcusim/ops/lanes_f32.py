@@ -171,31 +171,41 @@ def gemm_f32_backward_weight_lanes(x, dy, dw, db, n_in, n_out, active, m):
 
 # ---- convolution cores ----------------------------------------------------------------------------
 @_jit
+def _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, iy0, ix0, in_active, ws, offs, m):
+    """Output channel oc's taps ic, ky in [ky0, ky1), kx in [kx0, kx1) ascending (the conv2d order): their
+    weights in ws, their input offsets ((ic * IH + iy0 + ky) * IW + ix0 + kx) * m in offs; returns the count."""
+    IC, IH, IW, KH, KW = d[0], d[1], d[2], d[6], d[7]
+    n = 0
+    for ic in range(IC):
+        if in_active is not None:
+            if in_active[ic] == 0:
+                continue
+        for ky in range(ky0, ky1):
+            for kx in range(kx0, kx1):
+                ws[n] = w[((oc * IC + ic) * KH + ky) * KW + kx]
+                offs[n] = ((ic * IH + iy0 + ky) * IW + ix0 + kx) * m
+                n += 1
+    return n
+
+
+@_jit
 def _conv_gather_lanes(x, w, b, y, d, in_active, m):
     """conv2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the in-bounds taps;
-    w [OC][IC][KH][KW]."""
+    w [OC][IC][KH][KW]. Per (oc, oy) the taps of the outputs whose every kx is in the input are listed
+    once, as offsets from the output's first input column."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ws = np.empty(IC * KH * KW, np.float32)
     offs = np.empty(IC * KH * KW, np.uint64)
-    wi = np.empty(IC * KH * KW, np.float32)            # the row's interior taps: every kx in the input,
-    ri = np.empty(IC * KH * KW, np.uint64)             # offsets from the output's first input column
+    wi = np.empty(IC * KH * KW, np.float32)
+    ri = np.empty(IC * KH * KW, np.uint64)
     for oc in range(OC):
         b0 = ZERO
         if b is not None:
             b0 = b.reshape(-1)[oc]
         for oy in range(OH):
             ky0, ky1 = _tap_range(oy, S, P, KH, IH)
-            ni = 0
-            for ic in range(IC):
-                if in_active is not None:
-                    if in_active[ic] == 0:
-                        continue
-                for ky in range(ky0, ky1):
-                    for kx in range(KW):
-                        wi[ni] = w[((oc * IC + ic) * KH + ky) * KW + kx]
-                        ri[ni] = ((ic * IH + oy * S - P + ky) * IW + kx) * m
-                        ni += 1
+            ni = _conv_tap_list(w, oc, d, ky0, ky1, 0, KW, oy * S - P, 0, in_active, wi, ri, m)
             for ox in range(OW):
                 kx0, kx1 = _tap_range(ox, S, P, KW, IW)
                 a = ((oc * OH + oy) * OW + ox) * m
@@ -203,18 +213,9 @@ def _conv_gather_lanes(x, w, b, y, d, in_active, m):
                 _fill(acc, b0, m)
                 if kx0 == 0 and kx1 == KW:             # the same taps in the same order, shifted
                     _gather(acc, wi, ri, ni, x, m, (ox * S - P) * m)
-                    continue
-                n = 0
-                for ic in range(IC):
-                    if in_active is not None:
-                        if in_active[ic] == 0:
-                            continue
-                    for ky in range(ky0, ky1):
-                        for kx in range(kx0, kx1):
-                            ws[n] = w[((oc * IC + ic) * KH + ky) * KW + kx]
-                            offs[n] = ((ic * IH + oy * S - P + ky) * IW + ox * S - P + kx) * m
-                            n += 1
-                _gather(acc, ws, offs, n, x, m)
+                else:
+                    n = _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, oy * S - P, ox * S - P, in_active, ws, offs, m)
+                    _gather(acc, ws, offs, n, x, m)
 
 
 @_jit
