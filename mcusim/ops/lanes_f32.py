@@ -20,9 +20,10 @@ import numpy as np
 from numba import njit
 
 from .layers_f32 import _swap, _tap_range, _transpose_planes, _valid_range
-from .train_f32 import HALF, INV255, ZERO, bce_logit, elbo_f32_backward, kl_normal, pixels_f32_forward, \
-    relu_f32_backward, relu_f32_forward, reparameterize_f32_backward, reparameterize_f32_forward, \
-    sigmoid_f32_forward
+from .nn_math import expf, logf_normal
+from .train_f32 import HALF, INV255, ONE, ZERO, bce_combine, elbo_f32_backward, kl_normal, neg_abs, \
+    pixels_f32_forward, relu_f32_backward, relu_f32_forward, reparameterize_f32_backward, \
+    reparameterize_f32_forward, sigmoid_f32_forward
 
 __all__ = ["gemm_f32_forward_lanes", "gemm_f32_backward_input_lanes", "gemm_f32_backward_weight_lanes",
            "conv2d_f32_forward_lanes", "conv2d_f32_backward_input_lanes", "conv2d_f32_backward_weight_lanes",
@@ -441,16 +442,25 @@ def elbo_f32_backward_lanes(logits, pixels, mu, log_sigma, dlogits, dmu, dlog_si
 
 @_jit
 def elbo_f32_forward_lanes(logits, pixels, mu, log_sigma, n_pixels, n_latent, m):
-    """The per-sample negative ELBOs, [m]: each lane's sums in pixel order, then its KL."""
+    """The per-sample negative ELBOs, [m]: each lane's sums in pixel order, then its KL. The pixel terms
+    are formed for all lanes at once and then added pixel by pixel into every lane's sum (vectorized over
+    the lanes; per lane the same additions in the same order as a loop over its pixels)."""
+    rec = np.zeros(m, np.float32)
+    e = np.empty(m, np.float32)
+    for i in range(n_pixels):
+        z, t = logits[i * m:(i + 1) * m], pixels[i * m:(i + 1) * m]
+        for s in range(m):                     # bce_logit's steps, one loop each so that each vectorizes
+            e[s] = expf(neg_abs(z[s]))
+        for s in range(m):
+            e[s] = logf_normal(ONE + e[s])
+        for s in range(m):
+            rec[s] = rec[s] + bce_combine(z[s], np.float32(t[s]) * INV255, e[s])
     losses = np.empty(m, np.float32)
     for s in range(m):
-        rec = ZERO
-        for i in range(n_pixels):
-            rec = rec + bce_logit(logits[i * m + s], np.float32(pixels[i * m + s]) * INV255)
         mu_s = np.empty(n_latent, np.float32)
         ls_s = np.empty(n_latent, np.float32)
         for j in range(n_latent):
             mu_s[j] = mu[j * m + s]
             ls_s[j] = log_sigma[j * m + s]
-        losses[s] = rec + HALF * kl_normal(mu_s, ls_s, n_latent)
+        losses[s] = rec[s] + HALF * kl_normal(mu_s, ls_s, n_latent)
     return losses

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .nn_math import bits_f32, expf, f32_bits, logf, sqrtf
+from .nn_math import bits_f32, expf, f32_bits, logf, logf_normal, sqrtf
 
 __all__ = ["relu_f32_forward", "relu_f32_backward", "sigmoid_f32_forward", "reparameterize_f32_forward",
            "reparameterize_f32_backward", "elbo_f32_forward", "elbo_f32_backward", "cross_entropy_f32",
@@ -30,7 +30,7 @@ _inline = njit(cache=True, error_model="numpy", inline="always")     # small hel
 
 
 @_jit
-def _neg_abs(x):
+def neg_abs(x):
     """-|x| by setting the sign bit (exact, as -__builtin_fabsf in C)."""
     return bits_f32(np.uint32(f32_bits(x) | SIGN))
 
@@ -38,7 +38,7 @@ def _neg_abs(x):
 @_jit
 def sigmoid(z):
     """exp(-|z|) based, never overflowing (nn_sigmoid)."""
-    e = expf(_neg_abs(z))
+    e = expf(neg_abs(z))
     d = ONE + e
     num = ONE if z >= ZERO else e
     return num / d
@@ -94,10 +94,16 @@ def reparameterize_f32_backward(log_sigma, eps, dz, dmu, dlog_sigma, n):
 
 @_jit
 def bce_logit(z, t):
-    """One pixel's reconstruction term max(z, 0) - z t + log(1 + exp(-|z|)) (nn_bce_logit)."""
+    """One pixel's reconstruction term max(z, 0) - z t + log(1 + exp(-|z|)) (nn_bce_logit; 1 + exp(-|z|)
+    lies in [1, 2], or is NaN, so logf_normal gives logf's bits)."""
+    return bce_combine(z, t, logf_normal(ONE + expf(neg_abs(z))))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def bce_combine(z, t, l):
+    """bce_logit's last step, given l = log(1 + exp(-|z|)): (max(z, 0) - z t) + l."""
     a = z if z > ZERO else ZERO
     b = z * t
-    l = logf(ONE + expf(_neg_abs(z)))
     return (a - b) + l
 
 
