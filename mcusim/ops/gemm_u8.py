@@ -104,11 +104,12 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
     inv_cols = ONE / np.float32(cols)
     stride = rows * run
     n = rows * cols
+    runs = cols // run
     gf = np.empty(n, np.float32)                 # the real gradient, converted once (same values, same order below)
     for r in range(rows):
-        for c in range(cols):
-            k = (c // run) * stride + r * run + c % run
-            gf[k] = sg[r] * np.float32(g[k])
+        for j in range(runs):
+            for k in range(j * stride + r * run, j * stride + r * run + run):
+                gf[k] = sg[r] * np.float32(g[k])
     for r in range(rows):
         if active is not None and active[r] == 0:
             continue
@@ -124,27 +125,27 @@ def sgd_u8_update(w, qw, g, sg, norm, rows, cols, run, lr, alpha_norm, alpha_w, 
             on = active is None or active[r] != 0
             scale = inv_rms(norm[r])
             seed = mix32(f32_bits(norm[r]) ^ range_seed)
-            for c in range(cols):
-                k = (c // run) * stride + r * run + c % run
-                v = s_old * np.float32(np.int32(w[k]) - z_old)
-                if on:
-                    v = v - lr * standardized_step(gf[k], scale)
-                if pass_ == 0:
-                    if v < tmin:
-                        tmin = v
-                    if v > tmax:
-                        tmax = v
-                else:
-                    w[k] = quantize_dithered(v, inv, z_new, dither(seed, k))
+            for j in range(runs):
+                for k in range(j * stride + r * run, j * stride + r * run + run):
+                    v = s_old * np.float32(np.int32(w[k]) - z_old)
+                    if on:
+                        v = v - lr * standardized_step(gf[k], scale)
+                    if pass_ == 0:
+                        if v < tmin:
+                            tmin = v
+                        if v > tmax:
+                            tmax = v
+                    else:
+                        w[k] = quantize_dithered(v, inv, z_new, dither(seed, k))
         if pass_ == 0 and rows > 0 and cols > 0:
             s, z, mn, mx = observe(qw[0].min, qw[0].max, tmin, tmax, alpha_w)
             _set(qw, s, z, mn, mx)
     for r in range(rows):
         maxabs = np.int32(0)
-        for c in range(cols):
-            k = (c // run) * stride + r * run + c % run
-            maxabs = max(maxabs, abs(np.int32(g[k])))
-            g[k] = 0
+        for j in range(runs):
+            for k in range(j * stride + r * run, j * stride + r * run + run):
+                maxabs = max(maxabs, abs(np.int32(g[k])))
+                g[k] = 0
         if active is None or active[r] != 0:
             sg[r] = grad_next_scale(sg[r], maxabs)
 

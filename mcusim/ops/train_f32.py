@@ -184,11 +184,14 @@ def sgd_f32_update(w, g, n, scale):
 
 @_inline
 def row_sum_squares(g, r, cols, run, stride):
-    """sum_c g^2 over structure r, in c order: its c-th element is (c // run) * stride + r * run + c % run."""
+    """sum_c g^2 over structure r, in c order: its c-th element is (c // run) * stride + r * run + c % run
+    (walked run by run, without a division per element)."""
     sq = ZERO
-    for c in range(cols):
-        v = g[(c // run) * stride + r * run + c % run]
-        sq = sq + v * v
+    for j in range(cols // run):
+        k0 = j * stride + r * run
+        for t in range(run):
+            v = g[k0 + t]
+            sq = sq + v * v
     return sq
 
 
@@ -226,10 +229,10 @@ def sgd_f32_standardized_update(w, g, norm, rows, cols, run, lr, alpha_norm, act
             continue
         rms_track(norm, r, row_sum_squares(g, r, cols, run, stride), inv_cols, alpha_norm)
         scale = inv_rms(norm[r])
-        for c in range(cols):
-            k = (c // run) * stride + r * run + c % run
-            w[k] = w[k] - lr * standardized_step(g[k], scale)
-            g[k] = ZERO
+        for j in range(cols // run):
+            for k in range(j * stride + r * run, j * stride + r * run + run):
+                w[k] = w[k] - lr * standardized_step(g[k], scale)
+                g[k] = ZERO
 
 
 @_jit
