@@ -15,9 +15,10 @@ then one weight update.
       batch 100 - one forward/backward pass on a [100, 1, 28, 28] batch, one optimizer step.
     Measured with torch.set_num_threads(<cores>) and with 1 thread.
 
-Every case is warmed up first (Numba compiles on the first call; that is excluded), then timed over
---repeats batches of 100 samples; the table gives the best and the median samples/s. The ratios use
-the best values. On a machine shared with other jobs, wall time mostly measures the others;
+Every case is warmed up first (Numba compiles on the first call; that is excluded), then the cases are
+timed in turn, one batch of 100 samples each per round, for --repeats rounds, so a change in the
+machine's load reaches every case alike; the table gives the best and the median samples/s. The ratios
+use the best values. On a machine shared with other jobs, wall time mostly measures the others;
 --cpu-time times each batch by the process's CPU time instead: on one thread that is its run time
 undisturbed, on several it is their sum (samples per CPU-second: the cost, not the speed).
 
@@ -52,20 +53,23 @@ def n_cores() -> int:
         return os.cpu_count() or 1
 
 
-def rates(batch_fn, repeats: int, warmup: int) -> tuple[float, float]:
-    """(best, median) samples/s of `batch_fn`, which trains on BATCH samples per call."""
-    for i in range(warmup):
-        batch_fn(i)
-    times = []
+def interleaved_rates(batch_fns: list, repeats: int) -> list[tuple[float, float]]:
+    """(best, median) samples/s of each `batch_fn(i)` (BATCH samples a call), timed round-robin: one batch
+    of each case in turn, `repeats` rounds, so a change in the machine's load falls on every case alike
+    rather than on whichever case was running when it came."""
+    times = [[] for _ in batch_fns]
     for i in range(repeats):
-        t0 = clock()
-        batch_fn(warmup + i)
-        times.append(clock() - t0)
-    return BATCH / min(times), BATCH / statistics.median(times)
+        for fn, ts in zip(batch_fns, times):
+            t0 = clock()
+            fn(i)
+            ts.append(clock() - t0)
+    return [(BATCH / min(ts), BATCH / statistics.median(ts)) for ts in times]
 
 
 # ---- (a) Numba twins ----------------------------------------------------------------------------
-def bench_numba(model, images: np.ndarray, precision: str, threads: int, repeats: int):
+def bench_numba(model, images: np.ndarray, precision: str, threads: int):
+    """One batch of the Numba twins as a function of the batch index, compiled and warmed up; and the
+    compile (or cache load) time."""
     sample_scalars, update_scalars = SCALARS[precision]
     p = build(model, precision)
     h = HostStep(p, threads=threads)
@@ -81,8 +85,8 @@ def bench_numba(model, images: np.ndarray, precision: str, threads: int, repeats
     t0 = time.perf_counter()
     one_batch(0)                                             # compiles (or loads Numba's cache)
     compile_s = time.perf_counter() - t0
-    best, med = rates(one_batch, repeats, warmup=1)
-    return best, med, compile_s
+    one_batch(1)                                             # warm-up
+    return one_batch, compile_s
 
 
 # ---- (b) PyTorch --------------------------------------------------------------------------------
@@ -130,8 +134,9 @@ def torch_vae(torch, model):
     return mods, forward
 
 
-def bench_torch(torch, model, images: np.ndarray, threads: int, batch: int, repeats: int):
-    torch.set_num_threads(threads)
+def bench_torch(torch, model, images: np.ndarray, threads: int, batch: int):
+    """One batch of the PyTorch VAE (its thread count set on every call) as a function of the batch index,
+    warmed up."""
     torch.manual_seed(0)
     F = torch.nn.functional
     mods, forward = torch_vae(torch, model)
@@ -148,6 +153,7 @@ def bench_torch(torch, model, images: np.ndarray, threads: int, batch: int, repe
         (rec + kl).backward()                                # per image summed, over the batch summed
 
     def one_batch(i: int) -> None:
+        torch.set_num_threads(threads)
         idx = perm[(i % n_batches) * BATCH:(i % n_batches + 1) * BATCH]
         if batch == 1:
             for j in idx.tolist():
@@ -158,7 +164,9 @@ def bench_torch(torch, model, images: np.ndarray, threads: int, batch: int, repe
         opt.step()
         opt.zero_grad(set_to_none=False)
 
-    return rates(one_batch, repeats, warmup=2)
+    for i in range(2):
+        one_batch(i)
+    return one_batch
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -178,11 +186,11 @@ def main() -> None:
     images = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.uint8)           # [N, 784]
     cores = n_cores()
     thread_counts = sorted({cores, 1}, reverse=True)
-    rows = []        # (implementation, batch, threads, best, median)
+    cases = []       # (implementation, batch, threads, one_batch)
     notes = []
     for precision, threads in [("fp32", t) for t in thread_counts] + [("u8", 1)]:
-        best, med, compile_s = bench_numba(model, images, precision, threads, args.repeats)
-        rows.append((f"mcusim Numba {precision}", BATCH if precision == "fp32" else 1, threads, best, med))
+        one_batch, compile_s = bench_numba(model, images, precision, threads)
+        cases.append((f"mcusim Numba {precision}", BATCH if precision == "fp32" else 1, threads, one_batch))
         notes.append(f"Numba {precision}, {threads} thread{'s' if threads > 1 else ''}: first batch "
                      f"(compile / cache load) {compile_s:.1f} s, excluded")
 
@@ -195,11 +203,14 @@ def main() -> None:
     if torch is not None:
         for threads in thread_counts:
             for batch in (1, BATCH):
-                best, med = bench_torch(torch, model, images, threads, batch, args.repeats)
-                rows.append((f"PyTorch {torch.__version__} fp32", batch, threads, best, med))
+                cases.append((f"PyTorch {torch.__version__} fp32", batch, threads,
+                              bench_torch(torch, model, images, threads, batch)))
+    rows = [(name, batch, threads, best, med) for (name, batch, threads, _), (best, med)
+            in zip(cases, interleaved_rates([c[3] for c in cases], args.repeats))]   # (impl., batch, threads, ...)
 
     print(f"VAE '{model.name}' training step, {model.n_params} parameters, {BATCH} samples per update, "
-          f"{cores} cores, best / median of {args.repeats} batches, timed by "
+          f"{cores} cores, best / median of {args.repeats} batches per case (cases taken in turn, batch by "
+          f"batch), timed by "
           f"{'CPU time (of all threads)' if args.cpu_time else 'wall time'}")
     if hasattr(os, "getloadavg"):
         print(f"load average (1/5/15 min) at the end: {' / '.join(f'{v:.2f}' for v in os.getloadavg())} "
