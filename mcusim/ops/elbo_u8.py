@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .nn_math import expf, logf_normal
 from .quant_u8 import quantize
-from .train_f32 import HALF, INV255, ONE, ZERO, bce_combine, kl_normal, kl_normal_backward, neg_abs, sigmoid
+from .train_f32 import HALF, INV255, ONE, ZERO, bce_combine, bce_softplus, kl_normal, kl_normal_backward, sigmoid
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -30,7 +29,7 @@ def elbo_u8_forward(y, qy, pixels, mu, log_sigma, n_pixels, n_latent):
     z = _code_logits(qy)
     soft = np.empty(256, np.float32)
     for c in range(256):
-        soft[c] = logf_normal(ONE + expf(neg_abs(z[c])))
+        soft[c] = bce_softplus(z[c])
     rec = ZERO
     for i in range(n_pixels):
         rec = rec + bce_combine(z[y[i]], np.float32(pixels[i]) * INV255, soft[y[i]])

@@ -96,7 +96,13 @@ def reparameterize_f32_backward(log_sigma, eps, dz, dmu, dlog_sigma, n):
 def bce_logit(z, t):
     """One pixel's reconstruction term max(z, 0) - z t + log(1 + exp(-|z|)) (nn_bce_logit; 1 + exp(-|z|)
     lies in [1, 2], or is NaN, so logf_normal gives logf's bits)."""
-    return bce_combine(z, t, logf_normal(ONE + expf(neg_abs(z))))
+    return bce_combine(z, t, bce_softplus(z))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def bce_softplus(z):
+    """bce_logit's log(1 + exp(-|z|))."""
+    return logf_normal(ONE + expf(neg_abs(z)))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
