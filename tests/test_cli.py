@@ -12,15 +12,16 @@ RUN_KEYS = {"cycles", "instructions", "return_value", "static_sram_bytes", "stac
             "sram_peak_bytes", "flash_bytes", "hclk_hz", "seconds"}
 
 
-def mcusim(*args, cwd=None):
+def mcusim(*args, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "mcusim.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+                          text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def elf(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "basics.elf"
-    proc = mcusim("cc", FIRMWARE / "basics.c", "-o", out, "-O3")
+    # the suite's first `mcusim cc`: on a cold cache it builds picolibc first (3 min on a loaded 2-core machine)
+    proc = mcusim("cc", FIRMWARE / "basics.c", "-o", out, "-O3", timeout=900)
     assert proc.returncode == 0, proc.stderr
     return out
 
