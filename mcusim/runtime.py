@@ -196,7 +196,7 @@ def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | 
     exact range for u8; activation and error ranges start at [-1, 1]; the image's range is [0, 1]
     (scale 1/255, zero point 0); u8 gradient rows start with the scale GRAD_SCALE_INIT (the update
     adapts it batch by batch)."""
-    from .ops.quant_u8 import grad_scales, make_qparams
+    from .ops.quant_u8 import grad_scales, make_qparams, quantize_tensor
     rng = np.random.default_rng(seed)
     state: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
@@ -210,11 +210,7 @@ def initial_state(program: Program, seed: int, weights: dict[str, np.ndarray] | 
         if t.init in ("weight", "bias") and t.dtype == "f32":
             state[t.name] = floats[t.name]
         elif t.init in ("weight", "bias"):
-            values = floats[t.name]
-            q = make_qparams(values.min(), values.max())
-            scale, zp = float(q["scale"][0]), int(q["zero_point"][0])
-            state[t.name] = np.clip(np.floor(values / np.float32(scale) + np.float32(0.5)) + zp, 0, 255).astype(np.uint8)
-            state[t.name + ".qparams"] = q
+            state[t.name], state[t.name + ".qparams"] = quantize_tensor(floats[t.name])
         elif t.init == "grad_scale":
             state[t.name] = grad_scales(t.count)
         elif t.init == "qp_pixels":

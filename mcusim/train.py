@@ -48,6 +48,21 @@ MCU_PROVENANCE = {
 }
 
 
+def checkpoint_layout(program: Program) -> str:
+    """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
+    return json.dumps([[t.name, t.dtype, t.count] for t in program.tensors.values()])
+
+
+def write_checkpoint(path: Path, results: dict, program: Program, arenas: dict[str, np.ndarray]) -> None:
+    """A run's checkpoint (its results, the layout and every arena), written atomically."""
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, results=np.frombuffer(json.dumps(results).encode(), np.uint8),
+             layout=np.frombuffer(checkpoint_layout(program).encode(), np.uint8),
+             **{f"arena_{k}": v for k, v in arenas.items()})
+    write_atomic(path, buf.getvalue())
+
+
 class TrainError(McusimError):
     """A training run cannot start or continue (bad configuration, checkpoint mismatch, ...)."""
 
@@ -250,12 +265,7 @@ class Trainer:
 
     # -- checkpoint ----------------------------------------------------------------------------
     def _save(self) -> None:
-        arrays = {f"arena_{k}": v for k, v in self.host.arenas.items()}
-        import io
-        buf = io.BytesIO()
-        np.savez(buf, results=np.frombuffer(json.dumps(self.results).encode(), np.uint8),
-                 layout=np.frombuffer(self._layout().encode(), np.uint8), **arrays)
-        write_atomic(self.out / "checkpoint.npz", buf.getvalue())
+        write_checkpoint(self.out / "checkpoint.npz", self.results, self.program, self.host.arenas)
         write_atomic(self.out / "results.json", json.dumps(self.results, indent=1).encode())
 
     def _claim_output(self) -> None:
@@ -304,10 +314,6 @@ class Trainer:
         if not ok:
             raise ValueError("its results are not those of an mcusim run of this model")
 
-    def _layout(self) -> str:
-        """Every tensor's name, dtype and size in arena order: what a checkpoint's bytes mean."""
-        return json.dumps([[t.name, t.dtype, t.count] for t in self.program.tensors.values()])
-
     def _resume(self) -> None:
         path = self.out / "checkpoint.npz"
         if not path.exists():
@@ -332,7 +338,7 @@ class Trainer:
             if theirs != mine.get(key):
                 raise TrainError(f"--resume: the checkpoint in {self.out} was made with {key}="
                                  f"{theirs!r}, this run asks for {mine.get(key)!r}")
-        if layout != self._layout():
+        if layout != checkpoint_layout(self.program):
             raise TrainError(f"--resume: {path} was written with another memory layout (a different model file, "
                              f"or an mcusim older than the operator registry); finish that run with the mcusim "
                              f"that started it, or start afresh in another --out")

@@ -36,5 +36,5 @@ def test_quantized_weights_span_the_codes_and_round_to_nearest():
 
 def test_a_folder_without_a_checkpoint_is_refused_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(TOOL), str(tmp_path), str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "has no checkpoint.npz" in r.stderr

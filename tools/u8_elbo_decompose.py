@@ -28,11 +28,18 @@ import numpy as np
 
 from mcusim.datasets import load
 from mcusim.graph import load_model
-from mcusim.ops.quant_u8 import qparams_from_range
+from mcusim.ops.quant_u8 import quantize_tensor
 from mcusim.runtime import HostStep
 from mcusim.tasks import build
+from mcusim.train import checkpoint_layout, write_checkpoint
 
 NOISE_SEED = 12345
+
+
+def refuse(message: str) -> None:
+    """Bad input: one line on stderr and exit status 2, as mcusim's commands do."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def load_run(run: Path) -> tuple[dict, HostStep]:
@@ -40,8 +47,8 @@ def load_run(run: Path) -> tuple[dict, HostStep]:
     with np.load(run / "checkpoint.npz", allow_pickle=False) as ck:
         config = json.loads(bytes(ck["results"]).decode())["config"]
         program = build(load_model(config["variant"]), config["precision"], config["sparse"] is not None)
-        if bytes(ck["layout"]).decode() != json.dumps([[t.name, t.dtype, t.count] for t in program.tensors.values()]):
-            sys.exit(f"{run}: its checkpoint was written by another mcusim (memory layout differs)")
+        if bytes(ck["layout"]).decode() != checkpoint_layout(program):
+            refuse(f"{run}: its checkpoint was written by another mcusim (memory layout differs)")
         host = HostStep(program, threads=1)
         for key in ck.files:
             if key.startswith("arena_"):
@@ -66,11 +73,8 @@ def dequantized(u8: HostStep, name: str) -> np.ndarray:
 
 
 def quantize_into(u8: HostStep, name: str, w: np.ndarray) -> None:
-    """w as u8 codes on its exact [min, max] (round to nearest), and its qparams."""
-    scale, zero = qparams_from_range(np.float32(w.min()), np.float32(w.max()))
-    q = u8.view(name + ".qparams")
-    q["scale"], q["zero_point"], q["min"], q["max"] = scale, zero, w.min(), w.max()
-    u8.view(name)[...] = np.clip(np.floor(w / scale + np.float32(0.5)) + zero, 0, 255).astype(np.uint8)
+    """w as u8 codes on its exact [min, max] (as initial weights are quantized), and its qparams."""
+    u8.view(name)[...], u8.view(name + ".qparams")[...] = quantize_tensor(w)
 
 
 def main() -> None:
@@ -84,14 +88,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="epochs of the --hold continuation")
     a = ap.parse_args()
     if a.hold is not None and a.hold.exists():
-        sys.exit(f"--hold {a.hold} exists: name a new folder")
+        refuse(f"--hold {a.hold} exists: name a new folder")
     for run in (a.u8_run, a.fp32_run):
         if not (run / "checkpoint.npz").is_file():
-            sys.exit(f"{run} has no checkpoint.npz: name the --out folder of a finished `mcusim vae train` run")
+            refuse(f"{run} has no checkpoint.npz: name the --out folder of a finished `mcusim vae train` run")
     cu, u8 = load_run(a.u8_run)
     cf, f32 = load_run(a.fp32_run)
     if (cu["precision"], cf["precision"]) != ("u8", "fp32") or (cu["variant"], cu["dataset"]) != (cf["variant"], cf["dataset"]):
-        sys.exit("give a u8 run and an fp32 run of the same variant and dataset")
+        refuse("give a u8 run and an fp32 run of the same variant and dataset")
     train, test = (load(cu["dataset"], split, a.data_dir)[0] for split in ("train", "test"))
     train, test = (np.ascontiguousarray(x.reshape(len(x), -1), np.uint8) for x in (train, test))
     trained = {n: f32.view(n).copy() for n in weight_names(f32)}
@@ -118,12 +122,10 @@ def write_hold(a, config: dict, u8: HostStep) -> None:
     and a.epochs more epochs, for `vae train --resume`."""
     with np.load(a.u8_run / "checkpoint.npz", allow_pickle=False) as ck:
         results = json.loads(bytes(ck["results"]).decode())
-        layout = ck["layout"]
     epochs = len(results["epochs"]) + a.epochs
     results["config"].update(lr=a.lr, lr_schedule="constant", epochs=epochs)
     a.hold.mkdir(parents=True)
-    np.savez(a.hold / "checkpoint.npz", results=np.frombuffer(json.dumps(results).encode(), np.uint8), layout=layout,
-             **{f"arena_{d}": arena for d, arena in u8.arenas.items()})
+    write_checkpoint(a.hold / "checkpoint.npz", results, u8.program, u8.arenas)
     data = f" --data-dir {a.data_dir}" if a.data_dir else ""
     print(f"continue with: mcusim vae train --resume --out {a.hold} --dataset {config['dataset']} --variant "
           f"{config['variant']} --precision u8 --lr {a.lr} --lr-schedule constant --epochs {epochs}{data}")

@@ -28,6 +28,14 @@ def make_qparams(min_: float = -1.0, max_: float = 1.0) -> np.ndarray:
     return q
 
 
+def quantize_tensor(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values as uint8 codes on their exact [min, max] (round half up), and that range's qparams:
+    how an initial weight tensor is quantized."""
+    q = make_qparams(values.min(), values.max())
+    scale, zp = np.float32(q["scale"][0]), int(q["zero_point"][0])
+    return np.clip(np.floor(values / scale + np.float32(0.5)) + zp, 0, 255).astype(np.uint8), q
+
+
 # The gradient scale of a row of an int16 gradient buffer before its first batch: 2^-16 holds a batch sum
 # of up to 0.5 per weight at full int16 range; nn_grad_next_scale adapts it after every batch (saturation
 # grows it by NN_GRAD_GROW per batch), so only the first batches depend on this choice.
