@@ -9,6 +9,9 @@ from mcusim.ops import layers_f32 as L
 from mcusim.ops import train_f32 as T
 
 M = 7                                      # lanes: odd, so no vector width divides it
+# Lane counts for the layers: below the SIMD width (the one-sample twins lane by lane), one block and a tail
+# overlapping it, and four blocks and more (the register-blocked groups and their leftovers).
+LANE_COUNTS = (M, 13, 37)
 
 
 def lanes_of(samples: np.ndarray) -> np.ndarray:
@@ -30,7 +33,7 @@ def f32(rng, *shape):
     return v
 
 
-def check_layer(one, lanes, n_x, n_y, w, b, d, rng, active=None):
+def check_layer(one, lanes, n_x, n_y, w, b, d, rng, active=None, M=M):
     """forward, backward_input and backward_weight of one layer: lanes vs. one sample at a time."""
     fwd, bwd_in, bwd_w = one
     fwd_l, bwd_in_l, bwd_w_l = lanes
@@ -59,23 +62,25 @@ def check_layer(one, lanes, n_x, n_y, w, b, d, rng, active=None):
     assert np.array_equal(bits(dw_l), bits(dw)) and np.array_equal(bits(db_l), bits(db))
 
 
-@pytest.mark.parametrize("n_in, n_out, masked", [(13, 9, False), (784, 60, False), (10, 17, True)])
-def test_gemm_lanes(n_in, n_out, masked):
+@pytest.mark.parametrize("m", LANE_COUNTS)
+@pytest.mark.parametrize("n_in, n_out, masked", [(13, 9, False), (784, 60, False), (10, 17, True), (21, 6, True)])
+def test_gemm_lanes(n_in, n_out, masked, m):
     rng = np.random.default_rng(n_in)
     active = (rng.random(n_out) < 0.6).astype(np.uint8) if masked else None
     check_layer((L.gemm_f32_forward, L.gemm_f32_backward_input, L.gemm_f32_backward_weight),
                 (LN.gemm_f32_forward_lanes, LN.gemm_f32_backward_input_lanes, LN.gemm_f32_backward_weight_lanes),
                 n_in, n_out, f32(rng, n_out * n_in), f32(rng, n_out), (np.int32(n_in), np.int32(n_out)), rng,
-                active)
+                active, m)
 
 
 # (in_c, in_h, in_w, out_c, k, stride, pad): the VAE's layers and odd ones (wide and narrow, k > stride)
 GEOMETRIES = [(1, 28, 28, 8, 3, 2, 1), (8, 14, 14, 16, 3, 2, 1), (3, 9, 7, 5, 3, 1, 0), (2, 6, 5, 9, 4, 3, 2)]
 
 
+@pytest.mark.parametrize("m", LANE_COUNTS)
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @pytest.mark.parametrize("op", ["conv2d", "convtranspose2d"])
-def test_conv_lanes(op, geometry):
+def test_conv_lanes(op, geometry, m):
     ic, ih, iw, oc, k, s, p = geometry
     rng = np.random.default_rng(ih * 31 + oc)
     if op == "conv2d":
@@ -86,7 +91,7 @@ def test_conv_lanes(op, geometry):
     for active in (None, (rng.random(oc) < 0.5).astype(np.uint8)):
         check_layer(tuple(getattr(L, f"{op}_f32_{f}") for f in ("forward", "backward_input", "backward_weight")),
                     tuple(getattr(LN, f"{op}_f32_{f}_lanes") for f in ("forward", "backward_input", "backward_weight")),
-                    ic * ih * iw, oc * oh * ow, f32(rng, oc * ic * k * k), f32(rng, oc), (d,), rng, active)
+                    ic * ih * iw, oc * oh * ow, f32(rng, oc * ic * k * k), f32(rng, oc), (d,), rng, active, m)
 
 
 def test_elbo_and_elementwise_lanes():

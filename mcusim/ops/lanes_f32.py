@@ -7,20 +7,31 @@ element i); weights, gradients and the other tensors shared by the samples are l
 Every lane twin has its one-sample twin's name plus "_lanes", the same arguments and `m` last.
 
 Why the bits stay the same: each output element of one sample is summed in the order nn.h documents,
-one lane per sample, and the innermost loops run over the lanes, which are independent (LLVM
-vectorizes them; no fastmath, no FMA, float32 throughout, as in mcusim/ops/nn_math.py). Gradients
-are the one place where samples meet: the C adds each sample's term to a gradient element in sample
-order, so the lane twins form every sample's term first (a product, or a whole per-sample partial sum)
-and then add the terms to the element for s = 0, 1, ..., m - 1, exactly as m calls would.
-The lane twins are serial: several threads each run a part of the batch's lanes (mcusim/host_threads.py).
+one lane per sample, and the lanes are independent; every step is one float32 multiply and one float32
+add, never fused (mcusim/ops/simd.py), as in mcusim/ops/nn_math.py. Gradients are the one place where
+samples meet: the C adds each sample's term to a gradient element in sample order, so the lane twins
+form every sample's term first (a product, or a whole per-sample partial sum) and then add the terms to
+the element for s = 0, 1, ..., m - 1, exactly as m calls would.
+
+Why it is fast: the sums are register-blocked. A block of eight lanes of four outputs that share their
+inputs (four output channels at one position, four gemm rows) keeps its four sums in SIMD registers
+over all of the outputs' terms, so one load of the inputs serves four outputs and no sum goes to memory
+between terms; the weight gradients do the same with four channels' planes against one shared plane,
+or four rows of dw, eight columns wide, over all m samples. Below WIDTH lanes the one-sample twins run
+lane by lane. The lane twins are serial: several threads each run a part of the batch's lanes
+(mcusim/host_threads.py).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from .layers_f32 import _swap, _tap_range, _transpose_planes, _valid_range
+from .layers_f32 import _swap, _tap_range, _transpose_planes, _valid_range, conv2d_f32_backward_input, \
+    conv2d_f32_backward_weight, conv2d_f32_forward, convtranspose2d_f32_backward_input, \
+    convtranspose2d_f32_backward_weight, convtranspose2d_f32_forward, gemm_f32_backward_input, \
+    gemm_f32_backward_weight, gemm_f32_forward
 from .nn_math import expf, logf_normal
+from .simd import WIDTH, load8, madd8, splat8, splat_at, store8
 from .train_f32 import HALF, INV255, ONE, ZERO, bce_combine, elbo_f32_backward, kl_normal, neg_abs, \
     pixels_f32_forward, relu_f32_backward, relu_f32_forward, reparameterize_f32_backward, \
     reparameterize_f32_forward, sigmoid_f32_forward
@@ -35,57 +46,23 @@ __all__ = ["gemm_f32_forward_lanes", "gemm_f32_backward_input_lanes", "gemm_f32_
 _jit = njit(cache=True, error_model="numpy")
 
 
+@_jit
+def _n_blocks(m):
+    return (m + WIDTH - 1) // WIDTH
+
+
+@_jit
+def _block(k, m):
+    """First lane of lane block k (m >= WIDTH). The last block ends at lane m - 1 and may overlap the
+    one before; it computes those lanes again, to the same bits, so only kernels that write their
+    results (never add to them) use it."""
+    return min(k * WIDTH, m - WIDTH)
+
 
 @_jit
 def _fill(row, v, m):
     for s in range(m):
         row[s] = v
-
-
-@_jit
-def _axpy(acc, a, x, m):
-    """acc[s] = acc[s] + a * x[s], lane by lane (one multiply, one add each: the kernels' step)."""
-    for s in range(m):
-        acc[s] = acc[s] + a * x[s]
-
-
-@_jit
-def _axpy4(acc, a0, o0, a1, o1, a2, o2, a3, o3, x, m):
-    """Four _axpy steps in one pass over the lanes, acc[s] += a_j * x[o_j + s] for j = 0..3 in turn.
-    Offsets and m are unsigned, so the indexing needs no negative-index check and the loop vectorizes."""
-    for s in range(m):
-        acc[s] = (((acc[s] + a0 * x[o0 + s]) + a1 * x[o1 + s]) + a2 * x[o2 + s]) + a3 * x[o3 + s]
-
-
-@_jit
-def _axpy8(acc, ws, offs, k, base, x, m):
-    """Eight _axpy steps in one pass over the lanes: acc[s] += ws[k + j] * x[base + offs[k + j] + s] for
-    j = 0..7 in turn (base, offs, m unsigned: no negative-index check, the loop vectorizes)."""
-    a0, a1, a2, a3, a4, a5, a6, a7 = ws[k], ws[k + 1], ws[k + 2], ws[k + 3], ws[k + 4], ws[k + 5], ws[k + 6], ws[k + 7]
-    o0, o1, o2, o3 = base + offs[k], base + offs[k + 1], base + offs[k + 2], base + offs[k + 3]
-    o4, o5, o6, o7 = base + offs[k + 4], base + offs[k + 5], base + offs[k + 6], base + offs[k + 7]
-    for s in range(m):
-        acc[s] = (((((((acc[s] + a0 * x[o0 + s]) + a1 * x[o1 + s]) + a2 * x[o2 + s]) + a3 * x[o3 + s])
-                    + a4 * x[o4 + s]) + a5 * x[o5 + s]) + a6 * x[o6 + s]) + a7 * x[o7 + s]
-
-
-@_jit
-def _gather(acc, ws, offs, n, x, m, base=0):
-    """acc[s] = acc[s] + ws[k] * x[base + offs[k] + s] for k = 0..n-1 in turn (offs: uint64), eight, then
-    four taps per pass over the lanes: a pass costs about as much for eight terms as for one."""
-    mu, b = np.uint64(m), np.uint64(base)
-    k = 0
-    while k + 8 <= n:
-        _axpy8(acc, ws, offs, k, b, x, mu)
-        k += 8
-    if k + 4 <= n:
-        _axpy4(acc, ws[k], b + offs[k], ws[k + 1], b + offs[k + 1], ws[k + 2], b + offs[k + 2], ws[k + 3],
-               b + offs[k + 3], x, mu)
-        k += 4
-    while k < n:
-        o = b + offs[k]
-        _axpy(acc, ws[k], x[o:o + mu], m)
-        k += 1
 
 
 @_jit
@@ -97,84 +74,224 @@ def _add_lanes_in_order(g, k, terms, m):
     g[k] = acc
 
 
+@_jit
+def _add_rows_in_order(g, ga, k, terms, nr, m):
+    """_add_lanes_in_order for nr <= 4 gradient elements g[ga[j] + k] and their terms[j * m:(j + 1) * m]:
+    four chains of adds side by side, so that their latencies overlap."""
+    if nr < 4:
+        for j in range(nr):
+            _add_lanes_in_order(g, ga[j] + k, terms[j * m:(j + 1) * m], m)
+        return
+    a0, a1, a2, a3 = g[ga[0] + k], g[ga[1] + k], g[ga[2] + k], g[ga[3] + k]
+    for s in range(m):
+        a0 = a0 + terms[s]
+        a1 = a1 + terms[m + s]
+        a2 = a2 + terms[2 * m + s]
+        a3 = a3 + terms[3 * m + s]
+    g[ga[0] + k], g[ga[1] + k], g[ga[2] + k], g[ga[3] + k] = a0, a1, a2, a3
+
+
+@_jit
+def _biases(b, n):
+    """Each output's starting sum: its bias, or +0.0 without one."""
+    if b is None:
+        return np.zeros(n, np.float32)
+    return b.reshape(-1).copy()
+
+
+# ---- m < WIDTH: the one-sample twins lane by lane -------------------------------------------------
+@_jit
+def _lane(a, n, m, s):
+    """Sample s's n values out of the lane layout."""
+    a, v = a.reshape(-1), np.empty(n, np.float32)
+    for i in range(n):
+        v[i] = a[i * m + s]
+    return v
+
+
+@_jit
+def _set_lane(a, n, m, s, v):
+    a = a.reshape(-1)
+    for i in range(n):
+        a[i * m + s] = v[i]
+
+
+# ---- register-blocked sums: four outputs' taps over a block of lanes ------------------------------
+@_jit
+def _gather4(y, ya, yst, b0, b1, b2, b3, W, wa, wst, offs, n, x, base, m):
+    """Four outputs that share their taps' inputs, for every lane s: y[ya + j * yst + s] = b_j, then
+    + W[wa + j * wst + k] * x[base + offs[k] + s] for k = 0..n-1 in turn (j = 0..3). The four sums stay
+    in registers over all n taps and each load of x serves all four."""
+    w0, w1, w2, w3 = wa, wa + wst, wa + 2 * wst, wa + 3 * wst
+    for blk in range(_n_blocks(m)):
+        s = _block(blk, m)
+        a0, a1, a2, a3 = splat8(b0), splat8(b1), splat8(b2), splat8(b3)
+        for k in range(n):
+            xv = load8(x, base + offs[k] + s)
+            a0 = madd8(a0, splat_at(W, w0 + k), xv)
+            a1 = madd8(a1, splat_at(W, w1 + k), xv)
+            a2 = madd8(a2, splat_at(W, w2 + k), xv)
+            a3 = madd8(a3, splat_at(W, w3 + k), xv)
+        store8(y, ya + s, a0)
+        store8(y, ya + yst + s, a1)
+        store8(y, ya + 2 * yst + s, a2)
+        store8(y, ya + 3 * yst + s, a3)
+
+
+@_jit
+def _gather1(y, ya, b0, W, wa, offs, n, x, base, m):
+    """One output as _gather4 sums it: four lane blocks at a time (four sums in registers), then the
+    remaining blocks one by one."""
+    nb, blk = _n_blocks(m), 0
+    while blk + 4 <= nb:
+        s0, s1, s2, s3 = _block(blk, m), _block(blk + 1, m), _block(blk + 2, m), _block(blk + 3, m)
+        a0 = a1 = a2 = a3 = splat8(b0)
+        for k in range(n):
+            o, wk = base + offs[k], splat_at(W, wa + k)
+            a0 = madd8(a0, wk, load8(x, o + s0))
+            a1 = madd8(a1, wk, load8(x, o + s1))
+            a2 = madd8(a2, wk, load8(x, o + s2))
+            a3 = madd8(a3, wk, load8(x, o + s3))
+        store8(y, ya + s0, a0)
+        store8(y, ya + s1, a1)
+        store8(y, ya + s2, a2)
+        store8(y, ya + s3, a3)
+        blk += 4
+    for blk in range(blk, nb):
+        s = _block(blk, m)
+        a = splat8(b0)
+        for k in range(n):
+            a = madd8(a, splat_at(W, wa + k), load8(x, base + offs[k] + s))
+        store8(y, ya + s, a)
+
+
+@_jit
+def _gather(y, ya, yst, nr, init, W, wa, wst, offs, n, x, base, m):
+    """Outputs r = 0..nr-1 sharing one tap list: y[ya + r * yst + s] = init[r], then + W[wa + r * wst + k]
+    * x[base + offs[k] + s] for k = 0..n-1 in turn; in fours (_gather4), the rest one by one."""
+    r = 0
+    while r + 4 <= nr:
+        _gather4(y, ya + r * yst, yst, init[r], init[r + 1], init[r + 2], init[r + 3], W, wa + r * wst, wst,
+                 offs, n, x, base, m)
+        r += 4
+    for r in range(r, nr):
+        _gather1(y, ya + r * yst, init[r], W, wa + r * wst, offs, n, x, base, m)
+
+
+@_jit
+def _outer_add(D, dst, rows, A, B, nb, m):
+    """D[r * dst + c] += A[r * m + s] * B[s * nb + c] for s = 0..m-1 in turn, for the rows r listed and
+    every column c < nb: eight columns of four rows held in registers over all m samples, the rest of
+    the rows one by one, the last nb % WIDTH columns as scalars."""
+    nr, nv = rows.size, nb - nb % WIDTH
+    for c in range(0, nv, WIDTH):
+        q = 0
+        while q + 4 <= nr:
+            r0, r1, r2, r3 = rows[q], rows[q + 1], rows[q + 2], rows[q + 3]
+            d0, d1, d2, d3 = r0 * dst + c, r1 * dst + c, r2 * dst + c, r3 * dst + c
+            a0, a1, a2, a3 = load8(D, d0), load8(D, d1), load8(D, d2), load8(D, d3)
+            for s in range(m):
+                bv = load8(B, s * nb + c)
+                a0 = madd8(a0, splat_at(A, r0 * m + s), bv)
+                a1 = madd8(a1, splat_at(A, r1 * m + s), bv)
+                a2 = madd8(a2, splat_at(A, r2 * m + s), bv)
+                a3 = madd8(a3, splat_at(A, r3 * m + s), bv)
+            store8(D, d0, a0)
+            store8(D, d1, a1)
+            store8(D, d2, a2)
+            store8(D, d3, a3)
+            q += 4
+        for q in range(q, nr):
+            r = rows[q]
+            a = load8(D, r * dst + c)
+            for s in range(m):
+                a = madd8(a, splat_at(A, r * m + s), load8(B, s * nb + c))
+            store8(D, r * dst + c, a)
+    for r in rows:
+        for c in range(nv, nb):
+            acc = D[r * dst + c]
+            for s in range(m):
+                acc = acc + A[r * m + s] * B[s * nb + c]
+            D[r * dst + c] = acc
+
+
+@_jit
+def _active_rows(active, n):
+    """The indices o < n with active[o] != 0 (all of them when active is None), ascending."""
+    rows = np.empty(n, np.int64)
+    k = 0
+    for o in range(n):
+        if active is not None:
+            if active[o] == 0:
+                continue
+        rows[k] = o
+        k += 1
+    return rows[:k]
+
+
 # ---- gemm ---------------------------------------------------------------------------------------
 @_jit
 def gemm_f32_forward_lanes(x, w, b, y, n_in, n_out, m):
     """Row o of every lane: acc = b[o]; i ascending: acc += w[o][i] * x[i]."""
+    if m < WIDTH:
+        for s in range(m):
+            ys = np.empty(n_out, np.float32)
+            gemm_f32_forward(_lane(x, n_in, m, s), w, b, ys, n_in, n_out)
+            _set_lane(y, n_out, m, s, ys)
+        return
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    offs = (np.arange(n_in) * m).astype(np.uint64)
-    for o in range(n_out):
-        acc = y[o * m:(o + 1) * m]
-        b0 = ZERO
-        if b is not None:
-            b0 = b.reshape(-1)[o]
-        _fill(acc, b0, m)
-        _gather(acc, w[o * n_in:(o + 1) * n_in], offs, n_in, x, m)
+    offs = np.arange(n_in) * m
+    _gather(y, 0, m, n_out, _biases(b, n_out), w, 0, n_in, offs, n_in, x, 0, m)
 
 
 @_jit
 def gemm_f32_backward_input_lanes(w, dy, dx, n_in, n_out, active, m):
     """dx[i] of every lane: acc = 0; active rows o ascending: acc += w[o][i] * dy[o]."""
+    if m < WIDTH:
+        for s in range(m):
+            dxs = np.empty(n_in, np.float32)
+            gemm_f32_backward_input(w, _lane(dy, n_out, m, s), dxs, n_in, n_out, active)
+            _set_lane(dx, n_in, m, s, dxs)
+        return
     w, dy, dx = w.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    ws = np.empty(n_out, np.float32)
-    offs = np.empty(n_out, np.uint64)
-    for i in range(n_in):
-        acc = dx[i * m:(i + 1) * m]
-        _fill(acc, ZERO, m)
-        n = 0
-        for o in range(n_out):
-            if active is not None:
-                if active[o] == 0:
-                    continue
-            ws[n], offs[n] = w[o * n_in + i], o * m
-            n += 1
-        _gather(acc, ws, offs, n, dy, m)
+    rows = _active_rows(active, n_out)
+    n = rows.size
+    wT = np.empty(n_in * n, np.float32)            # the active rows' column i as row i
+    for k in range(n):
+        for i in range(n_in):
+            wT[i * n + k] = w[rows[k] * n_in + i]
+    _gather(dx, 0, m, n_in, np.zeros(n_in, np.float32), wT, 0, n, rows * m, n, dy, 0, m)
 
 
 @_jit
 def gemm_f32_backward_weight_lanes(x, dy, dw, db, n_in, n_out, active, m):
     """dw[o][i] += x[i] * dy[o] for s = 0..m-1 in turn (one rounding each), vectorized over the longer
     of i and o (the other operand transposed to [s][...]); then db[o] += dy[o] in sample order."""
+    if m < WIDTH:
+        for s in range(m):
+            gemm_f32_backward_weight(_lane(x, n_in, m, s), _lane(dy, n_out, m, s), dw, db, n_in, n_out, active)
+        return
     x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
+    rows = _active_rows(active, n_out)
     if n_in >= n_out:                  # rows of dw, i innermost
-        xT = _transpose_planes(x, n_in, m)
-        for o in range(n_out):
-            if active is not None:
-                if active[o] == 0:
-                    continue
-            row = dw[o * n_in:(o + 1) * n_in]
-            for s in range(m):
-                _axpy(row, dy[o * m + s], xT[s * n_in:(s + 1) * n_in], n_in)
-    else:                              # columns of dw, o innermost (inactive rows keep their values)
-        dyT = _transpose_planes(dy, n_out, m)
+        _outer_add(dw, n_in, rows, dy, _transpose_planes(x, n_in, m), n_in, m)
+    else:                              # columns of dw, o innermost (inactive rows are not copied back)
         dwT = _transpose_planes(dw, n_out, n_in)
-        for i in range(n_in):
-            col = dwT[i * n_out:(i + 1) * n_out]
-            for s in range(m):
-                xv = x[i * m + s]
-                g = dyT[s * n_out:(s + 1) * n_out]
-                if active is None:
-                    _axpy(col, xv, g, n_out)
-                else:
-                    for o in range(n_out):
-                        if active[o] != 0:
-                            col[o] = col[o] + g[o] * xv
-        for o in range(n_out):
+        _outer_add(dwT, n_out, np.arange(n_in), x, _transpose_planes(dy, n_out, m), n_out, m)
+        for o in rows:
             for i in range(n_in):
                 dw[o * n_in + i] = dwT[i * n_out + o]
     if db is not None:
-        for o in range(n_out):
-            if active is not None:
-                if active[o] == 0:
-                    continue
+        for o in rows:
             _add_lanes_in_order(db.reshape(-1), o, dy[o * m:(o + 1) * m], m)
 
 
 # ---- convolution cores ----------------------------------------------------------------------------
 @_jit
-def _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, iy0, ix0, in_active, ws, offs, m):
-    """Output channel oc's taps ic, ky in [ky0, ky1), kx in [kx0, kx1) ascending (the conv2d order): their
-    weights in ws, their input offsets ((ic * IH + iy0 + ky) * IW + ix0 + kx) * m in offs; returns the count."""
+def _conv_taps(w, oc0, nr, d, ky0, ky1, kx0, kx1, iy0, ix0, in_active, W, cap, offs, m):
+    """Output channels oc0..oc0+nr-1's taps ic, ky in [ky0, ky1), kx in [kx0, kx1) ascending (the conv2d
+    order): channel oc0 + j's weights in W[j * cap + k], the input offsets ((ic * IH + iy0 + ky) * IW
+    + ix0 + kx) * m in offs; returns the count."""
     IC, IH, IW, KH, KW = d[0], d[1], d[2], d[6], d[7]
     n = 0
     for ic in range(IC):
@@ -183,7 +300,8 @@ def _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, iy0, ix0, in_active, ws, offs, 
                 continue
         for ky in range(ky0, ky1):
             for kx in range(kx0, kx1):
-                ws[n] = w[((oc * IC + ic) * KH + ky) * KW + kx]
+                for j in range(nr):
+                    W[j * cap + n] = w[(((oc0 + j) * IC + ic) * KH + ky) * KW + kx]
                 offs[n] = ((ic * IH + iy0 + ky) * IW + ix0 + kx) * m
                 n += 1
     return n
@@ -192,31 +310,28 @@ def _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, iy0, ix0, in_active, ws, offs, 
 @_jit
 def _conv_gather_lanes(x, w, b, y, d, in_active, m):
     """conv2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the in-bounds taps;
-    w [OC][IC][KH][KW]. Per (oc, oy) the taps of the outputs whose every kx is in the input are listed
-    once, as offsets from the output's first input column."""
+    w [OC][IC][KH][KW]. Four output channels at a time; per row oy the taps of the outputs whose every
+    kx is in the input are listed once, as offsets from the output's first input column."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    ws = np.empty(IC * KH * KW, np.float32)
-    offs = np.empty(IC * KH * KW, np.uint64)
-    wi = np.empty(IC * KH * KW, np.float32)
-    ri = np.empty(IC * KH * KW, np.uint64)
-    for oc in range(OC):
-        b0 = ZERO
-        if b is not None:
-            b0 = b.reshape(-1)[oc]
+    cap = IC * KH * KW
+    W, offs = np.empty(4 * cap, np.float32), np.empty(cap, np.int64)
+    Wi, offs_i = np.empty(4 * cap, np.float32), np.empty(cap, np.int64)
+    init = _biases(b, OC)
+    for oc0 in range(0, OC, 4):
+        nr = min(4, OC - oc0)
         for oy in range(OH):
             ky0, ky1 = _tap_range(oy, S, P, KH, IH)
-            ni = _conv_tap_list(w, oc, d, ky0, ky1, 0, KW, oy * S - P, 0, in_active, wi, ri, m)
+            ni = _conv_taps(w, oc0, nr, d, ky0, ky1, 0, KW, oy * S - P, 0, in_active, Wi, cap, offs_i, m)
             for ox in range(OW):
                 kx0, kx1 = _tap_range(ox, S, P, KW, IW)
-                a = ((oc * OH + oy) * OW + ox) * m
-                acc = y[a:a + m]
-                _fill(acc, b0, m)
+                a = ((oc0 * OH + oy) * OW + ox) * m
                 if kx0 == 0 and kx1 == KW:             # the same taps in the same order, shifted
-                    _gather(acc, wi, ri, ni, x, m, (ox * S - P) * m)
+                    _gather(y, a, OH * OW * m, nr, init[oc0:], Wi, 0, cap, offs_i, ni, x, (ox * S - P) * m, m)
                 else:
-                    n = _conv_tap_list(w, oc, d, ky0, ky1, kx0, kx1, oy * S - P, ox * S - P, in_active, ws, offs, m)
-                    _gather(acc, ws, offs, n, x, m)
+                    n = _conv_taps(w, oc0, nr, d, ky0, ky1, kx0, kx1, oy * S - P, ox * S - P, in_active, W, cap,
+                                   offs, m)
+                    _gather(y, a, OH * OW * m, nr, init[oc0:], W, 0, cap, offs, n, x, 0, m)
 
 
 @_jit
@@ -267,20 +382,20 @@ def _convt_classes(tx, nx, OW, S):
 def _convt_gather_lanes(x, w, b, y, d, in_active, m):
     """convtranspose2d forward order per lane: acc = b[oc]; ic, ky, kx ascending over the taps whose
     input iy = (oy + P - ky) / S, ix = (ox + P - kx) / S is exact and in range; w [IC][OC][KH][KW].
-    Per (oc, oy) the tap list is made once per column class (_convt_classes), not once per output."""
+    Four output channels at a time; per row oy the tap list is made once per column class
+    (_convt_classes), not once per output."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, w, y = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     ty, ny = _convt_taps(OH, IH, KH, S, P)
     tx, nx = _convt_taps(OW, IW, KW, S, P)
     cls, rep, dmin = _convt_classes(tx, nx, OW, S)
-    ncls = rep.size
-    ws = np.empty((ncls, IC * KH * KW), np.float32)
-    offs = np.empty((ncls, IC * KH * KW), np.uint64)
+    ncls, cap = rep.size, IC * KH * KW
+    W = np.empty((ncls, 4 * cap), np.float32)
+    offs = np.empty((ncls, cap), np.int64)
     nt = np.empty(ncls, np.int64)
-    for oc in range(OC):
-        b0 = ZERO
-        if b is not None:
-            b0 = b.reshape(-1)[oc]
+    init = _biases(b, OC)
+    for oc0 in range(0, OC, 4):
+        nr = min(4, OC - oc0)
         for oy in range(OH):
             for c in range(ncls):
                 r = rep[c]
@@ -293,18 +408,19 @@ def _convt_gather_lanes(x, w, b, y, d, in_active, m):
                         ky, iy = ty[oy, j, 0], ty[oy, j, 1]
                         for k in range(nx[r]):
                             kx, ix = tx[r, k, 0], tx[r, k, 1]
-                            ws[c, n] = w[((ic * OC + oc) * KH + ky) * KW + kx]
+                            for q in range(nr):
+                                W[c, q * cap + n] = w[((ic * OC + oc0 + q) * KH + ky) * KW + kx]
                             offs[c, n] = ((ic * IH + iy) * IW + ix - r // S - dmin[c]) * m
                             n += 1
                 nt[c] = n
             for ox in range(OW):
                 c = cls[ox]
-                a = ((oc * OH + oy) * OW + ox) * m
-                acc = y[a:a + m]
-                _fill(acc, b0, m)
-                _gather(acc, ws[c], offs[c], nt[c], x, m, (ox // S + dmin[c]) * m)
+                a = ((oc0 * OH + oy) * OW + ox) * m
+                _gather(y, a, OH * OW * m, nr, init[oc0:], W[c], 0, cap, offs[c], nt[c], x,
+                        (ox // S + dmin[c]) * m, m)
 
 
+# ---- weight gradients -----------------------------------------------------------------------------
 @_jit
 def _bias_grad_lanes(dy, db, OC, n_pos, active, m):
     """Per lane acc = 0; positions ascending: acc += dy[oc][p]; then db[oc] += acc in sample order."""
@@ -326,81 +442,141 @@ def _bias_grad_lanes(dy, db, OC, n_pos, active, m):
 
 
 @_jit
-def _weight_plane_lanes(xc, g, IH, IW, OH, OW, KH, KW, S, P, dw, dw0, m):
-    """The nn.h weight-plane order per lane: for ky, kx: acc = 0; for oy, ox with iy = oy*S - P + ky,
-    ix = ox*S - P + kx in the input: acc += xc[iy][ix] * g[oy][ox]; then dw[dw0 + ky*KW + kx] += acc
-    in sample order. xc, g: one channel's plane, [pos][m]."""
-    acc = np.empty(m, np.float32)
-    for ky in range(KH):
-        oy0, oy1 = _valid_range(ky - P, S, IH)
-        oy1 = min(oy1, OH)
-        for kx in range(KW):
-            ox0, ox1 = _valid_range(kx - P, S, IW)
-            ox1 = min(ox1, OW)
-            _fill(acc, ZERO, m)
+def _plane_sums(T, nr, X, xa, xcy, xcx, R, ra, rcy, rcx, oy0, oy1, ox0, ox1, m):
+    """One tap's per-lane sums for nr <= 4 planes against one shared plane: for j < nr and each lane s,
+    T[j * m + s] = sum over oy in [oy0, oy1), ox in [ox0, ox1) ascending of X[(xa + oy * xcy + ox * xcx)
+    * m + s] * R[(ra[j] + oy * rcy + ox * rcx) * m + s] (starting from +0.0). Four planes keep their sums
+    in registers over all positions; fewer are summed one at a time."""
+    for blk in range(_n_blocks(m)):
+        s = _block(blk, m)
+        if nr == 4:
+            r0, r1, r2, r3 = ra[0] * m + s, ra[1] * m + s, ra[2] * m + s, ra[3] * m + s
+            a0 = a1 = a2 = a3 = splat8(ZERO)
             for oy in range(oy0, oy1):
                 for ox in range(ox0, ox1):
-                    xi = ((oy * S - P + ky) * IW + ox * S - P + kx) * m
-                    gi = (oy * OW + ox) * m
-                    xr = xc[xi:xi + m]
-                    gr = g[gi:gi + m]
-                    for s in range(m):
-                        acc[s] = acc[s] + xr[s] * gr[s]
-            _add_lanes_in_order(dw, dw0 + ky * KW + kx, acc, m)
+                    xv = load8(X, (xa + oy * xcy + ox * xcx) * m + s)
+                    p = (oy * rcy + ox * rcx) * m
+                    a0 = madd8(a0, xv, load8(R, r0 + p))
+                    a1 = madd8(a1, xv, load8(R, r1 + p))
+                    a2 = madd8(a2, xv, load8(R, r2 + p))
+                    a3 = madd8(a3, xv, load8(R, r3 + p))
+            store8(T, s, a0)
+            store8(T, m + s, a1)
+            store8(T, 2 * m + s, a2)
+            store8(T, 3 * m + s, a3)
+        else:
+            for j in range(nr):
+                a = splat8(ZERO)
+                for oy in range(oy0, oy1):
+                    for ox in range(ox0, ox1):
+                        a = madd8(a, load8(X, (xa + oy * xcy + ox * xcx) * m + s),
+                                  load8(R, (ra[j] + oy * rcy + ox * rcx) * m + s))
+                store8(T, j * m + s, a)
+
+
+@_jit
+def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
+    """dw += (per lane: the nn.h weight-plane sum), in sample order, for every (oc, ic) pair. The plane
+    sum of tap (ky, kx): for oy, ox ascending with iy = oy*S - P + ky, ix = ox*S - P + kx inside the
+    strided plane, acc += strided[iy][ix] * map[oy][ox]. conv2d: the strided plane is x[ic], the map
+    dy[oc], w [OC][IC][KH][KW], four output channels against one x[ic]; convtranspose2d (`transposed`):
+    the strided plane is dy[oc], the map x[ic], w [IC][OC][KH][KW] (as the C), four input channels'
+    maps against one dy[oc]."""
+    IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
+    x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
+    _bias_grad_lanes(dy, db, OC, OH * OW, active, m)
+    if transposed:      # shared: dy[oc] (strided, OH x OW); blocked: x[ic] (maps, IH x IW)
+        shared, nsh, blocked = _active_rows(active, OC), OC, np.arange(IC)
+        X, SH, SW, R, MH, MW = dy, OH, OW, x, IH, IW
+    else:               # shared: x[ic] (strided, IH x IW); blocked: dy[oc] (maps, OH x OW)
+        shared, nsh, blocked = np.arange(IC), IC, _active_rows(active, OC)
+        X, SH, SW, R, MH, MW = x, IH, IW, dy, OH, OW
+    T = np.empty(4 * m, np.float32)
+    ra = np.empty(4, np.int64)
+    dwa = np.empty(4, np.int64)
+    for c in shared:
+        for q0 in range(0, blocked.size, 4):
+            nr = min(4, blocked.size - q0)
+            for j in range(nr):
+                cb = blocked[q0 + j]
+                ra[j] = cb * MH * MW
+                dwa[j] = (cb * nsh + c) * KH * KW       # [oc][ic] (conv2d) or [ic][oc] (transposed)
+            for ky in range(KH):
+                oy0, oy1 = _valid_range(ky - P, S, SH)
+                oy1 = min(oy1, MH)
+                for kx in range(KW):
+                    ox0, ox1 = _valid_range(kx - P, S, SW)
+                    ox1 = min(ox1, MW)
+                    _plane_sums(T, nr, X, c * SH * SW + (ky - P) * SW + kx - P, S * SW, S, R, ra, MW, 1,
+                                oy0, oy1, ox0, ox1, m)
+                    _add_rows_in_order(dw, dwa, ky * KW + kx, T, nr, m)
 
 
 # ---- conv2d -------------------------------------------------------------------------------------
 @_jit
 def conv2d_f32_forward_lanes(x, w, b, y, d, m):
+    if m < WIDTH:
+        for s in range(m):
+            ys = np.empty(d[3] * d[4] * d[5], np.float32)
+            conv2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
+            _set_lane(y, d[3] * d[4] * d[5], m, s, ys)
+        return
     _conv_gather_lanes(x, w, b, y, d, None, m)
 
 
 @_jit
 def conv2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
+    if m < WIDTH:
+        for s in range(m):
+            dxs = np.empty(d[0] * d[1] * d[2], np.float32)
+            conv2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
+            _set_lane(dx, d[0] * d[1] * d[2], m, s, dxs)
+        return
     _convt_gather_lanes(dy, w, None, dx, _swap(d), active, m)
-
-
-@_jit
-def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
-    """dw += (per lane: the nn.h weight-plane sum), in sample order, for every (oc, ic) pair. conv2d:
-    the strided plane is x[ic], the gradient map dy[oc], w [OC][IC][KH][KW]; convtranspose2d
-    (`transposed`): the strided plane is dy[oc], the map x[ic], w [IC][OC][KH][KW] (as the C)."""
-    IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
-    x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
-    _bias_grad_lanes(dy, db, OC, OH * OW, active, m)
-    for j in range(OC * IC):
-        oc, ic = j // IC, j % IC
-        if active is not None:
-            if active[oc] == 0:
-                continue
-        xp = x[ic * IH * IW * m:(ic + 1) * IH * IW * m]
-        gp = dy[oc * OH * OW * m:(oc + 1) * OH * OW * m]
-        if transposed:
-            _weight_plane_lanes(gp, xp, OH, OW, IH, IW, KH, KW, S, P, dw, (ic * OC + oc) * KH * KW, m)
-        else:
-            _weight_plane_lanes(xp, gp, IH, IW, OH, OW, KH, KW, S, P, dw, (oc * IC + ic) * KH * KW, m)
 
 
 @_jit
 def conv2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
     """dw[oc][ic][ky][kx] += (per lane: sum over output positions ascending of x * dy), in sample order."""
+    if m < WIDTH:
+        for s in range(m):
+            conv2d_f32_backward_weight(_lane(x, d[0] * d[1] * d[2], m, s), _lane(dy, d[3] * d[4] * d[5], m, s),
+                                       dw, db, d, active)
+        return
     _weight_grad_lanes(x, dy, dw, db, d, active, m, False)
 
 
 # ---- convtranspose2d ----------------------------------------------------------------------------
 @_jit
 def convtranspose2d_f32_forward_lanes(x, w, b, y, d, m):
+    if m < WIDTH:
+        for s in range(m):
+            ys = np.empty(d[3] * d[4] * d[5], np.float32)
+            convtranspose2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
+            _set_lane(y, d[3] * d[4] * d[5], m, s, ys)
+        return
     _convt_gather_lanes(x, w, b, y, d, None, m)
 
 
 @_jit
 def convtranspose2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
+    if m < WIDTH:
+        for s in range(m):
+            dxs = np.empty(d[0] * d[1] * d[2], np.float32)
+            convtranspose2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
+            _set_lane(dx, d[0] * d[1] * d[2], m, s, dxs)
+        return
     _conv_gather_lanes(dy, w, None, dx, _swap(d), active, m)
 
 
 @_jit
 def convtranspose2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
     """dw[ic][oc][ky][kx] += (per lane: sum over input positions ascending of x * dy), in sample order."""
+    if m < WIDTH:
+        for s in range(m):
+            convtranspose2d_f32_backward_weight(_lane(x, d[0] * d[1] * d[2], m, s),
+                                                _lane(dy, d[3] * d[4] * d[5], m, s), dw, db, d, active)
+        return
     _weight_grad_lanes(x, dy, dw, db, d, active, m, True)
 
 
