@@ -94,6 +94,28 @@ def test_conv_lanes(op, geometry, m):
                     ic * ih * iw, oc * oh * ow, f32(rng, oc * ic * k * k), f32(rng, oc), (d,), rng, active, m)
 
 
+@pytest.mark.parametrize("m", LANE_COUNTS)
+@pytest.mark.parametrize("in_place", [False, True])
+def test_relu_lanes(m, in_place):
+    """The ReLU pair eight values at a time (SIMD selects on the bits) against the one-sample twins, with
+    signed zeros, NaNs of both signs, subnormals and infinities among the values, in place and not."""
+    rng = np.random.default_rng(m)
+    n = 29
+    special = np.array([0x80000000, 0, 0x7FC00000, 0xFFC00000, 0x00000001, 0x80000001, 0x7F800000, 0xFF800000],
+                       np.uint32).view(np.float32)
+    x = f32(rng, n * m)
+    x[rng.integers(0, n * m, 40)] = rng.choice(special, 40)
+    dy = f32(rng, n * m)
+    want_y, want_dx = np.empty_like(x), np.empty_like(x)
+    T.relu_f32_forward(x, want_y, n * m)
+    T.relu_f32_backward(x, dy, want_dx, n * m)
+    y = x.copy() if in_place else np.empty_like(x)
+    LN.relu_f32_forward_lanes(x.copy() if not in_place else y, y, n, m)
+    dx = dy.copy() if in_place else np.empty_like(x)
+    LN.relu_f32_backward_lanes(x, dy.copy() if not in_place else dx, dx, n, m)
+    assert np.array_equal(bits(y), bits(want_y)) and np.array_equal(bits(dx), bits(want_dx))
+
+
 def test_elbo_and_elementwise_lanes():
     """The VAE's loss and its elementwise steps, lane layout against one sample at a time."""
     rng = np.random.default_rng(5)

@@ -31,7 +31,7 @@ from .layers_f32 import _swap, _tap_range, _transpose_planes, _valid_range, conv
     convtranspose2d_f32_backward_weight, convtranspose2d_f32_forward, gemm_f32_backward_input, \
     gemm_f32_backward_weight, gemm_f32_forward
 from .nn_math import expf, logf_normal
-from .simd import WIDTH, load8, madd8, splat8, splat_at, store8
+from .simd import WIDTH, load8, madd8, relu8, relu_backward8, splat8, splat_at, store8
 from .train_f32 import HALF, INV255, ONE, ZERO, bce_combine, elbo_f32_backward, kl_normal, neg_abs, \
     pixels_f32_forward, relu_f32_backward, relu_f32_forward, reparameterize_f32_backward, \
     reparameterize_f32_forward, sigmoid_f32_forward
@@ -120,22 +120,46 @@ def _set_lane(a, n, m, s, v):
 @_jit
 def _gather4(y, ya, yst, b0, b1, b2, b3, W, wa, wst, offs, n, x, base, m):
     """Four outputs that share their taps' inputs, for every lane s: y[ya + j * yst + s] = b_j, then
-    + W[wa + j * wst + k] * x[base + offs[k] + s] for k = 0..n-1 in turn (j = 0..3). The four sums stay
-    in registers over all n taps and each load of x serves all four."""
+    + W[wa + j * wst + k] * x[base + offs[k] + s] for k = 0..n-1 in turn (j = 0..3). Two lane blocks at a
+    time (one when m < 2 * WIDTH): the eight sums stay in registers over all n taps, each weight broadcast
+    serves two blocks and each load of x four outputs."""
     w0, w1, w2, w3 = wa, wa + wst, wa + 2 * wst, wa + 3 * wst
-    for blk in range(_n_blocks(m)):
-        s = _block(blk, m)
+    if m < 2 * WIDTH:
+        for blk in range(_n_blocks(m)):
+            s = _block(blk, m)
+            a0, a1, a2, a3 = splat8(b0), splat8(b1), splat8(b2), splat8(b3)
+            for k in range(n):
+                xv = load8(x, base + offs[k] + s)
+                a0 = madd8(a0, splat_at(W, w0 + k), xv)
+                a1 = madd8(a1, splat_at(W, w1 + k), xv)
+                a2 = madd8(a2, splat_at(W, w2 + k), xv)
+                a3 = madd8(a3, splat_at(W, w3 + k), xv)
+            store8(y, ya + s, a0)
+            store8(y, ya + yst + s, a1)
+            store8(y, ya + 2 * yst + s, a2)
+            store8(y, ya + 3 * yst + s, a3)
+        return
+    for pair in range((m + 2 * WIDTH - 1) // (2 * WIDTH)):
+        s = min(pair * 2 * WIDTH, m - 2 * WIDTH)
+        t = s + WIDTH
         a0, a1, a2, a3 = splat8(b0), splat8(b1), splat8(b2), splat8(b3)
+        c0, c1, c2, c3 = a0, a1, a2, a3
         for k in range(n):
-            xv = load8(x, base + offs[k] + s)
-            a0 = madd8(a0, splat_at(W, w0 + k), xv)
-            a1 = madd8(a1, splat_at(W, w1 + k), xv)
-            a2 = madd8(a2, splat_at(W, w2 + k), xv)
-            a3 = madd8(a3, splat_at(W, w3 + k), xv)
+            o = base + offs[k]
+            xv, xw = load8(x, o + s), load8(x, o + t)
+            v0, v1, v2, v3 = splat_at(W, w0 + k), splat_at(W, w1 + k), splat_at(W, w2 + k), splat_at(W, w3 + k)
+            a0, c0 = madd8(a0, v0, xv), madd8(c0, v0, xw)
+            a1, c1 = madd8(a1, v1, xv), madd8(c1, v1, xw)
+            a2, c2 = madd8(a2, v2, xv), madd8(c2, v2, xw)
+            a3, c3 = madd8(a3, v3, xv), madd8(c3, v3, xw)
         store8(y, ya + s, a0)
         store8(y, ya + yst + s, a1)
         store8(y, ya + 2 * yst + s, a2)
         store8(y, ya + 3 * yst + s, a3)
+        store8(y, ya + t, c0)
+        store8(y, ya + yst + t, c1)
+        store8(y, ya + 2 * yst + t, c2)
+        store8(y, ya + 3 * yst + t, c3)
 
 
 @_jit
@@ -583,12 +607,22 @@ def convtranspose2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
 # ---- elementwise: the one-sample twins over all n * m values ------------------------------------
 @_jit
 def relu_f32_forward_lanes(x, y, n, m):
-    relu_f32_forward(x, y, n * m)
+    """relu_f32_forward over the n * m values, eight at a time (x may be y: each block is read, then written)."""
+    x, y = x.reshape(-1), y.reshape(-1)
+    nv = n * m - n * m % WIDTH
+    for i in range(0, nv, WIDTH):
+        store8(y, i, relu8(load8(x, i)))
+    relu_f32_forward(x[nv:], y[nv:], n * m - nv)
 
 
 @_jit
 def relu_f32_backward_lanes(y, dy, dx, n, m):
-    relu_f32_backward(y, dy, dx, n * m)
+    """relu_f32_backward over the n * m values, eight at a time (dx may be dy)."""
+    y, dy, dx = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    nv = n * m - n * m % WIDTH
+    for i in range(0, nv, WIDTH):
+        store8(dx, i, relu_backward8(load8(y, i), load8(dy, i)))
+    relu_f32_backward(y[nv:], dy[nv:], dx[nv:], n * m - nv)
 
 
 @_jit

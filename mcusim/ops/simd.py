@@ -2,10 +2,12 @@
 several outputs' sums in registers across all of their terms (register blocking, as GEMM kernels do):
 Numba's loop vectorizer does not do that by itself, it loads and stores the sums on every pass.
 
-Only what the lane twins need: a load and a store of eight consecutive floats, a broadcast, and
-acc + a * b with the multiply and the add each rounded to float32. The IR carries no fast-math flags,
-so LLVM may not contract the two into a fused multiply-add: every lane does exactly the scalar twin's
-arithmetic. Where the CPU has no 256-bit vectors LLVM splits each operation; the bits do not change.
+Only what the lane twins need: a load and a store of eight consecutive floats, a broadcast,
+acc + a * b with the multiply and the add each rounded to float32, and the ReLU pair as selects on the
+IEEE bits (train_f32's relu twins eight at a time: no branch to mispredict, and as fast in place as
+not, where LLVM's vectorizer gives up). The IR carries no fast-math flags, so LLVM may not contract a
+multiply and an add into a fused multiply-add: every lane does exactly the scalar twin's arithmetic.
+Where the CPU has no 256-bit vectors LLVM splits each operation; the bits do not change.
 Loads and stores are not bounds-checked: the callers keep every index inside the array.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["WIDTH", "f32x8", "load8", "store8", "splat8", "splat_at", "madd8"]
+__all__ = ["WIDTH", "f32x8", "load8", "store8", "splat8", "splat_at", "madd8", "relu8", "relu_backward8"]
 
 WIDTH = 8
 _VECTOR = ir.VectorType(ir.FloatType(), WIDTH)
@@ -112,3 +114,30 @@ def madd8(typingctx, acc, a, b):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], builder.fmul(args[1], args[2]))
     return f32x8(acc, a, b), codegen
+
+
+_INT_VECTOR = ir.VectorType(ir.IntType(32), WIDTH)
+
+
+@intrinsic
+def relu8(typingctx, v):
+    """Lane by lane: +0.0 where the sign bit is set, else v (train_f32.relu_f32_forward)."""
+    if v != f32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        negative = builder.icmp_signed("<", builder.bitcast(args[0], _INT_VECTOR), ir.Constant(_INT_VECTOR, 0))
+        return builder.select(negative, ir.Constant(_VECTOR, 0.0), args[0])
+    return f32x8(v), codegen
+
+
+@intrinsic
+def relu_backward8(typingctx, y, g):
+    """Lane by lane: g where the bits of y, as an int32, are > 0, else +0.0 (train_f32.relu_f32_backward)."""
+    if not (y == g == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        positive = builder.icmp_signed(">", builder.bitcast(args[0], _INT_VECTOR), ir.Constant(_INT_VECTOR, 0))
+        return builder.select(positive, args[1], ir.Constant(_VECTOR, 0.0))
+    return f32x8(y, g), codegen
