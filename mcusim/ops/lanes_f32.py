@@ -466,36 +466,56 @@ def _bias_grad_lanes(dy, db, OC, n_pos, active, m):
 
 
 @_jit
-def _plane_sums(T, nr, X, xa, xcy, xcx, R, ra, rcy, rcx, oy0, oy1, ox0, ox1, m):
-    """One tap's per-lane sums for nr <= 4 planes against one shared plane: for j < nr and each lane s,
-    T[j * m + s] = sum over oy in [oy0, oy1), ox in [ox0, ox1) ascending of X[(xa + oy * xcy + ox * xcx)
-    * m + s] * R[(ra[j] + oy * rcy + ox * rcx) * m + s] (starting from +0.0). Four planes keep their sums
-    in registers over all positions; fewer are summed one at a time."""
+def _plane_sums(T, nsh, nr, X, xa0, xa1, xcy, xcx, R, ra, rcy, rcx, oy0, oy1, ox0, ox1, m):
+    """One tap's per-lane sums of nr <= 4 planes against nsh <= 2 shared planes: for h < nsh, j < nr and each
+    lane s, T[(4 * h + j) * m + s] = sum over oy in [oy0, oy1), ox in [ox0, ox1) ascending of
+    X[(xa_h + oy * xcy + ox * xcx) * m + s] * R[(ra[j] + oy * rcy + ox * rcx) * m + s] (from +0.0). Two
+    shared planes against four keep eight sums in registers (six loads for eight multiply-adds); fewer
+    planes are summed four, or one, at a time."""
     for blk in range(_n_blocks(m)):
         s = _block(blk, m)
         if nr == 4:
             r0, r1, r2, r3 = ra[0] * m + s, ra[1] * m + s, ra[2] * m + s, ra[3] * m + s
             a0 = a1 = a2 = a3 = splat8(ZERO)
-            for oy in range(oy0, oy1):
-                for ox in range(ox0, ox1):
-                    xv = load8(X, (xa + oy * xcy + ox * xcx) * m + s)
-                    p = (oy * rcy + ox * rcx) * m
-                    a0 = madd8(a0, xv, load8(R, r0 + p))
-                    a1 = madd8(a1, xv, load8(R, r1 + p))
-                    a2 = madd8(a2, xv, load8(R, r2 + p))
-                    a3 = madd8(a3, xv, load8(R, r3 + p))
+            if nsh == 2:
+                c0 = c1 = c2 = c3 = a0
+                for oy in range(oy0, oy1):
+                    for ox in range(ox0, ox1):
+                        o = (oy * xcy + ox * xcx) * m + s
+                        xv, xw = load8(X, xa0 * m + o), load8(X, xa1 * m + o)
+                        p = (oy * rcy + ox * rcx) * m
+                        q0, q1, q2, q3 = load8(R, r0 + p), load8(R, r1 + p), load8(R, r2 + p), load8(R, r3 + p)
+                        a0, c0 = madd8(a0, xv, q0), madd8(c0, xw, q0)
+                        a1, c1 = madd8(a1, xv, q1), madd8(c1, xw, q1)
+                        a2, c2 = madd8(a2, xv, q2), madd8(c2, xw, q2)
+                        a3, c3 = madd8(a3, xv, q3), madd8(c3, xw, q3)
+                store8(T, 4 * m + s, c0)
+                store8(T, 5 * m + s, c1)
+                store8(T, 6 * m + s, c2)
+                store8(T, 7 * m + s, c3)
+            else:
+                for oy in range(oy0, oy1):
+                    for ox in range(ox0, ox1):
+                        xv = load8(X, (xa0 + oy * xcy + ox * xcx) * m + s)
+                        p = (oy * rcy + ox * rcx) * m
+                        a0 = madd8(a0, xv, load8(R, r0 + p))
+                        a1 = madd8(a1, xv, load8(R, r1 + p))
+                        a2 = madd8(a2, xv, load8(R, r2 + p))
+                        a3 = madd8(a3, xv, load8(R, r3 + p))
             store8(T, s, a0)
             store8(T, m + s, a1)
             store8(T, 2 * m + s, a2)
             store8(T, 3 * m + s, a3)
         else:
-            for j in range(nr):
-                a = splat8(ZERO)
-                for oy in range(oy0, oy1):
-                    for ox in range(ox0, ox1):
-                        a = madd8(a, load8(X, (xa + oy * xcy + ox * xcx) * m + s),
-                                  load8(R, (ra[j] + oy * rcy + ox * rcx) * m + s))
-                store8(T, j * m + s, a)
+            for h in range(nsh):
+                xa = xa1 if h else xa0
+                for j in range(nr):
+                    a = splat8(ZERO)
+                    for oy in range(oy0, oy1):
+                        for ox in range(ox0, ox1):
+                            a = madd8(a, load8(X, (xa + oy * xcy + ox * xcx) * m + s),
+                                      load8(R, (ra[j] + oy * rcy + ox * rcx) * m + s))
+                    store8(T, (4 * h + j) * m + s, a)
 
 
 @_jit
@@ -503,9 +523,9 @@ def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
     """dw += (per lane: the nn.h weight-plane sum), in sample order, for every (oc, ic) pair. The plane
     sum of tap (ky, kx): for oy, ox ascending with iy = oy*S - P + ky, ix = ox*S - P + kx inside the
     strided plane, acc += strided[iy][ix] * map[oy][ox]. conv2d: the strided plane is x[ic], the map
-    dy[oc], w [OC][IC][KH][KW], four output channels against one x[ic]; convtranspose2d (`transposed`):
+    dy[oc], w [OC][IC][KH][KW], four output channels against two x[ic]; convtranspose2d (`transposed`):
     the strided plane is dy[oc], the map x[ic], w [IC][OC][KH][KW] (as the C), four input channels'
-    maps against one dy[oc]."""
+    maps against two dy[oc]."""
     IC, IH, IW, OC, OH, OW, KH, KW, S, P = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
     x, dy, dw = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
     _bias_grad_lanes(dy, db, OC, OH * OW, active, m)
@@ -515,25 +535,30 @@ def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
     else:               # shared: x[ic] (strided, IH x IW); blocked: dy[oc] (maps, OH x OW)
         shared, nsh, blocked = np.arange(IC), IC, _active_rows(active, OC)
         X, SH, SW, R, MH, MW = x, IH, IW, dy, OH, OW
-    T = np.empty(4 * m, np.float32)
+    T = np.empty(8 * m, np.float32)
     ra = np.empty(4, np.int64)
-    dwa = np.empty(4, np.int64)
-    for c in shared:
+    dwa = np.empty(8, np.int64)
+    for h0 in range(0, shared.size, 2):
+        ns = min(2, shared.size - h0)
+        c0, c1 = shared[h0], shared[h0 + ns - 1]
         for q0 in range(0, blocked.size, 4):
             nr = min(4, blocked.size - q0)
             for j in range(nr):
                 cb = blocked[q0 + j]
                 ra[j] = cb * MH * MW
-                dwa[j] = (cb * nsh + c) * KH * KW       # [oc][ic] (conv2d) or [ic][oc] (transposed)
+                dwa[j] = (cb * nsh + c0) * KH * KW       # [oc][ic] (conv2d) or [ic][oc] (transposed)
+                dwa[4 + j] = (cb * nsh + c1) * KH * KW
             for ky in range(KH):
                 oy0, oy1 = _valid_range(ky - P, S, SH)
                 oy1 = min(oy1, MH)
                 for kx in range(KW):
                     ox0, ox1 = _valid_range(kx - P, S, SW)
                     ox1 = min(ox1, MW)
-                    _plane_sums(T, nr, X, c * SH * SW + (ky - P) * SW + kx - P, S * SW, S, R, ra, MW, 1,
+                    tap = (ky - P) * SW + kx - P
+                    _plane_sums(T, ns, nr, X, c0 * SH * SW + tap, c1 * SH * SW + tap, S * SW, S, R, ra, MW, 1,
                                 oy0, oy1, ox0, ox1, m)
-                    _add_rows_in_order(dw, dwa, ky * KW + kx, T, nr, m)
+                    for h in range(ns):
+                        _add_rows_in_order(dw, dwa[4 * h:4 * h + 4], ky * KW + kx, T[4 * h * m:(4 * h + 4) * m], nr, m)
 
 
 # ---- conv2d -------------------------------------------------------------------------------------
