@@ -181,7 +181,7 @@ def _strided(x, zx, w, zw, d, active):
                 row = cols_t[q]
                 a = np.int32(0)
                 for k in range(n_k):
-                    a += wr[k] * row[k]
+                    a = np.int32(a + wr[k] * row[k])        # int32 sums, as the C (and vectorizable)
                 acc[o, q] = a
     else:                               # few taps: the innermost loop over the output positions q
         for o in range(out_c):
@@ -314,7 +314,7 @@ def _isum(a, cols):
                 row = cols[k]
                 acc = np.int32(0)
                 for p in range(n_p):
-                    acc += ar[p] * row[p]
+                    acc = np.int32(acc + ar[p] * row[p])
                 isum[r, k] = acc
     return isum
 

@@ -37,11 +37,11 @@ def gemm_u8_forward(x, qx, w, qw, b, qb, y, qy, n_in, n_out, relu, alpha):
         xc[i] = np.int32(x[i]) - zx
     imin, imax = RANGE_EMPTY_MIN, RANGE_EMPTY_MAX
     for o in range(n_out):
-        base = o * n_in
+        wr = w[o * n_in:(o + 1) * n_in]
         t = np.int32(0)
-        for i in range(n_in):
-            t += (np.int32(w[np.uint64(base + i)]) - zw) * xc[i]
-        t += bias_units(b[o], zb, ratio)
+        for i in range(n_in):              # int32 sums, as the C: Numba's int64 promotion would not vectorize
+            t = np.int32(t + (np.int32(wr[i]) - zw) * xc[i])
+        t = np.int32(t + bias_units(b[o], zb, ratio))
         if relu and t < 0:
             t = np.int32(0)
         imin = min(imin, t)
