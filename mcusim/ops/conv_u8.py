@@ -331,18 +331,23 @@ def _row_requants(unit, sgw, out_c):
 @_jit
 def _update_grad(gw, isum, mults, shifts, n_rows, n_k, active, per_row, per_channel):
     """gw[r][k] = sat16(gw[r][k] + requant(isum[r][k])) for every weight whose output channel o is active
-    (o = r if per_row, else k // per_channel), with o's requantization."""
+    (o = r if per_row, else k // per_channel), with o's requantization: walked channel by channel, so that
+    o's (mult, shift) are constants of the inner loop (no division per weight)."""
+    n_o = 1 if per_row else n_k // per_channel
     for r in range(n_rows):
         if per_row and active is not None and active[r] == 0:
             continue
         a = isum[r]
         base = r * n_k
-        for k in range(n_k):
-            o = r if per_row else k // per_channel
+        for j in range(n_o):
+            o = r if per_row else j
             if not per_row and active is not None and active[o] == 0:
                 continue
-            g = np.uint64(base + k)
-            gw[g] = sat16(np.int32(gw[g]) + requant_apply(a[k], mults[o], shifts[o]))
+            k0 = 0 if per_row else j * per_channel
+            mult, shift = mults[o], shifts[o]
+            for k in range(k0, n_k if per_row else k0 + per_channel):
+                g = np.uint64(base + k)
+                gw[g] = sat16(np.int32(gw[g]) + requant_apply(a[k], mult, shift))
 
 
 @_jit
