@@ -561,14 +561,44 @@ def _weight_grad_lanes(x, dy, dw, db, d, active, m, transposed):
                         _add_rows_in_order(dw, dwa[4 * h:4 * h + 4], ky * KW + kx, T[4 * h * m:(4 * h + 4) * m], nr, m)
 
 
+@_jit
+def _conv_forward_by_sample(x, w, b, y, d, m, transposed):
+    """Below WIDTH lanes: the one-sample conv2d (or convtranspose2d) forward twin lane by lane."""
+    for s in range(m):
+        ys = np.empty(d[3] * d[4] * d[5], np.float32)
+        if transposed:
+            convtranspose2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
+        else:
+            conv2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
+        _set_lane(y, d[3] * d[4] * d[5], m, s, ys)
+
+
+@_jit
+def _conv_backward_input_by_sample(w, dy, dx, d, active, m, transposed):
+    for s in range(m):
+        dxs = np.empty(d[0] * d[1] * d[2], np.float32)
+        if transposed:
+            convtranspose2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
+        else:
+            conv2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
+        _set_lane(dx, d[0] * d[1] * d[2], m, s, dxs)
+
+
+@_jit
+def _conv_backward_weight_by_sample(x, dy, dw, db, d, active, m, transposed):
+    for s in range(m):
+        xs, dys = _lane(x, d[0] * d[1] * d[2], m, s), _lane(dy, d[3] * d[4] * d[5], m, s)
+        if transposed:
+            convtranspose2d_f32_backward_weight(xs, dys, dw, db, d, active)
+        else:
+            conv2d_f32_backward_weight(xs, dys, dw, db, d, active)
+
+
 # ---- conv2d -------------------------------------------------------------------------------------
 @_jit
 def conv2d_f32_forward_lanes(x, w, b, y, d, m):
     if m < WIDTH:
-        for s in range(m):
-            ys = np.empty(d[3] * d[4] * d[5], np.float32)
-            conv2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
-            _set_lane(y, d[3] * d[4] * d[5], m, s, ys)
+        _conv_forward_by_sample(x, w, b, y, d, m, False)
         return
     _conv_gather_lanes(x, w, b, y, d, None, m)
 
@@ -576,10 +606,7 @@ def conv2d_f32_forward_lanes(x, w, b, y, d, m):
 @_jit
 def conv2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
     if m < WIDTH:
-        for s in range(m):
-            dxs = np.empty(d[0] * d[1] * d[2], np.float32)
-            conv2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
-            _set_lane(dx, d[0] * d[1] * d[2], m, s, dxs)
+        _conv_backward_input_by_sample(w, dy, dx, d, active, m, False)
         return
     _convt_gather_lanes(dy, w, None, dx, _swap(d), active, m)
 
@@ -588,9 +615,7 @@ def conv2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
 def conv2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
     """dw[oc][ic][ky][kx] += (per lane: sum over output positions ascending of x * dy), in sample order."""
     if m < WIDTH:
-        for s in range(m):
-            conv2d_f32_backward_weight(_lane(x, d[0] * d[1] * d[2], m, s), _lane(dy, d[3] * d[4] * d[5], m, s),
-                                       dw, db, d, active)
+        _conv_backward_weight_by_sample(x, dy, dw, db, d, active, m, False)
         return
     _weight_grad_lanes(x, dy, dw, db, d, active, m, False)
 
@@ -599,10 +624,7 @@ def conv2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
 @_jit
 def convtranspose2d_f32_forward_lanes(x, w, b, y, d, m):
     if m < WIDTH:
-        for s in range(m):
-            ys = np.empty(d[3] * d[4] * d[5], np.float32)
-            convtranspose2d_f32_forward(_lane(x, d[0] * d[1] * d[2], m, s), w, b, ys, d)
-            _set_lane(y, d[3] * d[4] * d[5], m, s, ys)
+        _conv_forward_by_sample(x, w, b, y, d, m, True)
         return
     _convt_gather_lanes(x, w, b, y, d, None, m)
 
@@ -610,10 +632,7 @@ def convtranspose2d_f32_forward_lanes(x, w, b, y, d, m):
 @_jit
 def convtranspose2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
     if m < WIDTH:
-        for s in range(m):
-            dxs = np.empty(d[0] * d[1] * d[2], np.float32)
-            convtranspose2d_f32_backward_input(w, _lane(dy, d[3] * d[4] * d[5], m, s), dxs, d, active)
-            _set_lane(dx, d[0] * d[1] * d[2], m, s, dxs)
+        _conv_backward_input_by_sample(w, dy, dx, d, active, m, True)
         return
     _conv_gather_lanes(dy, w, None, dx, _swap(d), active, m)
 
@@ -622,9 +641,7 @@ def convtranspose2d_f32_backward_input_lanes(w, dy, dx, d, active, m):
 def convtranspose2d_f32_backward_weight_lanes(x, dy, dw, db, d, active, m):
     """dw[ic][oc][ky][kx] += (per lane: sum over input positions ascending of x * dy), in sample order."""
     if m < WIDTH:
-        for s in range(m):
-            convtranspose2d_f32_backward_weight(_lane(x, d[0] * d[1] * d[2], m, s),
-                                                _lane(dy, d[3] * d[4] * d[5], m, s), dw, db, d, active)
+        _conv_backward_weight_by_sample(x, dy, dw, db, d, active, m, True)
         return
     _weight_grad_lanes(x, dy, dw, db, d, active, m, True)
 
