@@ -91,9 +91,10 @@ def gemm_u8_backward_weight(x, qx, e, qe, gw, sgw, gb, sgb, n_in, n_out, active)
         c = round_scaled(de, (unit * grad_inverse(sgw[o])) * np.float32(512.0))
         c = np.int32(-32767 if c < -32767 else (32767 if c > 32767 else c))
         base = o * n_in
-        for i in range(n_in):
+        for i in range(n_in):                 # int32 throughout, as the C (|c * xs| < 2^30): vectorizes
             g = np.uint64(base + i)
-            gw[g] = sat16(np.int32(gw[g]) + ((c * xs[i] + 0x8000) >> 16))
+            step = np.int32(np.int32(c * xs[i]) + np.int32(0x8000)) >> np.int32(16)
+            gw[g] = sat16(np.int32(np.int32(gw[g]) + step))
         gb[o] = sat16(np.int32(gb[o]) + round_scaled(de, qe[0].scale * grad_inverse(sgb[o])))
 
 
